@@ -1,0 +1,42 @@
+# Two commands matter: `make studio` (set up, prepare the demo models, start the studio) and `make test`
+# (set up everything the suite needs, run it). Both are idempotent: stamps skip work already done.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKSPACE ?= workspace
+STUDIO_ARGS ?=
+PYTEST_ARGS ?=
+SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
+
+.PHONY: setup studio test lint bench demo browser vllm-env clean-venv
+
+setup: $(SETUP_STAMP)
+
+$(SETUP_STAMP): pyproject.toml scripts/setup_venv.sh
+	PYTHON=$(PYTHON) bash scripts/setup_venv.sh $(VENV)
+	rm -f $(VENV)/.setup-* && touch $@
+
+browser:
+	bash scripts/setup_browser.sh
+
+vllm-env:
+	bash scripts/setup_vllm.sh
+
+demo: setup
+	HF_HUB_OFFLINE=1 $(BIN)/easydistill --workspace $(WORKSPACE) models prepare-demo
+
+studio: demo
+	$(BIN)/distill-studio --workspace $(WORKSPACE) $(STUDIO_ARGS)
+
+test: setup browser vllm-env
+	$(BIN)/ruff check .
+	bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

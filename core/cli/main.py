@@ -1,0 +1,56 @@
+"""Entry of the `easydistill` command. Global options come before the command (as `git -C` does).
+
+Each command lives in its own module exposing `register(subparsers)`; the handler it sets as `func(args) -> int`
+returns the exit code. Exit 2 means: the input was wrong (message printed), 1: the job failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from core import __version__
+
+COMMAND_MODULES = [
+    "core.cli.validate",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="easydistill",
+        description="EasyDistill Studio, headless: validate and run distillation jobs (EasyDistill 1.x configs too).",
+    )
+    p.add_argument("--version", action="version", version=f"easydistill-studio {__version__}")
+    p.add_argument(
+        "--workspace", default=os.environ.get("EDS_WORKSPACE", "workspace"),
+        help="workspace folder (datasets/, models/, runs/, cache/); env EDS_WORKSPACE",
+    )
+    p.add_argument("--config", help="run the job(s) of this config file (studio YAML or EasyDistill 1.x JSON)")
+    p.add_argument("--detach", action="store_true", help="with --config: print the job id and return")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config and not args.command:
+        try:
+            from core.cli.jobs import run_config
+        except ImportError:
+            print("running jobs is not available yet in this build", file=sys.stderr)
+            return 2
+        return run_config(args)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

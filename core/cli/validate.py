@@ -1,0 +1,26 @@
+"""`easydistill validate --config FILE`: print the normalised config (secrets redacted) or every problem."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from core.config import ConfigError, dump_yaml, load_config_file
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("validate", help="check a config file and print it normalised as YAML")
+    p.add_argument("--config", required=True, dest="validate_config", help="studio YAML or EasyDistill 1.x JSON")
+    p.set_defaults(func=cmd_validate)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        config, notes = load_config_file(args.validate_config)
+    except ConfigError as e:
+        print(e.report(), file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"# note: {note}", file=sys.stderr)
+    sys.stdout.write(dump_yaml(config))
+    return 0

@@ -1,0 +1,129 @@
+"""Reading and writing job configs: studio YAML/JSON, EasyDistill 1.x JSON, secrets kept out of every file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import SecretStr, TypeAdapter, ValidationError
+
+from core.config.base import JobBase
+from core.config.errors import ConfigError, explain
+from core.config.registry import KINDS, JobConfig, PipelineJob
+
+_ADAPTER: TypeAdapter = TypeAdapter(JobConfig)
+
+# Keys whose values may be files relative to the config file (CLI use). Resolved only when the file exists there,
+# so workspace dataset names and hub ids pass through untouched.
+PATH_KEYS = {"input", "dataset", "eval_dataset", "logits", "template", "student", "teacher", "source", "base"}
+
+
+def parse_config(data: Any, source: str | None = None) -> JobBase:
+    """Validate a dict into the job config of its `kind`; every problem is reported at once."""
+    if not isinstance(data, dict):
+        raise ConfigError([f"a config must be a mapping of settings, got {type(data).__name__}"], source)
+    if "kind" not in data:
+        raise ConfigError(["'kind' is missing: say which job this is (e.g. kind: train_sft)"], source)
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as e:
+        raise ConfigError(explain(e, set(KINDS)), source) from None
+
+
+def read_mapping(path: Path) -> Any:
+    """JSON or YAML by content; a syntax error names the file and line."""
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError([f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"], str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(e, 'problem', e)}"], str(path)) from None
+
+
+def load_config_file(path: str | os.PathLike, anchor_paths: bool = True) -> tuple[JobBase, list[str]]:
+    """Load a studio config or an EasyDistill 1.x JSON. Returns the config and notes for the user
+    (keys not honoured, secrets moved out of the file, ...)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"config file not found: {p}"])
+    data = read_mapping(p)
+    notes: list[str] = []
+    if isinstance(data, dict) and "job_type" in data:
+        from core.config.easydistill_v1 import import_v1
+
+        data, notes = import_v1(data, base_dir=p.parent)
+    elif anchor_paths and isinstance(data, dict):
+        data = _anchor(data, p.parent)
+    return parse_config(data, str(p)), notes
+
+
+def _anchor(obj: Any, base: Path) -> Any:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k in PATH_KEYS and isinstance(v, str) and v and not os.path.isabs(v) and (base / v).exists():
+                out[k] = str((base / v).resolve())
+            else:
+                out[k] = _anchor(v, base)
+        return out
+    if isinstance(obj, list):
+        return [_anchor(v, base) for v in obj]
+    return obj
+
+
+def to_dict(config: JobBase, keep_defaults: bool = True) -> dict:
+    """A plain dict for YAML/JSON: literal secrets are dropped (never written), env-var names stay."""
+    data = config.model_dump(mode="python", exclude_defaults=not keep_defaults)
+    data = {"kind": config.kind, **data}  # the kind is a default of its class, but a file must say it
+    if isinstance(config, PipelineJob):
+        data["steps"] = [{"name": s.name, "job": to_dict(s.job, keep_defaults)} for s in config.steps]
+    return _drop_secrets(data)
+
+
+def _drop_secrets(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_secrets(v) for k, v in obj.items() if not isinstance(v, SecretStr) and k != "api_key"}
+    if isinstance(obj, list):
+        return [_drop_secrets(v) for v in obj]
+    if isinstance(obj, tuple):
+        return [_drop_secrets(v) for v in obj]
+    return obj
+
+
+def dump_yaml(config: JobBase, keep_defaults: bool = False) -> str:
+    return yaml.safe_dump(to_dict(config, keep_defaults), sort_keys=False, allow_unicode=True)
+
+
+def externalize_secrets(config: JobBase) -> tuple[JobBase, dict[str, str]]:
+    """Move literal API keys into environment variables for the worker process.
+
+    The returned config references `api_key_env` only (safe to write to the run folder); the dict is the
+    environment the worker needs. This is how an EasyDistill config with an inline key still runs.
+    """
+    env: dict[str, str] = {}
+    data = config.model_dump(mode="python")
+
+    def walk(obj: Any, path: str) -> Any:
+        if isinstance(obj, dict):
+            key = obj.get("api_key")
+            if isinstance(key, SecretStr) and key.get_secret_value():
+                name = "EDS_SECRET_" + (re.sub(r"[^A-Z0-9]", "_", path.upper()) or "KEY")
+                env[name] = key.get_secret_value()
+                obj = {**obj, "api_key": None, "api_key_env": obj.get("api_key_env") or name}
+            return {k: walk(v, f"{path}_{k}" if path else k) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [walk(v, f"{path}_{i}") for i, v in enumerate(obj)]
+        return obj
+
+    clean = walk(data, "")
+    return type(config).model_validate(clean), env

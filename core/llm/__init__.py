@@ -1,0 +1,1 @@
+"""One backend protocol for teachers, judges and students (see base.py)."""

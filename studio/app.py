@@ -1,0 +1,96 @@
+"""`distill-studio`: builds the Gradio app (tabs, language switch, footer) and serves it.
+
+Light on purpose: importing this module pulls in gradio and core's light parts, never torch/transformers/trl/peft.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import gradio as gr
+
+from core import __version__
+from core.devices import describe, discover_gpus
+from core.workspace import Workspace
+from studio.options import StudioOptions, parse_args
+from studio.ui import UIContext
+
+# (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
+TABS = [
+    ("studio.tabs.data", "app.tab_data"),
+    ("studio.tabs.synthesis", "app.tab_synthesis"),
+    ("studio.tabs.curation", "app.tab_curation"),
+    ("studio.tabs.training", "app.tab_training"),
+    ("studio.tabs.chat", "app.tab_chat"),
+    ("studio.tabs.jobs", "app.tab_jobs"),
+]
+
+CSS = """
+.eds-footer { font-size: 0.85em; opacity: 0.8; }
+"""
+
+
+def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
+    ws = Workspace.open(opts.workspace, opts.allow_roots)
+    ui = UIContext(workspace=ws, lang=opts.lang, options={"root_path": opts.root_path})
+    with gr.Blocks(title="EasyDistill Studio", analytics_enabled=False) as demo:
+        with gr.Row():
+            ui.reg("app.title", gr.Markdown(f"## {ui.t('app.title')}", elem_id="eds-title"), "value")
+            lang = gr.Radio(
+                choices=[("English", "en"), ("中文", "zh")], value=ui.lang, label="Language / 语言",
+                elem_id="eds-lang", scale=0, min_width=200,
+            )
+        with gr.Tabs(elem_id="eds-tabs"):
+            for module, key in TABS:
+                name = module.rsplit(".", 1)[1]
+                with ui.reg(key, gr.Tab(ui.t(key), id=name, elem_id=f"eds-tab-{name}")):
+                    importlib.import_module(module).build(ui)
+        devices = describe(discover_gpus())
+        ui.reg(
+            "app.footer",
+            gr.Markdown(ui.t("app.footer", version=__version__, workspace=ws.root, devices=devices),
+                        elem_classes="eds-footer", elem_id="eds-footer"),
+            "value",
+        )
+        items = list(ui.registry)
+
+        def switch(new_lang: str):
+            updates = []
+            for item in items:
+                texts = ui.text_for(item, new_lang)
+                if item.key == "app.title":
+                    texts["value"] = f"## {texts['value']}"
+                if item.key == "app.footer":
+                    from studio.i18n import t
+
+                    texts["value"] = t("app.footer", new_lang, version=__version__, workspace=ws.root,
+                                       devices=devices)
+                updates.append(gr.update(**texts))
+            return updates
+
+        lang.change(switch, inputs=lang, outputs=[i.component for i in items], show_progress="hidden")
+    return demo, ui
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    demo, ui = build_app(opts)
+    print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
+    demo.queue(default_concurrency_limit=8).launch(
+        server_name=opts.host,
+        server_port=opts.port,
+        root_path=opts.root_path or None,
+        auth=opts.auth or None,
+        ssr_mode=False,
+        share=False,
+        css=CSS,
+        show_error=True,
+        footer_links=["api", "settings"],
+        allowed_paths=[str(ui.workspace.root)],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

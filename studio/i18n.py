@@ -1,0 +1,41 @@
+"""UI text in English and Chinese. One folder per language, one YAML file per tab (`studio/i18n/<lang>/<tab>.yaml`);
+keys are `<file>.<key>`. A missing Chinese string falls back to English, and a test checks that none is missing.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+LANGS = ("en", "zh")
+DEFAULT_LANG = "en"
+_DIR = Path(__file__).parent / "i18n"
+
+
+def _flatten(prefix: str, obj: object, out: dict[str, str]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = "" if obj is None else str(obj)
+
+
+@cache
+def strings(lang: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in sorted((_DIR / lang).glob("*.yaml")):
+        _flatten(f.stem, yaml.safe_load(f.read_text(encoding="utf-8")) or {}, out)
+    return out
+
+
+def t(key: str, lang: str = DEFAULT_LANG, **fmt: object) -> str:
+    """The text for `key` in `lang` (English if missing there; the key itself if missing everywhere)."""
+    text = strings(lang).get(key) or strings(DEFAULT_LANG).get(key) or key
+    return text.format(**fmt) if fmt else text
+
+
+def missing(lang: str) -> list[str]:
+    """Keys English has and `lang` lacks (tested to be empty)."""
+    return sorted(set(strings(DEFAULT_LANG)) - set(strings(lang)))

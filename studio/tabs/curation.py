@@ -1,0 +1,12 @@
+"""The curation tab. Its contents come with their issue; until then it says what it will hold."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from studio.ui import UIContext
+
+
+def build(ui: UIContext) -> None:
+    text = gr.Markdown(ui.t("curation.placeholder"), elem_id="eds-curation-placeholder")
+    ui.reg("curation.placeholder", text, "value")

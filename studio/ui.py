@@ -1,0 +1,48 @@
+"""The UI context every tab builds against: workspace, language, and a registry of translatable components.
+
+Tabs create components through `ui.reg(key, component, attr)` so that switching language is one mapping over the
+registry (LlamaBoard's idea) and so tests can find components by stable ids (`elem_id` = key with dots as dashes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.workspace import Workspace
+from studio.i18n import t
+
+
+@dataclass
+class Registered:
+    component: Any
+    key: str
+    attrs: tuple[str, ...]  # which attributes carry text: label, value, info, placeholder
+
+
+@dataclass
+class UIContext:
+    workspace: Workspace
+    lang: str = "en"
+    options: dict[str, Any] = field(default_factory=dict)  # launch options tabs may need (read-only)
+    registry: list[Registered] = field(default_factory=list)
+    services: dict[str, Any] = field(default_factory=dict)  # shared core objects (job manager, ...), by name
+
+    def t(self, key: str, **fmt: object) -> str:
+        return t(key, self.lang, **fmt)
+
+    def reg(self, key: str, component: Any, *attrs: str) -> Any:
+        """Register `component` whose `attrs` (default: label) come from i18n key `key` (and `key.info`, ...)."""
+        self.registry.append(Registered(component, key, attrs or ("label",)))
+        return component
+
+    def text_for(self, item: Registered, lang: str) -> dict[str, str]:
+        out = {}
+        for attr in item.attrs:
+            k = item.key if attr in ("label", "value") else f"{item.key}_{attr}"
+            out[attr] = t(k, lang)
+        return out
+
+
+def elem_id(key: str) -> str:
+    return key.replace(".", "-").replace("_", "-")
