@@ -19,6 +19,7 @@ from studio.ui import UIContext
 # (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
 TABS = [
     ("studio.tabs.data", "app.tab_data"),
+    ("studio.tabs.models", "app.tab_models"),
     ("studio.tabs.synthesis", "app.tab_synthesis"),
     ("studio.tabs.curation", "app.tab_curation"),
     ("studio.tabs.training", "app.tab_training"),

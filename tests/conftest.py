@@ -27,3 +27,63 @@ def workspace(tmp_path):
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A tiny Qwen2-architecture teacher and student sharing one locally trained tokenizer (see core.models.tiny)."""
+    from core.models.tiny import build_tiny_pair
+
+    return build_tiny_pair(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def _browser():
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_support import launch_chromium
+
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(_browser, request, artifacts_dir):
+    """A fresh page in headless Chromium; on failure a screenshot lands in artifacts/."""
+    context = _browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    yield page
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        try:
+            page.screenshot(path=str(artifacts_dir / f"FAILED-{request.node.name}.png"), full_page=True)
+        except Exception:
+            pass
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
+
+
+@pytest.fixture
+def studio(tmp_path):
+    """A running studio on a fresh workspace; stopped after the test."""
+    from tests.browser_support import start_studio
+
+    procs = []
+
+    def start(*args, **kw):
+        sp = start_studio(tmp_path / "ws", *args, **kw)
+        procs.append(sp)
+        return sp
+
+    yield start
+    for sp in procs:
+        sp.stop()

@@ -18,10 +18,15 @@ class SynthJob(JobBase):
     kind: Literal["synth"] = "synth"
     operator: Operator = "label"
     input: str = Field(description="input dataset (workspace dataset name or file)")
-    output: str = Field("", description="output dataset name; default: <input>-<operator>")
+    output: str = Field(
+        "", description="output dataset name (or, from the CLI, a file path); default: <input>-<operator>"
+    )
     teacher: BackendSpec
     sampling: Sampling = Field(default_factory=Sampling)
     template: str | None = Field(None, description="prompt template file; default: assets/templates/<operator>.txt")
+    prompt: str | None = Field(
+        None, description="operator instruction text (EasyDistill `inference.prompt`); replaces the template's own"
+    )
     system_prompt: str = "You are a helpful assistant."
     num_in_context_samples: int = Field(3, ge=0, le=64, description="expand: examples shown per request")
     num_output_samples: int = Field(10, ge=1, description="expand: new instructions to produce")

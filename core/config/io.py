@@ -61,7 +61,10 @@ def load_config_file(path: str | os.PathLike, anchor_paths: bool = True) -> tupl
     if isinstance(data, dict) and "job_type" in data:
         from core.config.easydistill_v1 import import_v1
 
-        data, notes = import_v1(data, base_dir=p.parent)
+        try:
+            data, notes = import_v1(data, base_dir=p.parent)
+        except ConfigError as e:
+            raise ConfigError(e.problems, str(p)) from None
     elif anchor_paths and isinstance(data, dict):
         data = _anchor(data, p.parent)
     return parse_config(data, str(p)), notes

@@ -88,6 +88,9 @@ class DpoJob(TrainCommon):
     kind: Literal["train_dpo"] = "train_dpo"
     beta: float = Field(0.1, gt=0)
     beta_column: str | None = Field(None, description="CogPO: column with a per-pair β")
+    rejected_from: str | None = Field(
+        None, description="a dataset of student answers: pairs = (teacher answer in `dataset`, this), matched by id"
+    )
     loss_type: str = "sigmoid"
     learning_rate: float = Field(5e-7, gt=0)
 

@@ -1,0 +1,77 @@
+"""Real studio processes and a real headless Chromium (Debian's, driven by Playwright) for browser and server tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("EDS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class StudioProcess:
+    url: str  # http://127.0.0.1:PORT (without the root path)
+    proc: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def start_studio(workspace_dir: str | os.PathLike, *extra_args: str, env: dict | None = None,
+                 timeout: float = 90.0) -> StudioProcess:
+    """Start `distill-studio` on a free loopback port and wait until it answers HTTP."""
+    port = free_port()
+    log_path = Path(workspace_dir).parent / f"studio-{port}.log"
+    Path(workspace_dir).mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "studio.app", "--workspace", str(workspace_dir), "--port", str(port), *extra_args]
+    full_env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **(env or {})}
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+    sp = StudioProcess(f"http://127.0.0.1:{port}", proc, log_path)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"studio exited with {proc.returncode}:\n{sp.log()[-3000:]}")
+        try:
+            r = httpx.get(sp.url + "/gradio_api/info", timeout=2)  # any answer (200/401) means it is up
+            if r.status_code < 500:
+                return sp
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    sp.stop()
+    raise RuntimeError(f"studio did not answer within {timeout}s:\n{sp.log()[-3000:]}")
+
+
+def launch_chromium(playwright):
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
