@@ -36,11 +36,11 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
     ws = Workspace.open(opts.workspace, opts.allow_roots)
     ui = UIContext(workspace=ws, lang=opts.lang, options={"root_path": opts.root_path})
     with gr.Blocks(title="EasyDistill Studio", analytics_enabled=False) as demo:
-        with gr.Row():
+        with gr.Row(equal_height=True, elem_id="eds-header"):
             ui.reg("app.title", gr.Markdown(f"## {ui.t('app.title')}", elem_id="eds-title"), "value")
             lang = gr.Radio(
-                choices=[("English", "en"), ("中文", "zh")], value=ui.lang, label="Language / 语言",
-                elem_id="eds-lang", scale=0, min_width=200,
+                choices=[("English", "en"), ("中文", "zh")], value=ui.lang, show_label=False, container=False,
+                elem_id="eds-lang", scale=0, min_width=180,
             )
         with gr.Tabs(elem_id="eds-tabs"):
             for module, key in TABS:
