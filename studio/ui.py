@@ -12,6 +12,8 @@ from typing import Any
 from core.workspace import Workspace
 from studio.i18n import t
 
+TEXT_VALUE_COMPONENTS = {"Button", "DownloadButton", "UploadButton", "Markdown", "HTML", "ClearButton"}
+
 
 @dataclass
 class Registered:
@@ -32,9 +34,23 @@ class UIContext:
         return t(key, self.lang, **fmt)
 
     def reg(self, key: str, component: Any, *attrs: str) -> Any:
-        """Register `component` whose `attrs` (default: label) come from i18n key `key` (and `key.info`, ...)."""
-        self.registry.append(Registered(component, key, attrs or ("label",)))
+        """Register `component` whose `attrs` come from i18n key `key` (and `key_info`, ...).
+
+        Default attribute: the text a person reads — `value` for buttons and markdown, `label` for inputs.
+        """
+        if not attrs:
+            attrs = ("value",) if type(component).__name__ in TEXT_VALUE_COMPONENTS else ("label",)
+        self.registry.append(Registered(component, key, attrs))
         return component
+
+    def jobs(self) -> Any:
+        """The studio's one JobManager, shared by every tab (created on first use; re-attaches to live jobs)."""
+        manager = self.services.get("jobs")
+        if manager is None:
+            from core.jobs.manager import JobManager
+
+            manager = self.services.setdefault("jobs", JobManager(self.workspace))
+        return manager
 
     def text_for(self, item: Registered, lang: str) -> dict[str, str]:
         out = {}

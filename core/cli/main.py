@@ -15,6 +15,7 @@ from core import __version__
 
 COMMAND_MODULES = [
     "core.cli.validate",
+    "core.cli.jobs",
     "core.cli.presets",
 ]
 

@@ -30,6 +30,7 @@ class JobContext:
     devices: list[str] = field(default_factory=list)  # e.g. ["cuda:0"] or ["cpu"]
     step_name: str | None = None  # inside a pipeline: the step's name
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("job"))
+    is_main: bool = True  # False in the extra ranks of a multi-GPU launch: only rank 0 writes metrics
 
     @property
     def output_dir(self) -> Path:
@@ -53,7 +54,11 @@ class JobContext:
 
     def progress(self, step: int, total: int | None = None, **scalars: Any) -> None:
         """Append one metrics line: the manager derives progress %, ETA and plots from these."""
+        if not self.is_main:
+            return
         rec: dict[str, Any] = {"time": time.time(), "step": step, "total": total}
+        if self.attempt > 1:
+            rec["attempt"] = self.attempt  # a resumed run: progress/ETA restart their clock here
         if self.step_name:
             rec["stage"] = self.step_name
         for k, v in scalars.items():
@@ -73,6 +78,8 @@ class JobContext:
     def event(self, message: str, **fields: Any) -> None:
         """A human-readable line in the log plus a structured note in metrics (kind=event)."""
         self.log.info(message)
+        if not self.is_main:
+            return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"time": time.time(), "event": message, **fields}, ensure_ascii=False) + "\n")
 

@@ -1,12 +1,278 @@
-"""The jobs tab. Its contents come with their issue; until then it says what it will hold."""
+"""The Jobs tab: every job of the workspace (table with filters), the selected job's live progress, log tail,
+metric curves and config, the Stop / Cancel / Resume / Clone / Delete actions, and which job holds which device.
+
+A `gr.Timer` polls core.jobs (which also advances the queue); closing the browser changes nothing for the jobs.
+Unchanged parts are skipped on each tick so a quiet tab costs one small query. Handlers are thin calls into
+core.jobs.JobManager, shared through `ui.services["jobs"]`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import html
+import time
+from typing import Any
+
 import gradio as gr
 
+from core.jobs.progress import format_duration, format_eta
 from studio.ui import UIContext
+
+TICK_S = 1.5
+LOG_LINES = 200
+TABLE_LIMIT = 200
+STATUS_FILTERS = ["all", "active", "finished", "queued", "running", "stopping", "succeeded", "failed", "stopped",
+                  "cancelled"]
+COLUMNS = ["id", "name", "kind", "status", "step", "progress", "eta", "devices", "started", "duration"]
+
+
+def manager(ui: UIContext):
+    """The studio's one JobManager (created on first use; re-attaches to jobs left running)."""
+    jobs = ui.services.get("jobs")
+    if jobs is None:
+        from core.jobs.manager import JobManager
+
+        jobs = ui.services.setdefault("jobs", JobManager(ui.workspace))
+    return jobs
+
+
+# view models (pure) -----------------------------------------------------------------------------------------------
+
+
+def table_rows(infos: list[Any]) -> list[list[str]]:
+    rows = []
+    for i in infos:
+        status = i.status + (f" #{i.queue_position}" if i.queue_position else "")
+        rows.append([
+            i.id, i.name, i.kind, status, i.step or "",
+            "" if i.progress is None else f"{100 * i.progress:.0f}%",
+            "" if i.finished else format_eta(i.eta_s), ", ".join(i.devices), _short_time(i.started_at),
+            format_duration(i.duration_s),
+        ])
+    return rows
+
+
+def _short_time(ts: float | None) -> str:
+    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
+
+
+def progress_html(info: Any | None, t) -> str:
+    if info is None:
+        return ""
+    pct = None if info.progress is None else max(0.0, min(100.0, 100 * info.progress))
+    parts = [f"{pct:.0f}%" if pct is not None else "—"]
+    if info.done is not None and info.total:
+        parts.append(t("jobs.progress_steps", done=info.done, total=info.total))
+    if info.step:
+        parts.append(t("jobs.progress_stage", step=info.step))
+    if info.eta_s is not None and not info.finished:
+        parts.append(t("jobs.progress_eta", eta=format_eta(info.eta_s)))
+    parts.append(info.status)
+    color = {"failed": "#d9534f", "cancelled": "#999", "stopped": "#f0ad4e", "succeeded": "#5cb85c"}.get(
+        info.status, "#4a90d9")
+    width = 0 if pct is None else pct
+    text = html.escape(" · ".join(parts))
+    return (
+        f'<div class="eds-job-progress" data-status="{html.escape(info.status)}" data-pct="{width:.1f}">'
+        f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
+        f'<div style="width:{width:.1f}%;height:100%;background:{color};transition:width .4s"></div></div>'
+        f'<div class="eds-job-progress-text" style="margin-top:4px;font-size:0.9em">{text}</div></div>'
+    )
+
+
+def detail_md(info: Any | None, t) -> str:
+    if info is None:
+        return t("jobs.none_selected")
+    lines = [f"### {html.escape(info.name)}", f"`{info.id}` · {info.kind} · **{info.status}**"
+             + (f" · {t('jobs.attempt', n=info.attempt)}" if info.attempt > 1 else "")]
+    if info.queue_position:
+        lines.append(t("jobs.queued_at", pos=info.queue_position, request=info.request))
+    if info.reason:
+        lines.append(f"**{t('jobs.reason')}:** {html.escape(info.reason)}")
+    if info.detail and info.status == "failed":
+        lines.append("```\n" + info.detail[-3000:] + "\n```")
+    lines.append(f"{t('jobs.run_folder')}: `{info.run_dir}`")
+    return "\n\n".join(lines)
+
+
+def device_rows(panel: list[dict], names: dict[str, str], t) -> list[list[str]]:
+    rows = []
+    for d in panel:
+        holders = ", ".join(names.get(j, j) for j in d["jobs"]) or "—"
+        if d["key"] == "cpu":
+            rows.append(["cpu", "CPU", t("jobs.cpu_slots", used=len(d["jobs"]), slots=d.get("slots", "?")), holders])
+        else:
+            mem = f"{d['memory_used_mb']} / {d['memory_total_mb']} MiB"
+            rows.append([d["key"], d["name"], mem, holders])
+    return rows
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(repr(obj).encode("utf-8", errors="replace")).hexdigest()
+
+
+# the tab ----------------------------------------------------------------------------------------------------------
 
 
 def build(ui: UIContext) -> None:
-    text = gr.Markdown(ui.t("jobs.placeholder"), elem_id="eds-jobs-placeholder")
-    ui.reg("jobs.placeholder", text, "value")
+    t = ui.t
+    manager(ui)  # at studio start: re-attach to jobs still running, mark vanished ones failed
+
+    with gr.Row(equal_height=True):
+        status_f = ui.reg("jobs.filter_status", gr.Dropdown(
+            choices=[(t(f"jobs.status_{s}"), s) for s in STATUS_FILTERS], value="all", label=t("jobs.filter_status"),
+            elem_id="jobs-filter-status", scale=1))
+        kind_f = ui.reg("jobs.filter_kind", gr.Dropdown(choices=[(t("jobs.status_all"), "")] + _kinds(),
+                                                         value="", label=t("jobs.filter_kind"),
+                                                         elem_id="jobs-filter-kind", scale=1))
+        search = ui.reg("jobs.search", gr.Textbox(label=t("jobs.search"), placeholder=t("jobs.search_placeholder"),
+                                                  elem_id="jobs-search", scale=2), "label", "placeholder")
+        selftest_steps = ui.reg("jobs.selftest_steps", gr.Number(value=50, minimum=1, maximum=100000, precision=0,
+                                                                 label=t("jobs.selftest_steps"),
+                                                                 elem_id="jobs-selftest-steps", scale=1))
+        selftest = ui.reg("jobs.selftest", gr.Button(t("jobs.selftest"), elem_id="jobs-selftest", scale=1), "value")
+    table = ui.reg("jobs.table", gr.Dataframe(
+        headers=[t(f"jobs.col_{c}") for c in COLUMNS], value=[], interactive=False, max_height=360, wrap=False,
+        label=t("jobs.table"), elem_id="jobs-table"))
+
+    with gr.Row():
+        with gr.Column(scale=3):
+            detail = gr.Markdown(t("jobs.none_selected"), elem_id="jobs-detail")
+            progress = gr.HTML("", elem_id="jobs-progress")
+            with gr.Row():
+                stop_b = ui.reg("jobs.stop", gr.Button(t("jobs.stop"), elem_id="jobs-stop", size="sm"), "value")
+                cancel_b = ui.reg("jobs.cancel", gr.Button(t("jobs.cancel"), elem_id="jobs-cancel", size="sm",
+                                                           variant="stop"), "value")
+                resume_b = ui.reg("jobs.resume", gr.Button(t("jobs.resume"), elem_id="jobs-resume", size="sm"),
+                                  "value")
+                clone_b = ui.reg("jobs.clone", gr.Button(t("jobs.clone"), elem_id="jobs-clone", size="sm"), "value")
+                delete_b = ui.reg("jobs.delete", gr.Button(t("jobs.delete"), elem_id="jobs-delete", size="sm"),
+                                  "value")
+            message = gr.Markdown("", elem_id="jobs-message")
+            log_box = ui.reg("jobs.log", gr.Textbox(label=t("jobs.log"), lines=16, max_lines=16, autoscroll=True,
+                                                    interactive=False, elem_id="jobs-log"))
+        with gr.Column(scale=2):
+            plot = ui.reg("jobs.metrics", gr.Plot(label=t("jobs.metrics"), elem_id="jobs-plot"))
+            with ui.reg("jobs.config", gr.Accordion(t("jobs.config"), open=False, elem_id="jobs-config-box")):
+                config = gr.Code(language="yaml", interactive=False, elem_id="jobs-config")
+    devices = ui.reg("jobs.devices", gr.Dataframe(
+        headers=[t(f"jobs.dev_{c}") for c in ("device", "name", "memory", "jobs")], value=[], interactive=False,
+        label=t("jobs.devices"), elem_id="jobs-devices"))
+
+    selected = gr.State(None)
+    sig = gr.State({})
+    armed_delete = gr.State(None)
+    timer = gr.Timer(TICK_S)
+
+    def tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
+        m = manager(ui)
+        seen = dict(seen or {})
+        infos = m.list(status=None if status == "all" else status, kind=kind or None, text=text or None,
+                       limit=TABLE_LIMIT)
+        everything = infos if (status == "all" and not kind and not text) else m.list(refresh=False)
+        if job_id is None:  # follow the newest running job until the user picks one
+            active = [i for i in everything if not i.finished]
+            job_id = active[0].id if active else None
+        info = next((i for i in everything if i.id == job_id), None)
+        if info is None and job_id is not None:
+            job_id = None
+        rows = table_rows(infos)
+        names = {i.id: i.name for i in everything}
+        dev_rows = device_rows(m.device_panel(), names, t)
+        out_table = _changed(seen, "table", rows, lambda: gr.update(value=rows))
+        out_dev = _changed(seen, "devices", dev_rows, lambda: gr.update(value=dev_rows))
+        if info is None:
+            changed = seen.get("job") is not None
+            seen["job"] = None
+            blank = (t("jobs.none_selected"), "", "", None) if changed else (gr.skip(),) * 4
+            return (out_table, out_dev, *blank, seen, job_id)
+        if seen.get("job") != job_id:
+            for k in ("log", "metrics"):
+                seen.pop(k, None)
+        seen["job"] = job_id
+        log_text = m.logs(job_id, LOG_LINES)
+        out_log = _changed(seen, "log", log_text, lambda: log_text)
+        records = m.metrics(job_id)
+        out_plot = _changed(seen, "metrics", (job_id, len(records)), lambda: _figure(records, info))
+        return (out_table, out_dev, detail_md(info, t), progress_html(info, t), out_log, out_plot, seen, job_id)
+
+    tick_outputs = [table, devices, detail, progress, log_box, plot, sig, selected]
+    tick_inputs = [selected, status_f, kind_f, search, sig]
+    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden")
+    for comp in (status_f, kind_f):
+        comp.change(tick, tick_inputs, tick_outputs, show_progress="hidden")
+    search.submit(tick, tick_inputs, tick_outputs, show_progress="hidden")
+
+    def pick(evt: gr.SelectData, seen: dict):
+        row = evt.row_value or []
+        job_id = str(row[0]) if row else None
+        seen = {k: v for k, v in (seen or {}).items() if k in ("table", "devices")}
+        return job_id, seen, manager(ui).config_text(job_id) if job_id else "", "", None
+
+    table.select(pick, [sig], [selected, sig, config, message, armed_delete], show_progress="hidden").then(
+        tick, tick_inputs, tick_outputs, show_progress="hidden")
+
+    def act(action: str):
+        def handler(job_id: str | None, armed: str | None):
+            from core.config.errors import ConfigError
+            from core.jobs.manager import JobNotFound, JobStateError
+
+            if not job_id:
+                return t("jobs.pick_first"), None, gr.skip(), job_id
+            m = manager(ui)
+            try:
+                if action == "stop":
+                    m.stop(job_id)
+                    return t("jobs.msg_stopping"), None, gr.skip(), job_id
+                if action == "cancel":
+                    m.cancel(job_id, wait=m.cancel_grace_s + 2)
+                    return t("jobs.msg_cancelled"), None, gr.skip(), job_id
+                if action == "resume":
+                    m.resume(job_id)
+                    return t("jobs.msg_resumed"), None, gr.skip(), job_id
+                if action == "clone":
+                    return t("jobs.msg_clone"), None, m.config_text(job_id), job_id
+                if armed != job_id:
+                    return t("jobs.msg_confirm_delete", id=job_id), job_id, gr.skip(), job_id
+                m.delete(job_id)
+                return t("jobs.msg_deleted", id=job_id), None, "", None
+            except (JobStateError, JobNotFound, ValueError, ConfigError) as e:
+                return f"⚠️ {e}", None, gr.skip(), job_id
+        return handler
+
+    for button, action in ((stop_b, "stop"), (cancel_b, "cancel"), (resume_b, "resume"), (clone_b, "clone"),
+                           (delete_b, "delete")):
+        button.click(act(action), [selected, armed_delete], [message, armed_delete, config, selected],
+                     show_progress="hidden").then(tick, tick_inputs, tick_outputs, show_progress="hidden")
+
+    def run_selftest(steps: float | None):
+        from core.config.selftest import SelftestJob
+
+        n = max(1, int(steps or 50))
+        m = manager(ui)
+        job_id = m.submit(SelftestJob(steps=n, delay_s=0.2, name=f"selftest {n} steps"))
+        return job_id, {}, m.config_text(job_id), t("jobs.msg_selftest", id=job_id)
+
+    selftest.click(run_selftest, [selftest_steps], [selected, sig, config, message], show_progress="hidden").then(
+        tick, tick_inputs, tick_outputs, show_progress="hidden")
+
+
+def _changed(seen: dict, key: str, value: Any, make) -> Any:
+    """The new value when it differs from what the browser shows (tracked by digest), else gr.skip()."""
+    d = _digest(value)
+    if seen.get(key) == d:
+        return gr.skip()
+    seen[key] = d
+    return make()
+
+
+def _figure(records: list[dict], info: Any) -> Any:
+    from core.jobs.plots import metrics_figure
+
+    return metrics_figure(records, title=info.name)
+
+
+def _kinds() -> list[tuple[str, str]]:
+    from core.config.registry import KINDS
+
+    return [(k, k) for k in sorted(KINDS)]

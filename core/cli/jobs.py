@@ -1,0 +1,457 @@
+"""Headless jobs: `easydistill --config FILE`, `easydistill run --kind selftest`, `easydistill jobs ...`.
+
+Following a job prints its log lines on stdout and a progress bar on stderr; the exit code is 0 only when the job
+succeeded (1: it failed, stopped or was cancelled; 2: the input was wrong). Ctrl-C asks whether to stop the job
+(save and exit), cancel it, or detach and leave it running; without a terminal to ask on, it stops the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from core.config import ConfigError, load_config_file, parse_config
+from core.jobs.progress import format_duration, format_eta, format_time
+from core.jobs.rundir import LOG_FILE
+from core.workspace import Workspace
+
+POLL_S = 0.5
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="submit a job from flags (e.g. --kind selftest --steps 20) and follow it")
+    run.add_argument("--kind", required=True, help="job kind, e.g. selftest")
+    run.add_argument("--steps", type=int, help="selftest: how many steps to count")
+    run.add_argument("--delay", type=float, help="selftest: seconds per step")
+    run.add_argument("--fail-at", type=int, help="selftest: fail at this step (to see failure handling)")
+    run.add_argument("--gpus", help="'auto', 'cpu', a count (2) or indices (0,1)")
+    run.add_argument("--name", help="a name to find the job by")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any config setting (value read as YAML; dotted keys for nested settings); repeatable")
+    run.add_argument("--detach", dest="run_detach", action="store_true", help="print the job id and return")
+    run.set_defaults(func=cmd_run)
+
+    jobs = sub.add_parser("jobs", help="list, inspect and control jobs")
+    jsub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+    p = jsub.add_parser("list", help="jobs, newest first")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--status", help="a state (running, failed, ...), or 'active' / 'finished'")
+    p.add_argument("--kind", help="only this kind")
+    p.add_argument("--limit", type=int, default=50, help="at most this many (default 50; 0 = all)")
+    p.set_defaults(func=cmd_list)
+    p = jsub.add_parser("show", help="one job: state, reason, devices, run folder, config")
+    p.add_argument("job", help="job id (or a unique prefix)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+    p = jsub.add_parser("logs", help="the job's log (stdout and stderr of its process)")
+    p.add_argument("job")
+    p.add_argument("-n", "--tail", type=int, default=200, help="last N lines (default 200)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the job ends")
+    p.set_defaults(func=cmd_logs)
+    p = jsub.add_parser("stop", help="graceful stop: the job saves what it has and exits")
+    p.add_argument("job")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds before the stop is forced (default 120)")
+    p.add_argument("--no-wait", action="store_true", help="request the stop and return")
+    p.set_defaults(func=cmd_stop)
+    p = jsub.add_parser("cancel", help="end the job now (no saving)")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_cancel)
+    p = jsub.add_parser("resume", help="a new attempt that continues from what the run folder holds")
+    p.add_argument("job")
+    p.add_argument("--follow", action="store_true", help="follow it as `--config` does")
+    p.set_defaults(func=cmd_resume)
+    p = jsub.add_parser("delete", help="remove a finished or queued job and its run folder")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_delete)
+
+
+# helpers ----------------------------------------------------------------------------------------------------------
+
+
+def _manager(args: argparse.Namespace, **kw: Any):
+    from core.jobs.manager import JobManager
+
+    return JobManager(Workspace.open(args.workspace), **kw)
+
+
+def _err(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _resolve(m: Any, ref: str) -> str:
+    return m.resolve(ref)
+
+
+def _exit_code(status: str) -> int:
+    return 0 if status == "succeeded" else 1
+
+
+# submit and follow ------------------------------------------------------------------------------------------------
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """`easydistill --config FILE [--detach]` (called by core.cli.main)."""
+    try:
+        config, notes = load_config_file(args.config)
+    except ConfigError as e:
+        print(e.report(), file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    return submit_and_follow(args, config, detach=bool(args.detach))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"kind": args.kind}
+    for flag, key in (("steps", "steps"), ("delay", "delay_s"), ("fail_at", "fail_at"), ("name", "name")):
+        if getattr(args, flag) is not None:
+            data[key] = getattr(args, flag)
+    if args.gpus:
+        data["gpus"] = _parse_gpus(args.gpus)
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            return _err(f"--set {item!r}: expected KEY=VALUE")
+        _assign(data, key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+    try:
+        config = parse_config(data, "command line")
+    except ConfigError as e:
+        print(e.report(), file=sys.stderr)
+        return 2
+    return submit_and_follow(args, config, detach=args.run_detach)
+
+
+def _parse_gpus(text: str) -> Any:
+    text = text.strip()
+    if text in ("auto", "cpu"):
+        return text
+    if "," in text or text.startswith("["):
+        return [int(x) for x in text.strip("[]").split(",") if x.strip()]
+    return int(text) if text.isdigit() else text
+
+
+def _assign(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        data = data.setdefault(p, {})
+    data[parts[-1]] = value
+
+
+def submit_and_follow(args: argparse.Namespace, config: Any, detach: bool) -> int:
+    from core.jobs.scheduler import DeviceRequestError
+
+    m = _manager(args)
+    try:
+        job_id = m.submit(config)
+    except DeviceRequestError as e:
+        return _err(str(e))
+    info = m.get(job_id, refresh=False)
+    where = m.workspace.relative(info.run_dir)
+    print(f"job {job_id} ({config.kind}) submitted; run folder {where}", file=sys.stderr)
+    if detach:
+        if info.status == "queued" and job_id in getattr(m, "_secrets", {}):
+            print("warning: this job waits in the queue and its API key was given inline; the key lives only in "
+                  "this process, which exits now, so the job will fail. Put the key in an environment variable and "
+                  "reference it with api_key_env, or run without --detach.", file=sys.stderr)
+        print(job_id)
+        return 0
+    return follow(m, job_id)
+
+
+class ProgressBar:
+    """One status line: redrawn in place on a terminal, printed on change otherwise (logs, CI)."""
+
+    def __init__(self, stream: TextIO, width: int = 28):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.width = width
+        self.shown = False
+        self._last_plain: tuple | None = None
+        self._last_plain_t = 0.0
+
+    def line(self, info: Any) -> str:
+        frac = info.progress
+        if frac is None:
+            bar = "-" * self.width
+            pct = "  ?%"
+        else:
+            n = int(round(frac * self.width))
+            bar = "#" * n + "-" * (self.width - n)
+            pct = f"{100 * frac:3.0f}%"
+        parts = [f"[{bar}] {pct}", info.status]
+        if info.step:
+            parts.append(f"step {info.step}")
+        if info.queue_position:
+            parts.append(f"queue position {info.queue_position}")
+        if info.eta_s is not None and not info.finished:
+            parts.append(f"ETA {format_eta(info.eta_s)}")
+        if info.duration_s is not None:
+            parts.append(format_duration(info.duration_s))
+        return " · ".join(parts)
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.shown = False
+
+    def draw(self, info: Any) -> None:
+        text = self.line(info)
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self.shown = True
+            return
+        key = (info.status, info.step, None if info.progress is None else int(info.progress * 10))
+        now = time.monotonic()
+        if key != self._last_plain or now - self._last_plain_t > 30 or info.finished:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+            self._last_plain, self._last_plain_t = key, now
+
+    def done(self) -> None:
+        if self.tty and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
+class LogFollower:
+    """New complete lines of a job's log since the last call."""
+
+    def __init__(self, path: Path, from_start: bool = True):
+        self.path = path
+        self.offset = 0 if from_start else (path.stat().st_size if path.exists() else 0)
+        self._rest = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return []
+        if not chunk:
+            return []
+        self.offset += len(chunk)
+        data = self._rest + chunk
+        *lines, self._rest = data.split(b"\n")
+        return [ln.decode("utf-8", errors="replace") for ln in lines]
+
+
+def _ask_interrupt() -> str:
+    """Ctrl-C while following: stop, cancel or detach. Without a terminal: stop."""
+    if not sys.stdin.isatty():
+        return "stop"
+    try:
+        ans = input("\nStop the job (save and exit) [s], cancel it now [c], or detach and leave it running [d]? [s] ")
+    except (KeyboardInterrupt, EOFError):
+        return "stop"
+    ans = ans.strip().lower()
+    return {"c": "cancel", "d": "detach"}.get(ans[:1], "stop")
+
+
+def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True) -> int:
+    from core.jobs.manager import JobStateError
+    from core.secrets import scrub
+
+    info = m.get(job_id)
+    bar = ProgressBar(sys.stderr)
+    logs = LogFollower(Path(info.run_dir) / LOG_FILE, from_start=from_start)
+    asked = False
+    while True:
+        try:
+            info = m.get(job_id)
+            if show_logs:
+                lines = logs.new_lines()
+                if lines:
+                    bar.clear()
+                    sys.stdout.write("".join(scrub(ln) + "\n" for ln in lines))
+                    sys.stdout.flush()
+            bar.draw(info)
+            if info.finished:
+                break
+            time.sleep(POLL_S)
+        except KeyboardInterrupt:
+            bar.clear()
+            choice = "cancel" if asked else _ask_interrupt()
+            asked = True
+            try:
+                if choice == "detach":
+                    print(f"\ndetached; job {job_id} keeps running. Follow it again with: easydistill jobs logs "
+                          f"{job_id} -f", file=sys.stderr)
+                    return 0
+                if choice == "cancel":
+                    print("cancelling ...", file=sys.stderr)
+                    m.cancel(job_id, wait=None)
+                else:
+                    print("stopping: the job saves what it has and exits (Ctrl-C again cancels) ...", file=sys.stderr)
+                    m.stop(job_id)
+            except JobStateError:
+                pass
+    bar.done()
+    if show_logs:
+        rest = logs.new_lines()
+        if rest:
+            sys.stdout.write("".join(scrub(ln) + "\n" for ln in rest))
+    if info.status != "succeeded":
+        print(f"job {job_id} {info.status}" + (f": {info.reason}" if info.reason else ""), file=sys.stderr)
+        if info.detail and info.status == "failed" and not show_logs:
+            print(info.detail, file=sys.stderr)
+    else:
+        print(f"job {job_id} succeeded; output in {m.workspace.relative(Path(info.run_dir) / 'output')}",
+              file=sys.stderr)
+    return _exit_code(info.status)
+
+
+# jobs ... ---------------------------------------------------------------------------------------------------------
+
+
+def _public(info: Any) -> dict:
+    d = info.to_dict()
+    keep = ("id", "name", "kind", "status", "reason", "progress_pct", "eta_s", "step", "queue_position", "devices",
+            "attempt", "created_at", "started_at", "ended_at", "duration_s", "exit_code", "run_dir")
+    out = {k: d[k] for k in keep}
+    out["progress"] = out.pop("progress_pct")
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    m = _manager(args)
+    infos = m.list(status=args.status, kind=args.kind, limit=args.limit or None)
+    if args.json:
+        print(json.dumps([_public(i) for i in infos], indent=1, default=str))
+        return 0
+    if not infos:
+        print(f"no jobs in {m.workspace.root}", file=sys.stderr)
+        return 0
+    head = ("ID", "NAME", "KIND", "STATUS", "STEP", "PROGRESS", "ETA", "DEVICES", "STARTED", "DURATION")
+    rows = [head]
+    for i in infos:
+        status = i.status + (f" #{i.queue_position}" if i.queue_position else "")
+        rows.append((
+            i.id, i.name[:28], i.kind, status, i.step or "", "" if i.progress is None else f"{100 * i.progress:.0f}%",
+            "" if i.finished else format_eta(i.eta_s), ",".join(i.devices), format_time(i.started_at),
+            format_duration(i.duration_s),
+        ))
+    widths = [max(len(str(r[c])) for r in rows) for c in range(len(head))]
+    for r in rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from core.jobs.manager import JobNotFound
+
+    m = _manager(args)
+    try:
+        info = m.get(_resolve(m, args.job))
+    except JobNotFound as e:
+        return _err(str(e))
+    config = m.config_text(info.id)
+    if args.json:
+        out = _public(info)
+        out["detail"] = info.detail
+        out["config"] = yaml.safe_load(config) if config else None
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    fields = [
+        ("id", info.id), ("name", info.name), ("kind", info.kind), ("status", info.status),
+        ("reason", info.reason), ("step", info.step or ""),
+        ("progress", "" if info.progress is None else f"{100 * info.progress:.1f}%"),
+        ("eta", "" if info.finished else format_eta(info.eta_s)), ("queue position", info.queue_position or ""),
+        ("devices", ", ".join(info.devices) or info.request), ("attempt", info.attempt),
+        ("created", format_time(info.created_at)), ("started", format_time(info.started_at)),
+        ("ended", format_time(info.ended_at)), ("duration", format_duration(info.duration_s)),
+        ("exit code", "" if info.exit_code is None else info.exit_code), ("run folder", info.run_dir),
+    ]
+    for k, v in fields:
+        if v not in ("", None):
+            print(f"{k + ':':16}{v}")
+    if info.detail:
+        print("\ndetail:\n" + info.detail)
+    if config:
+        print("\nconfig:\n" + config.rstrip())
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from core.jobs.manager import JobNotFound
+
+    m = _manager(args)
+    try:
+        job_id = _resolve(m, args.job)
+    except JobNotFound as e:
+        return _err(str(e))
+    text = m.logs(job_id, args.tail)
+    if text:
+        print(text)
+    if not args.follow:
+        return 0
+    info = m.get(job_id)
+    follower = LogFollower(Path(info.run_dir) / LOG_FILE, from_start=False)
+    from core.secrets import scrub
+
+    try:
+        while True:
+            for ln in follower.new_lines():
+                print(scrub(ln), flush=True)
+            if m.get(job_id).finished:
+                for ln in follower.new_lines():
+                    print(scrub(ln), flush=True)
+                return 0
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _control(args: argparse.Namespace, action: str) -> int:
+    from core.jobs.manager import JobNotFound
+
+    m = _manager(args)
+    try:
+        job_id = _resolve(m, args.job)
+        if action == "stop":
+            info = m.stop(job_id, wait=None if args.no_wait else args.timeout + m.kill_grace_s + 5,
+                          timeout=args.timeout)
+        elif action == "cancel":
+            info = m.cancel(job_id, wait=m.cancel_grace_s + 10)
+        elif action == "resume":
+            m.resume(job_id)
+            info = m.get(job_id)
+        else:
+            m.delete(job_id)
+            print(f"deleted {job_id}", file=sys.stderr)
+            return 0
+    except ConfigError as e:
+        print(e.report(), file=sys.stderr)
+        return 2
+    except (JobNotFound, ValueError) as e:  # JobStateError, DeviceRequestError
+        return _err(str(e))
+    if action == "resume" and getattr(args, "follow", False):
+        return follow(m, job_id, from_start=False)
+    print(f"{job_id}: {info.status}" + (f" ({info.reason})" if info.reason else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return _control(args, "stop")
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    return _control(args, "cancel")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _control(args, "resume")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    return _control(args, "delete")

@@ -1,0 +1,268 @@
+"""`python -m core.jobs.worker RUN_DIR`: the process that runs one job and records how it ended.
+
+It loads `job.yaml`, imports the kind's entry, runs it with a JobContext, and writes the final status:
+succeeded, stopped (the entry returned after a stop request), cancelled, or failed with a classified reason. Its
+exit status agrees with that outcome (0 only for success). Before exiting it ends any helper processes it
+started, records the outcome in the job list, and starts whatever queued jobs can now use the freed devices.
+
+`--rank [--step NAME]` is the mode used by `accelerate launch` for multi-GPU training: run only the entry
+(of pipeline step NAME), and leave the bookkeeping to the supervising worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.config.errors import ConfigError
+from core.jobs import procs
+from core.jobs.context import JobContext
+from core.jobs.failure import classify_exception
+from core.jobs.launch import DistributedFailed, EntryUnavailable, resolve_entry, run_entry
+from core.jobs.progress import compute
+from core.jobs.rundir import (
+    ACTIVE,
+    CANCELLED,
+    CONFIG_FILE,
+    FAILED,
+    LOG_FILE,
+    METRICS_FILE,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    SUCCEEDED,
+    JsonlTail,
+    has_flag,
+    read_status,
+    tail_text,
+    update_status,
+)
+from core.secrets import scrub
+from core.workspace import Workspace
+
+EXIT_CODES = {SUCCEEDED: 0, FAILED: 1, STOPPED: 3, CANCELLED: 4}
+EXIT_BAD_CONFIG = 2
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGINT arrived while the entry ran: unwind it (its `finally` blocks still save)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+class _ScrubbingStream:
+    """stdout/stderr wrapper that blanks secret values before they reach log.txt. Everything but writing is the
+    real stream's (fileno, encoding, isatty: libraries such as faulthandler and tqdm ask for them)."""
+
+    def __init__(self, stream: Any, known: list[str]):
+        self._stream = stream
+        self._known = known
+
+    def write(self, s: str) -> int:
+        self._stream.write(scrub(s, self._known))
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Signals:
+    """Signal handling: raise Terminated inside the entry, remember it elsewhere, ignore repeats during cleanup."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.armed = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+            if self.armed:
+                self.armed = False
+                raise Terminated(signum)
+
+    def quiet(self) -> None:
+        self.armed = False
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def load_job_config(run_dir: Path) -> Any:
+    from core.config.io import parse_config
+
+    path = run_dir / CONFIG_FILE
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return parse_config(data, str(path))
+
+
+def _setup_output(known_secrets: list[str]) -> None:
+    sys.stdout = _ScrubbingStream(sys.stdout, known_secrets)
+    sys.stderr = _ScrubbingStream(sys.stderr, known_secrets)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def supervise(run_dir: Path) -> int:
+    status = read_status(run_dir)
+    job_id = os.environ.get("EDS_JOB_ID") or status.get("id") or run_dir.name
+    attempt = int(status.get("attempt") or 1)
+    devices = list(status.get("devices") or ["cpu"])
+    workspace = Workspace(Path(os.environ.get("EDS_WORKSPACE_ROOT") or run_dir.parent.parent))
+    known = [v for k, v in os.environ.items() if k.startswith("EDS_SECRET_") and v]
+    _setup_output(known)
+    sigs = _Signals()
+    sigs.install()
+    manager = _manager(workspace)
+    if manager is not None and not _register(manager, job_id, attempt):
+        return EXIT_CODES[CANCELLED]  # cancelled between being claimed and starting: do nothing
+    started = time.time()
+    update_status(run_dir, status=RUNNING, pid=os.getpid(), started_at=started, attempt=attempt, devices=devices,
+                  step=None, reason="", detail="")
+    print(f"[worker] job {job_id} attempt {attempt} on {', '.join(devices)} (pid {os.getpid()})", flush=True)
+
+    outcome, reason, detail = SUCCEEDED, "", ""
+    exit_code: int | None = None
+    try:
+        config = load_job_config(run_dir)
+        ctx = JobContext(job_id=job_id, run_dir=run_dir, workspace=workspace, attempt=attempt, devices=devices)
+        sigs.armed = True
+        try:
+            if sigs.received is not None:
+                raise Terminated(sigs.received)
+            run_entry(config, ctx)
+        finally:
+            sigs.armed = False  # from here on a signal is only remembered: the outcome must get written
+        if sigs.received is not None:
+            raise Terminated(sigs.received)
+        if has_flag(run_dir, "stop"):
+            outcome, reason = STOPPED, "stopped on request; what was produced so far is kept"
+    except Terminated as t:
+        if has_flag(run_dir, "cancel"):
+            outcome, reason = CANCELLED, "cancelled"
+        elif has_flag(run_dir, "stop"):
+            outcome, reason = STOPPED, "did not stop in time; terminated (what was saved so far is kept)"
+        else:
+            outcome, reason = FAILED, f"terminated by {t}"
+    except EntryUnavailable as e:
+        outcome, reason = FAILED, str(e)
+    except DistributedFailed as e:
+        outcome, reason, detail = FAILED, str(e), scrub(tail_text(run_dir / LOG_FILE, 20), known)
+    except BaseException as e:  # noqa: BLE001 - every way an entry can end must be recorded
+        if isinstance(e, (SystemExit, KeyboardInterrupt)) and has_flag(run_dir, "cancel"):
+            outcome, reason = CANCELLED, "cancelled"
+        else:
+            f = classify_exception(e, known)
+            outcome, reason, detail = FAILED, f.reason, f.detail
+            if isinstance(e, ConfigError):
+                exit_code = EXIT_BAD_CONFIG
+            traceback.print_exc()
+    sigs.quiet()
+    if exit_code is None:
+        exit_code = EXIT_CODES[outcome]
+
+    procs.terminate_children()
+    now_status = read_status(run_dir)
+    step, steps = now_status.get("step"), now_status.get("steps") or None
+    if outcome == FAILED and steps and step:
+        reason = f"step {step!r}: {reason}"
+    try:
+        progress = 1.0 if outcome == SUCCEEDED else compute(JsonlTail(run_dir / METRICS_FILE).read(), steps).fraction
+    except Exception:
+        progress = None
+    ended = time.time()
+    update_status(run_dir, status=outcome, reason=reason, detail=detail, ended_at=ended, exit_code=exit_code)
+    print(f"[worker] job {job_id} {outcome}" + (f": {reason}" if reason else ""), flush=True)
+    if manager is not None:
+        try:
+            manager.finish_from_worker(job_id, attempt, {
+                "status": outcome, "reason": reason, "detail": detail, "ended_at": ended, "exit_code": exit_code,
+                "progress": progress, "step": step, "pid": os.getpid(), "started_at": started,
+            })
+            manager.refresh()  # start the queued jobs that can use the devices this job held
+        except Exception:
+            logging.getLogger("job").exception("could not record the outcome in the job list")
+    sys.stdout.flush()
+    return exit_code
+
+
+def _manager(workspace: Workspace) -> Any:
+    """The job list, opened without re-running discovery side effects; None if the database is unusable."""
+    try:
+        from core.jobs.manager import JobManager
+
+        return JobManager(workspace, attach=False)
+    except Exception:
+        logging.getLogger("job").exception("the job list is not reachable; running without it")
+        return None
+
+
+def _register(manager: Any, job_id: str, attempt: int) -> bool:
+    """Mark our row running with our pid (the launcher does it too; whoever is first). False if cancelled."""
+    me = os.getpid()
+    manager.store.update(job_id, {"status": RUNNING, "pid": me, "pid_ctime": procs.create_time(me)},
+                         expect_status=(STARTING,), expect_attempt=attempt)
+    row = manager.store.get(job_id)
+    return bool(row and row["status"] in ACTIVE and row["attempt"] == attempt)
+
+
+def rank_main(run_dir: Path, step: str | None) -> int:
+    """One rank of a multi-GPU launch: just the entry; the supervisor records the outcome."""
+    config = load_job_config(run_dir)
+    if step:
+        matches = [s.job for s in getattr(config, "steps", []) if s.name == step]
+        if not matches:
+            print(f"pipeline has no step {step!r}", file=sys.stderr)
+            return 2
+        config = matches[0]
+    status = read_status(run_dir)
+    rank = int(os.environ.get("RANK", "0"))
+    ctx = JobContext(
+        job_id=status.get("id") or run_dir.name, run_dir=run_dir,
+        workspace=Workspace(Path(os.environ.get("EDS_WORKSPACE_ROOT") or run_dir.parent.parent)),
+        attempt=int(status.get("attempt") or 1), devices=list(status.get("devices") or []), step_name=step,
+        is_main=rank == 0,
+    )
+    known = [v for k, v in os.environ.items() if k.startswith("EDS_SECRET_") and v]
+    _setup_output(known)
+    sigs = _Signals()
+    sigs.install()
+    sigs.armed = True
+    try:
+        resolve_entry(config)(config, ctx)
+    except Terminated:
+        return 143
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m core.jobs.worker", description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir")
+    ap.add_argument("--rank", action="store_true", help="one process of a multi-GPU launch")
+    ap.add_argument("--step", help="with --rank: the pipeline step to run")
+    args = ap.parse_args(argv)
+    run_dir = Path(args.run_dir).resolve()
+    if args.rank:
+        return rank_main(run_dir, args.step)
+    return supervise(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
