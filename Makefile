@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 WORKSPACE ?= workspace
 STUDIO_ARGS ?=
+# Spinning OpenMP threads slow CPU inference many times over on small shared machines (see core/jobs/launch.py).
+export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
 

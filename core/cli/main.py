@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "core.cli.validate",
     "core.cli.jobs",
     "core.cli.presets",
+    "core.cli.models",
 ]
 
 

@@ -12,26 +12,46 @@ Operator = Literal["label", "expand", "refine", "extract", "cot_generate", "long
 
 
 class SynthJob(JobBase):
-    """Run a synthesis operator (REFERENCE §2) over a dataset with a teacher; resumable by row id."""
+    """Run a synthesis operator (REFERENCE §2) over a dataset with a teacher; resumable by row id.
+
+    Output rows are appended as they finish (each with an id); a restarted job skips ids already in the output or in
+    the rejects file. Rows the teacher could not serve (API error after retries, unparseable reply) go to the rejects
+    file with the reason; `retry_rejects` runs them again.
+    """
 
     ENTRY = "core.synth.job:run"
     kind: Literal["synth"] = "synth"
     operator: Operator = "label"
-    input: str = Field(description="input dataset (workspace dataset name or file)")
+    input: str = Field(description="input dataset (workspace dataset name or file: JSON/JSONL/CSV/Parquet)")
     output: str = Field(
-        "", description="output dataset name (or, from the CLI, a file path); default: <input>-<operator>"
+        "", description="output dataset name (workspace/datasets/<name>.jsonl), or a file path ending in .jsonl or "
+        ".json (a .json file is written as a JSON array when the job ends); default: <input>-<operator>"
     )
     teacher: BackendSpec
     sampling: Sampling = Field(default_factory=Sampling)
-    template: str | None = Field(None, description="prompt template file; default: assets/templates/<operator>.txt")
+    template: str | None = Field(
+        None, description="prompt template file with {placeholders}; default: assets/templates/<operator>.txt"
+    )
     prompt: str | None = Field(
-        None, description="operator instruction text (EasyDistill `inference.prompt`); replaces the template's own"
+        None, description="EasyDistill 1.x `inference.prompt`: an instruction put before the input instead of the "
+        "template (the request is this text, a newline, then the input)"
     )
     system_prompt: str = "You are a helpful assistant."
     num_in_context_samples: int = Field(3, ge=0, le=64, description="expand: examples shown per request")
-    num_output_samples: int = Field(10, ge=1, description="expand: new instructions to produce")
+    num_output_samples: int = Field(10, ge=1, description="expand: new instructions to produce (in total)")
     limit: int | None = Field(None, ge=1, description="only the first N rows")
-    seed: int = 42
+    seed: int = Field(42, description="seeds every random choice (in-context examples, resampling)")
+    parse_retries: int = Field(1, ge=0, le=10, description="ask again (new seed) when a reply cannot be parsed")
+    retry_rejects: bool = Field(False, description="run the rows of the rejects file again (old file kept as .bak)")
+    categories: list[str] | None = Field(
+        None, description="classify: task categories (default: the DistilQwen list of 32)"
+    )
+    target_shares: dict[str, float] | None = Field(
+        None, description="classify: target share per category; when set, a resampled <output>-balanced dataset is "
+        "written at the end (instruction balancing)"
+    )
+    balance_total: int | None = Field(None, ge=1, description="classify: rows in the balanced dataset (default: all)")
+    balance_upsample: bool = Field(False, description="classify: repeat rows of categories below their share")
 
 
 JudgeMetric = Literal["rv", "cd", "correctness", "informativeness", "helpfulness", "generalization"]
@@ -85,3 +105,11 @@ class CaptureJob(JobBase):
     temperature: float = Field(1.0, gt=0)
     max_length: int = Field(512, ge=16)
     template: str | None = Field(None, description="chat template file; default: the teacher tokenizer's")
+    tokenizer: str | None = Field(
+        None, description="tokenizer folder that locates response tokens (default: the teacher's model folder; "
+        "needed for a remote teacher)"
+    )
+    student: str | None = Field(
+        None, description="the student this cache is for: its tokenizer is checked against the teacher's first"
+    )
+    logprob_dtype: Literal["float16", "float32"] = Field("float16", description="storage of the top-k log-probs")

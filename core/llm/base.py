@@ -54,10 +54,28 @@ class Completion:
 
 @dataclass
 class ScoredResponse:
-    """Teacher forcing of prompt + given response: per response position, the teacher's top-k."""
+    """Teacher forcing of prompt + given response: per response position, the teacher's top-k.
+
+    Response positions are the tokens after the generation prompt up to the end of the assistant turn (its
+    end-of-turn token included, trailing whitespace the template adds after it excluded), i.e. exactly the tokens a
+    `{% generation %}` assistant mask covers. `token_logprobs[i]` is the log-prob of the actual response token i.
+    """
 
     positions: list[TokenTopK]
     response_token_ids: list[int]
+    token_logprobs: list[float] | None = None
+    error: str | None = None  # set when this row could not be scored (remote backends)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or used as configured (unknown model, no chat template, server down...).
+
+    The message says what to change; UI and CLI show it as is.
+    """
 
 
 @runtime_checkable
@@ -72,7 +90,12 @@ class Backend(Protocol):
     def stream(self, conversation: Conversation, params: SamplingParams) -> Iterator[str]:
         """Text deltas as they are generated."""
 
-    def score(self, conversations: Sequence[Conversation], k: int) -> list[ScoredResponse]:
-        """Teacher forcing: each conversation ends with the assistant response to score; one forward pass."""
+    def score(
+        self, conversations: Sequence[Conversation], k: int, temperature: float = 1.0
+    ) -> list[ScoredResponse]:
+        """Teacher forcing: each conversation ends with the assistant response to score; one forward pass.
+
+        Log-probs are of softmax(logits / temperature).
+        """
 
     def close(self) -> None: ...

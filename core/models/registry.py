@@ -1,0 +1,388 @@
+"""What models exist and what they are, without importing torch.
+
+Models are folders under `workspace/models/`, extra local folders, hub ids (Hugging Face or ModelScope snapshots) and
+remote OpenAI-compatible endpoints kept in `workspace/endpoints.json`. Facts come from config.json, tokenizer files
+and safetensors headers, so listing a workspace of 7B checkpoints costs milliseconds and never touches a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.llm.base import BackendError
+from core.workspace import Workspace
+
+ENDPOINTS_FILE = "endpoints.json"
+HUB_ID = re.compile(r"^(?:(hf|huggingface|ms|modelscope):)?([\w.\-]+/[\w.\-]+)$")
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+@dataclass
+class ModelInfo:
+    """One row of the models table (and `easydistill models list --json`)."""
+
+    name: str
+    source: str  # workspace | path | hub | endpoint
+    path: str | None = None
+    architecture: str | None = None
+    model_type: str | None = None
+    params: int | None = None
+    dtype: str | None = None
+    vocab_size: int | None = None  # rows of the output head (config.json)
+    tokenizer_size: int | None = None  # tokens the tokenizer knows (<= vocab_size when the head is padded)
+    num_layers: int | None = None
+    hidden_size: int | None = None
+    chat_template: bool | None = None
+    disk_bytes: int | None = None
+    is_adapter: bool = False
+    base_url: str | None = None
+    api_key_env: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EndpointEntry:
+    name: str
+    base_url: str
+    model: str | None = None
+    api_key_env: str | None = None
+    notes: str = ""
+
+
+@dataclass
+class Compatibility:
+    ok: bool
+    message: str
+    details: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- reading a folder
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BackendError(f"{path}: not valid JSON ({e})") from e
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a .safetensors file: tensor names -> dtype, shape, offsets (8-byte length + JSON)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        if n > 100_000_000:
+            raise BackendError(f"{path}: not a safetensors file (header length {n})")
+        return json.loads(f.read(n))
+
+
+def weight_stats(folder: Path) -> tuple[int | None, str | None]:
+    """Parameter count and dominant dtype from safetensors headers (tied weights are stored once, counted once)."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None, None
+    total, by_dtype = 0, {}
+    for f in files:
+        for name, meta in safetensors_header(f).items():
+            if name == "__metadata__":
+                continue
+            n = 1
+            for d in meta["shape"]:
+                n *= d
+            total += n
+            by_dtype[meta["dtype"]] = by_dtype.get(meta["dtype"], 0) + n
+    dominant = max(by_dtype, key=by_dtype.get) if by_dtype else None
+    return total, {"F32": "float32", "BF16": "bfloat16", "F16": "float16"}.get(dominant, dominant)
+
+
+def disk_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def has_chat_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").exists() or (folder / "chat_template.json").exists():
+        return True
+    return bool(read_json(folder / "tokenizer_config.json").get("chat_template"))
+
+
+def _text_config(cfg: dict) -> dict:
+    """Multimodal configs keep the language model's shape under text_config."""
+    return cfg.get("text_config") or cfg
+
+
+def tokenizer_vocab(folder: Path) -> dict[str, int] | None:
+    """token -> id from tokenizer.json (model vocab + added tokens); None when the folder has no tokenizer.json."""
+    data = read_json(folder / "tokenizer.json")
+    if not data:
+        vocab = read_json(folder / "vocab.json")
+        return vocab or None
+    model_vocab = data.get("model", {}).get("vocab", {})
+    if isinstance(model_vocab, list):  # Unigram: [[piece, score], ...]
+        vocab = {piece: i for i, (piece, _score) in enumerate(model_vocab)}
+    else:
+        vocab = dict(model_vocab)
+    for t in data.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+    return vocab
+
+
+def special_tokens(folder: Path) -> dict[str, str | None]:
+    cfg = read_json(folder / "tokenizer_config.json")
+    special_map = read_json(folder / "special_tokens_map.json")
+    out = {}
+    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        v = cfg.get(key, special_map.get(key))
+        out[key] = v.get("content") if isinstance(v, dict) else v
+    return out
+
+
+def inspect_model_dir(folder: Path, name: str | None = None, source: str = "path") -> ModelInfo:
+    """Facts about one local model folder; `error` says what is wrong instead of raising."""
+    folder = Path(folder)
+    info = ModelInfo(name=name or folder.name, source=source, path=str(folder))
+    if not folder.is_dir():
+        info.error = f"{folder} is not a folder"
+        return info
+    try:
+        adapter = read_json(folder / "adapter_config.json")
+        cfg = read_json(folder / "config.json")
+        if adapter and not cfg:
+            info.is_adapter = True
+            info.architecture = f"LoRA adapter of {adapter.get('base_model_name_or_path', '?')}"
+        elif not cfg:
+            info.error = "no config.json: not a transformers model folder"
+        else:
+            text = _text_config(cfg)
+            archs = cfg.get("architectures") or []
+            info.architecture = archs[0] if archs else None
+            info.model_type = cfg.get("model_type")
+            info.vocab_size = text.get("vocab_size")
+            info.num_layers = text.get("num_hidden_layers")
+            info.hidden_size = text.get("hidden_size")
+            info.dtype = cfg.get("dtype") or cfg.get("torch_dtype") or text.get("dtype")
+        params, dtype = weight_stats(folder)
+        info.params = params
+        info.dtype = dtype or info.dtype
+        vocab = tokenizer_vocab(folder)
+        info.tokenizer_size = (max(vocab.values()) + 1) if vocab else None
+        info.chat_template = has_chat_template(folder)
+        info.disk_bytes = disk_size(folder)
+    except (OSError, BackendError, ValueError, KeyError, TypeError) as e:
+        info.error = f"{type(e).__name__}: {e}"
+    return info
+
+
+# ---------------------------------------------------------------- finding a model by name
+
+
+def hub_snapshot(repo_id: str, hub: str = "hf") -> Path:
+    """A local snapshot of a hub model (downloaded unless offline). Raises BackendError with what to do."""
+    try:
+        if hub in ("ms", "modelscope"):
+            try:
+                from modelscope import snapshot_download as ms_download
+            except ImportError as e:
+                raise BackendError(
+                    f"'{repo_id}' is a ModelScope id but the modelscope package is not installed (pip install "
+                    "modelscope), or download the model into workspace/models/"
+                ) from e
+            return Path(ms_download(repo_id))
+        from huggingface_hub import snapshot_download
+
+        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+        return Path(snapshot_download(repo_id, local_files_only=offline))
+    except BackendError:
+        raise
+    except Exception as e:  # the hub libraries raise many kinds; the user needs one message
+        raise BackendError(
+            f"model '{repo_id}' is not a local folder or workspace model, and the hub could not provide it "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Put the model folder under workspace/models/, "
+            "give a local path, or (with network) set HF_ENDPOINT to a reachable mirror / use 'modelscope:<id>'."
+        ) from e
+
+
+def resolve_model(ref: str, workspace: Workspace | None = None, confine: bool = False) -> Path:
+    """A model reference (workspace model name, folder path, hub id, 'modelscope:<id>') -> a local folder.
+
+    `confine=True` (references typed into the web UI) refuses paths outside the workspace's allowed roots.
+    """
+    ref = (ref or "").strip()
+    if not ref:
+        raise BackendError("no model given: choose a workspace model, a folder or a hub id")
+    if workspace is not None:
+        candidate = workspace.models / ref
+        if "/" not in ref and "\\" not in ref and candidate.is_dir():
+            return candidate
+    p = Path(ref).expanduser()
+    if p.is_absolute() or ref.startswith((".", "~")) or p.exists():
+        path = workspace.resolve(ref) if (confine and workspace is not None) else p.resolve()
+        if not path.is_dir():
+            raise BackendError(f"model folder '{ref}' does not exist")
+        return path
+    m = HUB_ID.match(ref)
+    if m:
+        if workspace is not None and (workspace.models / ref).is_dir():
+            return workspace.models / ref
+        return hub_snapshot(m.group(2), m.group(1) or os.environ.get("EDS_MODEL_HUB", "hf"))
+    known = ", ".join(sorted(p.name for p in workspace.models.iterdir() if p.is_dir())[:10]) if workspace else ""
+    raise BackendError(
+        f"unknown model '{ref}': not a folder, not a workspace model"
+        + (f" (workspace has: {known})" if known else "")
+        + ", not a hub id (org/name)"
+    )
+
+
+def require_chat_template(folder: Path) -> None:
+    if not has_chat_template(folder):
+        raise BackendError(
+            f"model '{folder}' has no chat template, so conversations cannot be turned into prompts. Use an "
+            "instruct/chat model, or add one: put a chat_template.jinja file (e.g. ChatML) in the model folder."
+        )
+
+
+# ---------------------------------------------------------------- endpoints (remote OpenAI-compatible servers)
+
+
+def endpoints_path(ws: Workspace) -> Path:
+    return ws.root / ENDPOINTS_FILE
+
+
+def load_endpoints(ws: Workspace) -> list[EndpointEntry]:
+    data = read_json(endpoints_path(ws))
+    return [EndpointEntry(**e) for e in data.get("endpoints", [])]
+
+
+def save_endpoint(ws: Workspace, entry: EndpointEntry) -> None:
+    """Add or replace an endpoint by name. Only the env-var *name* of a key is stored, never a key."""
+    if not entry.name.strip():
+        raise BackendError("endpoint name is empty")
+    if not re.match(r"^https?://", entry.base_url.strip()):
+        raise BackendError(f"endpoint URL '{entry.base_url}' must start with http:// or https://")
+    if entry.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", entry.api_key_env):
+        raise BackendError(
+            f"'{entry.api_key_env}' is not an environment variable name: give the NAME of the variable that holds "
+            "the key (e.g. DASHSCOPE_API_KEY), not the key itself"
+        )
+    entries = [e for e in load_endpoints(ws) if e.name != entry.name] + [entry]
+    path = endpoints_path(ws)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"endpoints": [asdict(e) for e in entries]}, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def remove_endpoint(ws: Workspace, name: str) -> bool:
+    entries = load_endpoints(ws)
+    kept = [e for e in entries if e.name != name]
+    if len(kept) == len(entries):
+        return False
+    endpoints_path(ws).write_text(json.dumps({"endpoints": [asdict(e) for e in kept]}, indent=2), encoding="utf-8")
+    return True
+
+
+def probe_endpoint(entry: EndpointEntry, timeout_s: float = 5.0) -> list[str]:
+    """The models an endpoint serves right now: a quick reachability + key check (BackendError says why not)."""
+    from core.config.base import EndpointSpec
+    from core.llm.openai_http import OpenAIBackend
+
+    backend = OpenAIBackend(EndpointSpec(base_url=entry.base_url, model=entry.model, api_key_env=entry.api_key_env,
+                                         max_retries=0, timeout_s=timeout_s, concurrency=1))
+    try:
+        return backend.served_models()
+    finally:
+        backend.close()
+
+
+# ---------------------------------------------------------------- listing
+
+
+def list_models(ws: Workspace, extra_paths: Iterable[str] = (), hub_ids: Iterable[str] = ()) -> list[ModelInfo]:
+    """Every model the studio can offer: workspace folders, extra folders, cached hub ids and endpoints."""
+    out: list[ModelInfo] = []
+    if ws.models.is_dir():
+        for d in sorted(ws.models.iterdir()):
+            if d.is_dir() and not d.name.startswith("."):
+                out.append(inspect_model_dir(d, d.name, "workspace"))
+    for p in extra_paths:
+        out.append(inspect_model_dir(Path(p).expanduser(), str(p), "path"))
+    for hid in hub_ids:
+        try:
+            out.append(inspect_model_dir(resolve_model(hid), hid, "hub"))
+        except BackendError as e:
+            out.append(ModelInfo(name=hid, source="hub", error=str(e)))
+    for e in load_endpoints(ws):
+        out.append(ModelInfo(name=e.name, source="endpoint", base_url=e.base_url, architecture=e.model or "(served)",
+                             api_key_env=e.api_key_env))
+    return out
+
+
+def human_params(n: int | None) -> str:
+    if not n:
+        return ""
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}" if n < div * 100 else f"{n / div:.0f}{unit}"
+    return str(n)
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+# ---------------------------------------------------------------- teacher/student compatibility
+
+
+def check_logit_kd(teacher: Path, student: Path) -> Compatibility:
+    """Can the student learn from the teacher's logits? Same tokens with the same ids and special tokens are needed;
+    output heads that differ only by padding rows (Qwen pads to a multiple of 64/128) are fine."""
+    teacher, student = Path(teacher), Path(student)
+    tv, sv = tokenizer_vocab(teacher), tokenizer_vocab(student)
+    if tv is None or sv is None:
+        tv, sv = _vocab_via_transformers(teacher), _vocab_via_transformers(student)
+    t_head = _text_config(read_json(teacher / "config.json")).get("vocab_size")
+    s_head = _text_config(read_json(student / "config.json")).get("vocab_size")
+    details = {"teacher_tokens": len(tv), "student_tokens": len(sv), "teacher_head": t_head, "student_head": s_head}
+    if tv != sv:
+        only_t = sorted(set(tv) - set(sv), key=tv.get)[:5]
+        moved = [t for t in tv if t in sv and tv[t] != sv[t]]
+        diff = f"{len(set(tv) ^ set(sv))} tokens differ" + (f", e.g. {only_t}" if only_t else "")
+        if moved:
+            diff += f"; {len(moved)} shared tokens have different ids, e.g. {moved[:5]}"
+        return Compatibility(False, f"teacher and student tokenizers differ ({diff}): use black-box KD "
+                                    "(train the student on the teacher's generated text) instead of logit KD.", details)
+    ts, ss = special_tokens(teacher), special_tokens(student)
+    diff_specials = {k: (ts[k], ss[k]) for k in ts if ts[k] != ss[k] and k in ("eos_token", "bos_token")}
+    if diff_specials:
+        return Compatibility(False, f"special tokens differ {diff_specials}: use black-box KD, or give both models "
+                                    "the same tokenizer files.", details)
+    n_tok = max(tv.values()) + 1
+    for who, head in (("teacher", t_head), ("student", s_head)):
+        if head is not None and head < n_tok:
+            return Compatibility(False, f"the {who}'s output head has {head} rows but the tokenizer has {n_tok} "
+                                        "tokens: the model does not match its tokenizer.", details)
+    if t_head != s_head:
+        return Compatibility(True, f"same tokenizer ({n_tok} tokens); output heads differ only by padding "
+                                   f"({t_head} vs {s_head}): logit KD uses the first {n_tok} logits.", details)
+    return Compatibility(True, f"same tokenizer ({n_tok} tokens) and output head size: logit KD works.", details)
+
+
+def _vocab_via_transformers(folder: Path) -> dict[str, int]:
+    from transformers import AutoTokenizer  # only for folders without tokenizer.json (rare: slow tokenizers)
+
+    return dict(AutoTokenizer.from_pretrained(folder).get_vocab())

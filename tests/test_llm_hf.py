@@ -1,0 +1,181 @@
+"""The transformers backend on the tiny models, and a transformers serve job reached over HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import pytest
+
+from core.llm.base import BackendError, SamplingParams
+
+QUESTIONS = ["Hi", "What is the capital of France? Tell me more about it, please.", "x", "2 + 2 = ?",
+             "Write a long story about a dog and a cat who became friends."]
+CONVS = [[{"role": "user", "content": q}] for q in QUESTIONS]
+GREEDY = SamplingParams(temperature=0.0, max_new_tokens=16)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_models):
+    from core.llm.hf_local import HFLocalBackend
+
+    b = HFLocalBackend(tiny_models.teacher, batch_size=4, device="cpu")
+    yield b
+    b.close()
+
+
+def test_batched_equals_one_by_one_greedy(teacher):
+    batched = teacher.chat(CONVS, GREEDY)
+    single = [teacher.chat([c], GREEDY)[0] for c in CONVS]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
+    assert len({c.text for c in batched}) > 1  # the prompts really produce different answers
+    assert all(c.ok and c.finish_reason in ("stop", "length") for c in batched)
+    assert any(c.finish_reason == "length" and c.completion_tokens == 16 for c in batched)
+
+
+def test_stream_yields_the_same_text(teacher):
+    for conv in CONVS[:3]:
+        deltas = list(teacher.stream(conv, GREEDY))
+        assert "".join(deltas) == teacher.chat([conv], GREEDY)[0].text
+        assert len(deltas) > 1
+
+
+def test_sampling_params_are_honoured(teacher):
+    sampled = SamplingParams(temperature=1.0, top_p=0.95, top_k=50, max_new_tokens=16, seed=11)
+    a = teacher.chat(CONVS[:2], sampled)
+    b = teacher.chat(CONVS[:2], sampled)
+    other = teacher.chat(CONVS[:2], SamplingParams(temperature=1.0, max_new_tokens=16, seed=12))
+    assert [c.text for c in a] == [c.text for c in b]  # same seed, same sample
+    assert [c.text for c in a] != [c.text for c in other]  # a different seed samples differently
+    assert [c.text for c in a] != [c.text for c in teacher.chat(CONVS[:2], GREEDY)]  # not silently greedy
+    short = teacher.chat(CONVS[:1], SamplingParams(temperature=0.0, max_new_tokens=3))[0]
+    assert short.completion_tokens == 3 and short.finish_reason == "length"
+    full = teacher.chat(CONVS[:1], GREEDY)[0].text
+    stop = full[3:5]
+    with_stop = SamplingParams(temperature=0.0, max_new_tokens=16, stop=[stop])
+    cut = teacher.chat(CONVS[:1], with_stop)[0]
+    assert cut.text == full[:full.index(stop)] and cut.finish_reason == "stop"
+    assert "".join(teacher.stream(CONVS[0], with_stop)) == cut.text
+
+
+def test_top_logprobs_match_a_forward_pass(teacher):
+    import torch
+
+    c = teacher.chat(CONVS[1:2], GREEDY, top_logprobs=5)[0]
+    assert len(c.top_logprobs) == c.completion_tokens
+    enc = teacher.tokenizer(teacher.render(CONVS[1]), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        lp = torch.log_softmax(teacher.model(**enc).logits[0, -1].float(), -1)
+    vals, ids = lp.topk(5)
+    first = c.top_logprobs[0]
+    assert first.ids == ids.tolist()
+    assert first.logprobs == pytest.approx(vals.tolist(), abs=1e-4)
+    assert 0.0 <= first.tail_mass <= 1.0
+
+
+def test_score_matches_direct_forward_and_tail_mass_is_a_probability(teacher):
+    import torch
+
+    convs = [c + [{"role": "assistant", "content": a}] for c, a in
+             zip(CONVS, ["Hello there.", "Paris is the capital of France.", "y", "4", "Once upon a time."],
+                 strict=True)]
+    scored = teacher.score(convs, k=8)
+    assert len(scored) == len(convs)
+    for conv, s in zip(convs, scored, strict=True):
+        ids, start, end = teacher.response_span(conv)
+        assert teacher.tokenizer.decode(s.response_token_ids) == conv[-1]["content"] + "<|im_end|>"
+        with torch.no_grad():  # unpadded, one conversation at a time
+            logits = teacher.model(input_ids=torch.tensor([ids])).logits[0]
+        lp = torch.log_softmax(logits[start - 1:end - 1].float(), -1)
+        vals, top = lp.topk(8, dim=-1)
+        assert [p.ids for p in s.positions] == top.tolist()
+        for p, v in zip(s.positions, vals.tolist(), strict=True):
+            assert p.logprobs == pytest.approx(v, abs=1e-4)
+            assert 0.0 <= p.tail_mass <= 1.0
+            assert p.tail_mass == pytest.approx(1 - sum(torch.tensor(v).exp().tolist()), abs=1e-5)
+        actual = lp.gather(-1, torch.tensor(s.response_token_ids)[:, None])[:, 0]
+        assert s.token_logprobs == pytest.approx(actual.tolist(), abs=1e-4)
+    import core.llm.hf_local as hf
+
+    small, hf.SCORE_LOGITS_BUDGET = hf.SCORE_LOGITS_BUDGET, 1  # one row per forward: the same numbers
+    try:
+        one_by_one = teacher.score(convs, k=8)
+    finally:
+        hf.SCORE_LOGITS_BUDGET = small
+    for a, b in zip(scored, one_by_one, strict=True):
+        assert [p.ids for p in a.positions] == [p.ids for p in b.positions]
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-4)
+    hot = teacher.score(convs[:1], k=8, temperature=2.0)[0]
+    assert hot.positions[0].tail_mass > scored[0].positions[0].tail_mass  # a higher temperature flattens
+
+
+def test_score_needs_a_final_assistant_turn(teacher):
+    with pytest.raises(BackendError, match="end with the assistant"):
+        teacher.score(CONVS[:1], k=4)
+
+
+def test_clear_errors_for_unknown_model_and_missing_chat_template(tiny_models, tmp_path, workspace):
+    from core.config.base import BackendSpec
+    from core.llm import make_backend
+
+    with pytest.raises(BackendError, match="unknown model 'no-such-model'"):
+        make_backend(BackendSpec(type="transformers", model="no-such-model"), workspace=workspace)
+    with pytest.raises(BackendError, match="does not exist"):
+        make_backend(BackendSpec(type="transformers", model=str(tmp_path / "missing")), workspace=workspace)
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_models.teacher, bare)
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(BackendError, match="no chat template.*chat_template.jinja"):
+        make_backend(BackendSpec(type="transformers", model=str(bare)))
+    shutil.copytree(tiny_models.student, workspace.models / "stud")
+    b = make_backend(BackendSpec(type="transformers", model="stud"), workspace=workspace)  # by workspace name
+    assert b.chat(CONVS[:1], SamplingParams(temperature=0, max_new_tokens=2))[0].completion_tokens == 2
+    b.close()
+
+
+def test_transformers_serve_job_speaks_openai(tiny_models, workspace):
+    """The serve job for a transformers model: endpoint.json, chat + stream + top_logprobs over HTTP, stop."""
+    from core.config.base import EndpointSpec
+    from core.config.train import ServeJob
+    from core.jobs.context import STOP_FLAG, JobContext
+    from core.llm.openai_http import OpenAIBackend
+    from core.llm.serve import read_endpoint, run
+
+    shutil.copytree(tiny_models.teacher, workspace.models / "tiny-teacher")
+    run_dir = workspace.runs / "serve-1"
+    run_dir.mkdir()
+    ctx = JobContext(job_id="serve-1", run_dir=run_dir, workspace=workspace, devices=["cpu"])
+    config = ServeJob(model={"type": "transformers", "model": "tiny-teacher"})
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(errors, run, config, ctx), daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while read_endpoint(run_dir) is None and time.time() < deadline and thread.is_alive():
+        time.sleep(0.2)
+    ep = read_endpoint(run_dir)
+    assert ep and ep["model"] == "tiny-teacher" and ep["type"] == "transformers", errors
+    client = OpenAIBackend(EndpointSpec(base_url=ep["base_url"], max_retries=0, timeout_s=30))
+    try:
+        c = client.chat(CONVS[:2], GREEDY, top_logprobs=3)
+        assert all(x.ok for x in c) and client.name == "tiny-teacher"
+        from core.llm.hf_local import HFLocalBackend
+
+        local = HFLocalBackend(tiny_models.teacher, device="cpu")
+        assert [x.text for x in c] == [x.text for x in local.chat(CONVS[:2], GREEDY)]
+        assert len(c[0].top_logprobs) == c[0].completion_tokens and len(c[0].top_logprobs[0].logprobs) == 3
+        assert "".join(client.stream(CONVS[0], GREEDY)) == c[0].text
+    finally:
+        client.close()
+        (run_dir / STOP_FLAG).touch()
+        thread.join(timeout=30)
+    assert not thread.is_alive() and not errors
+
+
+def _capture(errors: list, fn, *args) -> None:
+    try:
+        fn(*args)
+    except BaseException as e:
+        errors.append(e)
