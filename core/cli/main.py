@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "core.cli.jobs",
     "core.cli.presets",
     "core.cli.models",
+    "core.cli.data",
 ]
 
 

@@ -1,0 +1,251 @@
+"""`easydistill data ...`: import, inspect, convert, split, dedupe and balance datasets headless (same core as the
+Data tab). Files given here are the local user's (resolved against the current folder); names are workspace
+datasets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.data.errors import DataError
+from core.workspace import Workspace, resolve_local
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("data", help="import, inspect, convert, split and dedupe datasets")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    a = dsub.add_parser("import", help="import a JSON/JSONL/CSV/Parquet file as a workspace dataset")
+    a.add_argument("file")
+    a.add_argument("--name", help="dataset name (default: the file name without extension)")
+    a.add_argument("--format", dest="fmt", help="force a format (default: detected)")
+    a.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="map a format field to a column of the file, e.g. --map instruction=question")
+    a.add_argument("--on-error", choices=["skip", "stop"], default="skip",
+                   help="bad records: skip into <name>.rejects.jsonl (default) or stop and list them")
+    a.add_argument("--overwrite", action="store_true")
+    a.set_defaults(func=cmd_import)
+
+    a = dsub.add_parser("detect", help="show the detected format and the first records of a file")
+    a.add_argument("file")
+    a.set_defaults(func=cmd_detect)
+
+    a = dsub.add_parser("list", help="datasets in the workspace")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_list)
+
+    a = dsub.add_parser("show", help="print rows of a dataset (one page)")
+    a.add_argument("name")
+    a.add_argument("--page", type=int, default=1)
+    a.add_argument("--page-size", type=int, default=10)
+    a.set_defaults(func=cmd_show)
+
+    a = dsub.add_parser("stats", help="rows, lengths, duplicates, empty fields")
+    a.add_argument("name")
+    a.add_argument("--tokenizer", help="model folder whose tokenizer counts tokens")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_stats)
+
+    a = dsub.add_parser("export", help="write a dataset in another format")
+    a.add_argument("name")
+    a.add_argument("--format", dest="fmt", required=True,
+                   choices=["messages", "alpaca", "sharegpt", "easydistill", "dpo", "omnithought", "canonical"])
+    a.add_argument("--out", help="output file (default: workspace/datasets/exports/<name>-<format>.<ext>)")
+    a.add_argument("--no-ids", action="store_true", help="leave the row ids out")
+    a.add_argument("--llamafactory", action="store_true",
+                   help="also add an entry to dataset_info.json next to the output (LLaMA-Factory)")
+    a.set_defaults(func=cmd_export)
+
+    a = dsub.add_parser("split", help="seeded train/eval split into <name>-train and <name>-eval")
+    a.add_argument("name")
+    a.add_argument("--eval-share", type=float, default=0.1)
+    a.add_argument("--seed", type=int, default=42)
+    a.set_defaults(func=cmd_split)
+
+    a = dsub.add_parser("dedupe", help="drop duplicate rows into <name>-dedup")
+    a.add_argument("name")
+    a.add_argument("--by", choices=["instruction", "instruction_output", "content"], default="instruction")
+    a.set_defaults(func=cmd_dedupe)
+
+    a = dsub.add_parser("balance", help="resample a classified dataset toward category shares")
+    a.add_argument("name")
+    a.add_argument("--shares", required=True, help='e.g. "Math=0.3,Code Generation=0.2,Others=0.5"')
+    a.add_argument("--total", type=int)
+    a.add_argument("--upsample", action="store_true")
+    a.add_argument("--seed", type=int, default=42)
+    a.add_argument("--out", help="output dataset name (default: <name>-balanced)")
+    a.set_defaults(func=cmd_balance)
+
+
+def _ws(args) -> Workspace:
+    return Workspace.open(args.workspace)
+
+
+def _guard(fn):
+    def wrapped(args) -> int:
+        try:
+            return fn(args)
+        except DataError as e:
+            print(e.report(), file=sys.stderr)
+            return 2
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
+
+
+@_guard
+def cmd_import(args) -> int:
+    from core.data.store import import_file
+
+    src = resolve_local(args.file)
+    mapping = {}
+    for item in args.map:
+        k, sep, v = item.partition("=")
+        if not sep or not k or not v:
+            raise DataError(f"--map {item!r}: expected FIELD=COLUMN")
+        mapping[k.strip()] = v.strip()
+    name = args.name or src.stem
+    res = import_file(_ws(args), src, name, args.fmt, mapping or None, args.on_error, overwrite=args.overwrite)
+    print(res.summary())
+    for e in res.errors[:20]:
+        print(f"  - {e}", file=sys.stderr)
+    return 0
+
+
+@_guard
+def cmd_detect(args) -> int:
+    from core.data.store import detect_file
+
+    det, recs = detect_file(resolve_local(args.file), 5)
+    print(f"format: {det.format or 'unknown'}" + (f"  mapping: {det.mapping}" if det.mapping else ""))
+    if det.note:
+        print(f"note: {det.note}")
+    print(f"columns: {', '.join(det.columns)}")
+    for r in recs:
+        print(f"  line {r.line}: " + (f"ERROR {r.error}" if r.error else json.dumps(r.value, ensure_ascii=False)[:200]))
+    return 0
+
+
+@_guard
+def cmd_list(args) -> int:
+    from core.data.store import list_datasets
+
+    items = list_datasets(_ws(args))
+    if args.json:
+        print(json.dumps([{"name": d.name, "rows": d.rows, "format": d.format, "created_by": d.created_by,
+                           "source": d.source, "rejects": d.rejects, "path": str(d.path)} for d in items], indent=2))
+        return 0
+    for d in items:
+        rej = f"  ({d.rejects} rejects)" if d.rejects else ""
+        print(f"{d.name:40s} {d.rows:>8d} rows  {d.format:12s} {d.created_by}{rej}")
+    return 0
+
+
+@_guard
+def cmd_show(args) -> int:
+    from core.data.preview import read_page
+    from core.data.store import resolve_dataset
+
+    rows, pages = read_page(resolve_dataset(_ws(args), args.name, confined=False), args.page, args.page_size)
+    for r in rows:
+        print(json.dumps(r, ensure_ascii=False))
+    print(f"# page {min(max(1, args.page), pages)} of {pages}", file=sys.stderr)
+    return 0
+
+
+@_guard
+def cmd_stats(args) -> int:
+    from core.data.stats import compute_stats, percentiles
+    from core.data.store import resolve_dataset
+
+    ws = _ws(args)
+    tok = None
+    if args.tokenizer:
+        cand = ws.models / args.tokenizer
+        tok = cand if cand.is_dir() else resolve_local(args.tokenizer)
+    st = compute_stats(resolve_dataset(ws, args.name, confined=False), tok)
+    out = {
+        "rows": st.rows, "duplicate_instructions": st.duplicate_instructions, "duplicate_pairs": st.duplicate_pairs,
+        "multi_turn": st.multi_turn,
+        "fields": {r[0]: {"present": r[1], "empty": r[2], "missing": r[3], "mean_chars": r[4], "max_chars": r[5]}
+                   for r in st.summary_rows()},
+    }
+    if st.tokenizer:
+        out["tokens"] = {"tokenizer": st.tokenizer, "sample": st.token_sample,
+                         "prompt": percentiles(st.prompt_tokens), "output": percentiles(st.output_tokens)}
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        print(f"rows: {st.rows}   duplicate instructions: {st.duplicate_instructions}   "
+              f"duplicate pairs: {st.duplicate_pairs}   multi-turn: {st.multi_turn}")
+        for name, f in out["fields"].items():
+            print(f"  {name:12s} present {f['present']:>7d}  empty {f['empty']:>6d}  missing {f['missing']:>6d}  "
+                  f"mean {f['mean_chars']:>8} chars  max {f['max_chars']}")
+        if "tokens" in out:
+            t = out["tokens"]
+            print(f"tokens ({t['tokenizer']}, {t['sample']} rows): prompt {t['prompt']}  output {t['output']}")
+    return 0
+
+
+@_guard
+def cmd_export(args) -> int:
+    from core.data.convert import EXPORT_FORMATS, export_rows, llamafactory_entry, update_dataset_info
+    from core.data.store import exports_dir, load_rows
+
+    ws = _ws(args)
+    rows, _ = load_rows(ws, args.name, confined=False)
+    out = resolve_local(args.out) if args.out else exports_dir(ws) / f"{args.name}-{args.fmt}{EXPORT_FORMATS[args.fmt]}"
+    res = export_rows(rows, args.fmt, out, keep_id=not args.no_ids)
+    print(res.summary())
+    if args.llamafactory:
+        info = update_dataset_info(Path(out).parent, Path(out).stem, llamafactory_entry(Path(out).name, args.fmt))
+        print(f"LLaMA-Factory entry '{Path(out).stem}' written to {info}")
+    return 0
+
+
+@_guard
+def cmd_split(args) -> int:
+    from core.data.ops import split_dataset
+
+    tn, nt, en, ne = split_dataset(_ws(args), args.name, args.eval_share, args.seed)
+    print(f"{tn}: {nt} rows, {en}: {ne} rows")
+    return 0
+
+
+@_guard
+def cmd_dedupe(args) -> int:
+    from core.data.ops import dedupe_dataset
+
+    new, kept, removed = dedupe_dataset(_ws(args), args.name, args.by)
+    print(f"{new}: {kept} rows kept, {removed} duplicates removed")
+    return 0
+
+
+@_guard
+def cmd_balance(args) -> int:
+    from core.data.ops import balance
+    from core.data.store import load_rows, save_rows
+
+    shares = {}
+    for part in args.shares.split(","):
+        k, sep, v = part.rpartition("=")
+        if not sep or not k.strip():
+            raise DataError(f"--shares: {part!r} is not CATEGORY=SHARE")
+        shares[k.strip()] = float(v)
+    ws = _ws(args)
+    rows, _ = load_rows(ws, args.name, confined=False)
+    if not any("category" in r for r in rows):
+        raise DataError(f"'{args.name}' has no 'category' column: classify it first (synth operator classify)")
+    out, rep = balance(rows, shares, args.total, args.seed, args.upsample)
+    name = args.out or f"{args.name}-balanced"
+    save_rows(ws, name, out, created_by="balance", source=args.name, shares=shares)
+    print(f"{name}: {len(out)} rows; before {rep.before}; after {rep.after}")
+    if rep.short:
+        print(f"below target (not enough rows): {rep.short}", file=sys.stderr)
+    return 0

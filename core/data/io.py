@@ -1,0 +1,324 @@
+"""Reading and writing record files: JSON, JSONL, CSV/TSV, Parquet.
+
+Readers yield records one at a time with the line they came from (JSONL and CSV stream; a JSON array is parsed
+element by element so each element still knows its line). A record that cannot be parsed is yielded as a `Record`
+with `error` set instead of raising, so an import can skip it into a rejects file or stop with the full list.
+Writers replace files atomically (temp file + rename); `JsonlAppender` appends one row at a time and flushes, which
+is what lets synthesis resume after a crash without losing or duplicating rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.data.errors import DataError
+
+EXTENSIONS = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
+    ".pq": "parquet",
+}
+FILE_TYPES = ("json", "jsonl", "csv", "tsv", "parquet")
+# CSV cells holding these columns are JSON text (a list of turns, a list of traces): decoded on read.
+_JSON_COLUMNS = {"messages", "conversations", "reasoning", "chosen", "rejected", "prompt", "history", "tools"}
+
+
+@dataclass
+class Record:
+    line: int  # 1-based line in the file (row number for Parquet); 0 = unknown
+    value: Any = None
+    error: str | None = None
+
+
+def file_type(path: str | os.PathLike) -> str:
+    """The container type by extension; a clear error for anything else."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in EXTENSIONS:
+        raise DataError(
+            f"{path}: unsupported file type '{suffix or '(none)'}'; use .json, .jsonl, .csv, .tsv or .parquet"
+        )
+    return EXTENSIONS[suffix]
+
+
+def iter_records(path: str | os.PathLike, ftype: str | None = None) -> Iterator[Record]:
+    """Every record of a file, in order, with its line. Problems with one record come back as `Record.error`."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"file not found: {p}")
+    kind = ftype or file_type(p)
+    if kind == "jsonl":
+        yield from _iter_jsonl(p)
+    elif kind == "json":
+        yield from _iter_json(p)
+    elif kind in ("csv", "tsv"):
+        yield from _iter_csv(p, "\t" if kind == "tsv" else ",")
+    elif kind == "parquet":
+        yield from _iter_parquet(p)
+    else:
+        raise DataError(f"{p}: unknown file type {kind!r}")
+
+
+def _iter_jsonl(p: Path) -> Iterator[Record]:
+    with open(p, encoding="utf-8-sig", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            s = line.strip()
+            if not s:
+                continue
+            try:
+                yield Record(i, json.loads(s))
+            except json.JSONDecodeError as e:
+                yield Record(i, s[:200], f"not valid JSON ({e.msg} at column {e.colno})")
+
+
+_WS = " \t\r\n"
+
+
+def _iter_json(p: Path) -> Iterator[Record]:
+    """A JSON array (one record per element), one JSON object, or JSON Lines saved with a .json name."""
+    text = p.read_text(encoding="utf-8-sig", errors="replace")
+    dec = json.JSONDecoder()
+    pos = _skip_ws(text, 0)
+    if pos >= len(text):
+        return
+    if text[pos] != "[":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as e:
+            if e.msg == "Extra data":  # several objects, one per line: JSON Lines under a .json name
+                yield from _iter_jsonl(p)
+                return
+            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        if isinstance(value, dict):
+            lists = [v for v in value.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+            if len(lists) == 1 and len(value) <= 3:  # {"data": [...]} and similar wrappers
+                for x in lists[0]:
+                    yield Record(0, x)
+                return
+        yield Record(1, value)
+        return
+    line, last = 1, 0
+    pos = _skip_ws(text, pos + 1)
+    if pos < len(text) and text[pos] == "]":
+        return
+    while pos < len(text):
+        line += text.count("\n", last, pos)
+        last = pos
+        try:
+            value, end = dec.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        yield Record(line, value)
+        pos = _skip_ws(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+        elif pos < len(text) and text[pos] == "]":
+            return
+        else:
+            ln = text.count("\n", 0, pos) + 1
+            raise DataError(f"{p}: not valid JSON at line {ln}: expected ',' or ']' after an array element")
+    raise DataError(f"{p}: not valid JSON: the array is not closed (file truncated?)")
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    n = len(text)
+    while pos < n and text[pos] in _WS:
+        pos += 1
+    return pos
+
+
+def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    with open(p, encoding="utf-8-sig", errors="replace", newline="") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        start = 2  # line 1 is the header
+        for row in reader:
+            line = start
+            start = reader.line_num + 1
+            if None in row:
+                yield Record(line, dict(row), f"{len(row[None])} more cell(s) than the header has columns")
+                continue
+            out: dict[str, Any] = {}
+            bad = None
+            for k, v in row.items():
+                if v is None:
+                    v = ""
+                if k in _JSON_COLUMNS and v[:1] in ("[", "{"):
+                    try:
+                        v = json.loads(v)
+                    except json.JSONDecodeError as e:
+                        bad = f"column '{k}' holds invalid JSON ({e.msg})"
+                out[k] = v
+            yield Record(line, out, bad)
+
+
+def _iter_parquet(p: Path) -> Iterator[Record]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(p)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{p}: not a readable Parquet file ({e})") from None
+    n = 0
+    for batch in pf.iter_batches(batch_size=2048):
+        for row in batch.to_pylist():
+            n += 1
+            yield Record(n, row)
+
+
+def peek_records(path: str | os.PathLike, n: int = 50) -> list[Record]:
+    """The first `n` records (for format detection and the import preview) without reading the rest of a stream."""
+    out = []
+    for rec in iter_records(path):
+        out.append(rec)
+        if len(out) >= n:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------- writing
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_records(path: str | os.PathLike, rows: Iterable[dict], ftype: str | None = None) -> int:
+    """Write rows to `path` (type by extension unless given), replacing it atomically. Returns the row count."""
+    p = Path(path)
+    kind = ftype or file_type(p)
+    fd, tmp = _atomic_target(p)
+    n = 0
+    try:
+        if kind == "parquet":
+            os.close(fd)
+            n = _write_parquet(Path(tmp), rows)
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                if kind == "jsonl":
+                    for row in rows:
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        n += 1
+                elif kind == "json":
+                    f.write("[\n")
+                    for row in rows:
+                        f.write((",\n" if n else "") + json.dumps(row, ensure_ascii=False, indent=2))
+                        n += 1
+                    f.write("\n]\n")
+                else:
+                    n = _write_csv(f, rows, "\t" if kind == "tsv" else ",")
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def _write_csv(f, rows: Iterable[dict], delimiter: str) -> int:
+    rows = list(rows)
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    w = csv.DictWriter(f, fieldnames=cols, delimiter=delimiter, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in r.items()})
+    return len(rows)
+
+
+def _write_parquet(path: Path, rows: Iterable[dict]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = list(rows)
+    try:
+        table = pa.Table.from_pylist(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed types within a column (a list here, a string there): keep them as JSON text rather than failing.
+        table = pa.Table.from_pylist([
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in r.items()}
+            for r in rows
+        ])
+    pq.write_table(table, path)
+    return len(rows)
+
+
+class JsonlAppender:
+    """Append rows to a JSONL file one at a time, flushed per row: a crash loses at most the row being written.
+
+    On open, a half-written last line (the process died mid-write) is cut off so the next row starts on its own line.
+    """
+
+    def __init__(self, path: str | os.PathLike, fsync: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_tail(self.path)
+        self._f = open(self.path, "a", encoding="utf-8")
+        self._fsync = fsync
+        self.count = 0
+
+    def write(self, row: dict) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+        if self._fsync:
+            os.fsync(self._f.fileno())
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+
+    def __enter__(self) -> JsonlAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Cut a trailing partial line off a JSONL file; returns the bytes removed (0 if the file ends cleanly)."""
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return 0
+    with open(p, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        pos = size
+        while pos > 0:
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            k = chunk.rfind(b"\n")
+            if k >= 0:
+                cut = start + k + 1
+                f.truncate(cut)
+                return size - cut
+            pos = start
+        f.truncate(0)
+        return size
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Non-empty lines of a text file, counted in binary blocks (fast on 100k+ row files)."""
+    p = Path(path)
+    if not p.exists():
+        return 0
+    n = 0
+    last = b"\n"
+    with open(p, "rb") as f:
+        while chunk := f.read(1 << 20):
+            n += chunk.count(b"\n")
+            last = chunk[-1:]
+    return n + (0 if last == b"\n" else 1)

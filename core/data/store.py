@@ -1,0 +1,266 @@
+"""Datasets in the workspace: `datasets/<name>.jsonl` (canonical rows with ids) + `<name>.meta.json` (source, format,
+rows, created by) + optional `<name>.rejects.jsonl` (rows that could not be imported or synthesized, with reasons).
+
+Import reads any supported file, detects (or is told) its format and column mapping, and writes canonical rows. Bad
+records either go to the rejects file (`on_error="skip"`) or stop the import with the full list (`"stop"`), each
+with file, line and reason. Writes are atomic: a failed import leaves no half dataset behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from core.data.errors import DataError, RowError, RowInvalid, excerpt
+from core.data.formats import FORMATS, Detection, detect, normalize
+from core.data.io import count_lines, iter_records, peek_records
+from core.data.rows import IdAssigner, iter_jsonl_rows, with_id_first
+from core.workspace import Workspace, resolve_local
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+SUFFIXES = (".meta.json", ".rejects.jsonl", ".jsonl")
+
+
+def check_name(name: str) -> str:
+    """A dataset name is also a file name: letters, digits, '.', '_', '-' (no folders, no spaces)."""
+    name = (name or "").strip()
+    if name.endswith(".jsonl"):
+        name = name[: -len(".jsonl")]
+    if not NAME_RE.match(name) or name.endswith(".rejects") or name.endswith(".meta"):
+        raise DataError(f"'{name}' is not a valid dataset name: use letters, digits, '.', '_' or '-' (max 120)")
+    return name
+
+
+def dataset_path(ws: Workspace, name: str) -> Path:
+    return ws.datasets / f"{check_name(name)}.jsonl"
+
+
+def meta_path(ws: Workspace, name: str) -> Path:
+    return ws.datasets / f"{check_name(name)}.meta.json"
+
+
+def rejects_path(ws: Workspace, name: str) -> Path:
+    return ws.datasets / f"{check_name(name)}.rejects.jsonl"
+
+
+def exports_dir(ws: Workspace) -> Path:
+    p = ws.datasets / "exports"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def read_meta(ws: Workspace, name: str) -> dict:
+    p = meta_path(ws, name)
+    try:
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def write_meta(ws: Workspace, name: str, **fields) -> dict:
+    """Merge `fields` into the sidecar (atomic replace)."""
+    meta = read_meta(ws, name)
+    meta.update({"name": check_name(name), **fields, "updated_at": time.time()})
+    meta.setdefault("created_at", meta["updated_at"])
+    p = meta_path(ws, name)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, p)
+    return meta
+
+
+@dataclass
+class DatasetInfo:
+    name: str
+    path: Path
+    rows: int
+    format: str
+    created_by: str
+    source: str
+    size_bytes: int
+    rejects: int = 0
+
+
+def list_datasets(ws: Workspace) -> list[DatasetInfo]:
+    """Every dataset in the workspace, newest first (row counts from the sidecar, counted when it has none)."""
+    out = []
+    for p in ws.datasets.glob("*.jsonl"):
+        if p.name.endswith(".rejects.jsonl") or p.name.startswith("."):
+            continue
+        name = p.name[: -len(".jsonl")]
+        try:
+            check_name(name)
+        except DataError:
+            continue
+        meta = read_meta(ws, name)
+        rows = meta.get("rows")
+        if not isinstance(rows, int) or meta.get("growing"):
+            rows = count_lines(p)
+        rej = rejects_path(ws, name)
+        out.append(DatasetInfo(name, p, rows, meta.get("format", "canonical"), str(meta.get("created_by", "")),
+                               str(meta.get("source", "")), p.stat().st_size, count_lines(rej) if rej.exists() else 0))
+    out.sort(key=lambda d: d.path.stat().st_mtime, reverse=True)
+    return out
+
+
+def dataset_names(ws: Workspace) -> list[str]:
+    return [d.name for d in list_datasets(ws)]
+
+
+def delete_dataset(ws: Workspace, name: str) -> None:
+    for p in (dataset_path(ws, name), meta_path(ws, name), rejects_path(ws, name)):
+        p.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------------------- import
+
+
+@dataclass
+class ImportResult:
+    name: str
+    path: Path
+    rows: int
+    format: str
+    mapping: dict[str, str]
+    errors: list[RowError] = field(default_factory=list)  # the rejected records (skip mode)
+    rejects_path: Path | None = None
+
+    def summary(self) -> str:
+        s = f"imported {self.rows} row(s) as '{self.name}' (format: {self.format})"
+        if self.errors:
+            s += f"; {len(self.errors)} bad record(s) written to {self.rejects_path.name if self.rejects_path else '?'}"
+        return s
+
+
+def detect_file(path: str | os.PathLike, sample: int = 50) -> tuple[Detection, list]:
+    """The detected format of a file and its first records (for the import preview)."""
+    recs = peek_records(path, sample)
+    return detect([r.value for r in recs if r.error is None]), recs
+
+
+def iter_normalized(path: str | os.PathLike, fmt: str, mapping: dict[str, str] | None = None,
+                    source_name: str | None = None) -> Iterator[dict | RowError]:
+    """Canonical rows (with unique ids) of any file, or a RowError per bad record, in file order."""
+    src = source_name or Path(path).name
+    ids = IdAssigner()
+    for rec in iter_records(path):
+        if rec.error:
+            yield RowError(src, rec.line, rec.error, excerpt(rec.value))
+            continue
+        try:
+            rows = normalize(rec.value, fmt, mapping)
+        except RowInvalid as e:
+            yield RowError(src, rec.line, str(e), excerpt(json.dumps(rec.value, ensure_ascii=False, default=str)))
+            continue
+        for row in rows:
+            yield with_id_first(ids.assign(row))
+
+
+def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | None = None,
+                mapping: dict[str, str] | None = None, on_error: Literal["skip", "stop"] = "skip",
+                created_by: str = "import", overwrite: bool = False, source_label: str | None = None) -> ImportResult:
+    """Import a JSON/JSONL/CSV/Parquet file as workspace dataset `name`.
+
+    `fmt=None` detects the format; `mapping` corrects field names. With on_error="stop" any bad record raises a
+    DataError listing every bad record (file, line, reason) and nothing is written.
+    """
+    name = check_name(name)
+    src = Path(src)
+    label = source_label or src.name
+    target = dataset_path(ws, name)
+    if target.exists() and not overwrite:
+        raise DataError(f"a dataset named '{name}' already exists; choose another name or allow overwriting")
+    if fmt is None:
+        det, _ = detect_file(src)
+        if det.format is None:
+            raise DataError(f"{label}: could not recognise the format ({det.note}); choose a format and mapping")
+        fmt, mapping = det.format, {**det.mapping, **(mapping or {})}
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    errors: list[RowError] = []
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=ws.datasets)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for item in iter_normalized(src, fmt, mapping, label):
+                if isinstance(item, RowError):
+                    errors.append(item)
+                    continue
+                f.write(json.dumps(item, ensure_ascii=False) + "\n")
+                n += 1
+        if errors and on_error == "stop":
+            raise DataError(f"{label}: {len(errors)} bad record(s); nothing was imported", errors)
+        if n == 0:
+            raise DataError(f"{label}: no usable rows" + (f" ({len(errors)} bad record(s))" if errors else ""), errors)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    rej = rejects_path(ws, name)
+    if errors:
+        with open(rej, "w", encoding="utf-8") as f:
+            for e in errors:
+                f.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        rej.unlink(missing_ok=True)
+    write_meta(ws, name, source=label, format=fmt, mapping=mapping or {}, rows=n, rejected=len(errors),
+               created_by=created_by, growing=False)
+    return ImportResult(name, target, n, fmt, mapping or {}, errors, rej if errors else None)
+
+
+def save_rows(ws: Workspace, name: str, rows: list[dict], created_by: str, source: str = "", fmt: str = "canonical",
+              overwrite: bool = True, **meta) -> Path:
+    """Write rows (which already carry ids) as dataset `name` with its sidecar."""
+    from core.data.io import write_records
+
+    target = dataset_path(ws, name)
+    if target.exists() and not overwrite:
+        raise DataError(f"a dataset named '{name}' already exists")
+    n = write_records(target, (with_id_first(r) for r in rows), "jsonl")
+    write_meta(ws, name, source=source, format=fmt, rows=n, created_by=created_by, growing=False, **meta)
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ reading inputs
+
+
+def resolve_dataset(ws: Workspace, ref: str, confined: bool = True) -> Path:
+    """A workspace dataset name, or a file path (inside the workspace when `confined`, as for web visitors)."""
+    ref = (ref or "").strip()
+    if not ref:
+        raise DataError("no dataset given")
+    if NAME_RE.match(ref.removesuffix(".jsonl")) and "/" not in ref:
+        p = ws.datasets / f"{ref.removesuffix('.jsonl')}.jsonl"
+        if p.exists():
+            return p
+    p = ws.resolve(ref) if confined else resolve_local(ref, ws.root)
+    if not p.is_file():
+        raise DataError(f"dataset '{ref}' not found (neither a workspace dataset nor a file)")
+    return p
+
+
+def is_workspace_dataset(ws: Workspace, path: Path) -> bool:
+    return path.parent == ws.datasets and path.suffix == ".jsonl" and not path.name.endswith(".rejects.jsonl")
+
+
+def load_rows(ws: Workspace, ref: str, confined: bool = True) -> tuple[list[dict], list[RowError]]:
+    """All canonical rows of a dataset or file, plus the records that could not be read (with file and line)."""
+    path = resolve_dataset(ws, ref, confined)
+    if is_workspace_dataset(ws, path):
+        rows = list(iter_jsonl_rows(path))
+        ids = IdAssigner()
+        return [r if r.get("id") else ids.assign(r) for r in rows], []
+    det, _ = detect_file(path)
+    if det.format is None:
+        raise DataError(f"{path.name}: could not recognise the format ({det.note}); import it in the Data tab first")
+    rows, errors = [], []
+    for item in iter_normalized(path, det.format, det.mapping):
+        (errors if isinstance(item, RowError) else rows).append(item)
+    return rows, errors
