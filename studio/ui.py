@@ -6,6 +6,7 @@ registry (LlamaBoard's idea) and so tests can find components by stable ids (`el
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,12 @@ class UIContext:
     options: dict[str, Any] = field(default_factory=dict)  # launch options tabs may need (read-only)
     registry: list[Registered] = field(default_factory=list)
     services: dict[str, Any] = field(default_factory=dict)  # shared core objects (job manager, ...), by name
+    shared: dict[str, Any] = field(default_factory=dict)  # components a tab lets others fill (e.g. chat pickers)
+    deferred: list[Callable[[], None]] = field(default_factory=list)  # wiring that needs every tab built first
+
+    def after_build(self, fn: Callable[[], None]) -> None:
+        """Run `fn` inside the Blocks once all tabs exist (to wire events into components of later tabs)."""
+        self.deferred.append(fn)
 
     def t(self, key: str, **fmt: object) -> str:
         return t(key, self.lang, **fmt)

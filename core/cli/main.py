@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "core.cli.presets",
     "core.cli.models",
     "core.cli.data",
+    "core.cli.eval",
 ]
 
 

@@ -1,0 +1,1 @@
+"""The chat arena: conversations, model servers, parallel streaming, reasoning rendering (no gradio here)."""

@@ -1,0 +1,1 @@
+"""Evaluation of a model on a held-out set: answer checks, judge win-rate, KL/perplexity (the `evaluate` job)."""

@@ -1,0 +1,471 @@
+"""The `evaluate` job: score a model on a held-out set against gold answers, a reference model and a judge.
+
+Stages, each loading one model at a time (a teacher and a student rarely fit on one device together):
+
+1. reference — generates its answers (for the judge, the table and as the teacher responses KL is measured on) and
+   scores those responses (teacher-forced top-k, kept in memory in compact arrays for stage 2);
+2. model — generates its answers, scores the teacher responses: KL(reference ‖ model) and perplexity;
+3. judge — compares model and reference answers in both orders (position swap).
+
+Every stage appends what it produced per row to `output/work/*.jsonl` as it goes, so a stopped or crashed job keeps
+it, and a resumed job skips rows already done. After each stage `results.json` + `rows.jsonl` are rewritten from
+what exists, so the studio shows partial results while the job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.chat.reasoning import final_answer
+from core.config.base import BackendSpec
+from core.config.train import EvaluateJob
+from core.data.io import JsonlAppender, iter_records
+from core.data.rows import content_id, iter_jsonl_rows, prompt_text, to_messages
+from core.eval import answers, judge, results
+from core.eval.divergence import TokenizerMismatch, TopK, Totals, compact, row_kl, row_nll
+from core.jobs.context import JobContext
+from core.refs import resolve_dataset
+
+WORK = "work"
+CHECKS = ("exact_match", "math_verify")
+
+
+@dataclass
+class Row:
+    id: str
+    row: dict
+    prompt: list[dict]  # the conversation up to (not including) the answer
+    question: str
+    gold: str | None
+
+
+@dataclass
+class Plan:
+    """What each stage must do, decided once from the config and the data."""
+
+    checks: list[str]
+    reference_answers: bool
+    response_source: str | None  # "reference" | "dataset" | None (no kl/perplexity)
+    kl: bool
+    perplexity: bool
+    judge: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def load_rows(config: EvaluateJob, ctx: JobContext) -> tuple[list[Row], str]:
+    path = resolve_dataset(config.dataset, ctx.workspace)
+    rows: list[Row] = []
+    seen: set[str] = set()
+    bad = 0
+    for rec in iter_records(path):
+        if rec.error or not isinstance(rec.value, dict):
+            bad += 1
+            continue
+        r = rec.value
+        rid = str(r.get("id")) if r.get("id") not in (None, "") else content_id(r)
+        if rid in seen:
+            rid = f"{rid}-{rec.line}"
+        seen.add(rid)
+        prompt = to_messages(r, include_output=False, system=config.system_prompt)
+        if not prompt or prompt[-1].get("role") != "user":
+            bad += 1
+            continue
+        gold = answers.gold_answer(r, config.answer_field)
+        rows.append(Row(rid, r, prompt, prompt_text(r) or str(prompt[-1].get("content", "")), gold))
+        if config.limit and len(rows) >= config.limit:
+            break
+    if bad:
+        ctx.event(f"{bad} row(s) of {path.name} skipped: not an object or no user turn")
+    if not rows:
+        raise ValueError(f"dataset {path} has no usable rows (each needs an instruction or messages ending in a user "
+                         "turn)")
+    return rows, str(path)
+
+
+def make_plan(config: EvaluateJob, rows: list[Row]) -> Plan:
+    m = set(config.metrics)
+    checks = [c for c in CHECKS if c in m]
+    notes = []
+    if checks:
+        missing = sum(r.gold is None for r in rows)
+        if missing == len(rows):
+            field_name = config.answer_field or "answer/gold/reference/solution/output"
+            raise ValueError(f"{', '.join(checks)} need gold answers, but no row has a '{field_name}' column; set "
+                             "answer_field to the column holding them")
+        if missing:
+            notes.append(f"{missing} row(s) have no gold answer and are not checked")
+    source = None
+    if m & {"kl", "perplexity"}:
+        source = config.responses
+        if source == "auto":
+            source = "reference" if config.reference is not None else "dataset"
+        if source == "dataset" and not any(r.row.get("output") for r in rows):
+            raise ValueError("perplexity/kl on the dataset's responses needs an 'output' column; or give a reference "
+                             "model (responses: reference)")
+    reference_answers = config.reference is not None and (
+        bool(checks) or "judge_winrate" in m or source == "reference"
+    )
+    return Plan(checks, reference_answers, source, "kl" in m, "perplexity" in m, "judge_winrate" in m, notes)
+
+
+class Work:
+    """The per-stage files under output/work/: rows done so far, by id."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder / WORK
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.checked: dict[tuple[str, str, str], bool] = {}  # (role, row id, check) -> result, across saves
+
+    def done(self, stage: str) -> dict[str, dict]:
+        p = self.folder / f"{stage}.jsonl"
+        return {str(r["id"]): r for r in iter_jsonl_rows(p)} if p.exists() else {}
+
+    def appender(self, stage: str) -> JsonlAppender:
+        return JsonlAppender(self.folder / f"{stage}.jsonl")
+
+
+class Stopped(Exception):
+    pass
+
+
+def _chunks(items: list, n: int) -> Iterable[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def _chunk_size(spec: BackendSpec) -> int:
+    if spec.type == "openai" and spec.endpoint is not None:
+        return max(spec.batch_size, spec.endpoint.concurrency)
+    return spec.batch_size
+
+
+class Progress:
+    """One progress counter over all stages, so the Jobs tab shows one bar and an ETA."""
+
+    def __init__(self, ctx: JobContext, total: int):
+        self.ctx, self.total, self.done = ctx, max(total, 1), 0
+
+    def add(self, n: int, phase: str, **scalars: Any) -> None:
+        self.done += n
+        self.ctx.progress(self.done, self.total, phase=phase, **scalars)
+        if self.ctx.should_stop():
+            raise Stopped()
+
+
+def open_backend(spec: BackendSpec, ctx: JobContext, role: str):
+    from core.llm import make_backend
+
+    ctx.event(f"loading {role}: {describe(spec)}")
+    t0 = time.time()
+    backend = make_backend(spec, workspace=ctx.workspace, devices=ctx.devices, log_dir=ctx.run_dir)
+    ctx.event(f"{role} ready in {time.time() - t0:.1f}s")
+    return backend
+
+
+def describe(spec: BackendSpec | None) -> str | None:
+    if spec is None:
+        return None
+    if spec.type == "openai" and spec.endpoint is not None:
+        return f"{spec.endpoint.model or spec.model or '(served model)'} @ {spec.endpoint.base_url}"
+    return f"{spec.model} ({spec.type})"
+
+
+def generate(backend: Any, role: str, rows: list[Row], work: Work, params: Any, chunk: int, prog: Progress) -> None:
+    """Answers of one model for the rows it has not answered yet; appended per row."""
+    done = work.done(f"answers-{role}")
+    todo = [r for r in rows if r.id not in done]
+    with work.appender(f"answers-{role}") as out:
+        for part in _chunks(todo, chunk):
+            comps = backend.chat([r.prompt for r in part], params)
+            for r, c in zip(part, comps, strict=True):
+                out.write({"id": r.id, "text": c.text, "completion_tokens": c.completion_tokens,
+                           "finish_reason": c.finish_reason, "error": c.error})
+            prog.add(len(part), f"{role} answers")
+
+
+def response_for(r: Row, plan: Plan, ref_answers: dict[str, dict]) -> str | None:
+    if plan.response_source == "dataset":
+        out = r.row.get("output")
+        return str(out) if out not in (None, "") else None
+    a = ref_answers.get(r.id)
+    return a["text"] if a and not a.get("error") and a.get("text") else None
+
+
+def score_rows(backend: Any, part: list[Row], responses: dict[str, str], k: int) -> dict[str, TopK | str]:
+    """Teacher-forced top-k of each row's response: compact arrays, or the error text for that row."""
+    convs = [[*r.prompt, {"role": "assistant", "content": responses[r.id]}] for r in part]
+    scored = backend.score(convs, k)
+    return {r.id: (s.error if getattr(s, "error", None) else compact(s)) for r, s in zip(part, scored, strict=True)}
+
+
+def run_judge(backend: Any, rows: list[Row], work: Work, template: str, params: Any, chunk: int,
+              prog: Progress) -> None:
+    """Both orders per row: model answer as A, then as B. Raw judge replies are kept for the drill-down."""
+    mine, ref = work.done("answers-model"), work.done("answers-reference")
+    done = work.done("judge")
+    todo = [r for r in rows if r.id not in done and _ok(mine.get(r.id)) and _ok(ref.get(r.id))]
+    with work.appender("judge") as out:
+        for part in _chunks(todo, max(1, chunk // 2)):
+            convs = []
+            for r in part:
+                a, b = _shown(mine[r.id]["text"]), _shown(ref[r.id]["text"])
+                convs.append(judge.judge_conversation(r.question, a, b, template))
+                convs.append(judge.judge_conversation(r.question, b, a, template))
+            comps = backend.chat(convs, params)
+            for i, r in enumerate(part):
+                first, second = comps[2 * i], comps[2 * i + 1]
+                out.write({
+                    "id": r.id,
+                    "model_first": None if first.error else judge.parse_verdict(first.text),
+                    "model_second": None if second.error else judge.parse_verdict(second.text),
+                    "raw_first": first.error or first.text, "raw_second": second.error or second.text,
+                })
+            prog.add(len(part), "judge")
+
+
+def _ok(a: dict | None) -> bool:
+    return bool(a) and not a.get("error")
+
+
+def _shown(text: str) -> str:
+    """What the judge sees: the answer without its reasoning (judges favour long thoughts), else the whole reply."""
+    return final_answer(text) or text
+
+
+def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, dataset: str, complete: bool,
+             extra_notes: list[str]) -> tuple[dict, list[dict]]:
+    """results.json and rows.jsonl from the work files (partial ones too)."""
+    ans = {role: work.done(f"answers-{role}") for role in results.ROLES}
+    jdg = work.done("judge")
+    scores = work.done("scores")
+    win = judge.WinRate()
+    checked: dict[str, dict[str, list[bool]]] = {role: {c: [] for c in plan.checks} for role in results.ROLES}
+    totals = {"kl": Totals(), "model": Totals(), "reference": Totals()}
+    out_rows = []
+    for r in rows:
+        rec: dict[str, Any] = {"id": r.id, "prompt": r.question, "gold": r.gold}
+        for role in results.ROLES:
+            a = ans[role].get(r.id)
+            if a is None:
+                continue
+            rec[f"{role}_answer"] = a.get("text")
+            rec[f"{role}_tokens"] = a.get("completion_tokens")
+            if a.get("error"):
+                rec[f"{role}_error"] = a["error"]
+            for c in plan.checks:
+                if r.gold is None or a.get("error"):
+                    continue
+                key = (role, r.id, c)
+                if key not in work.checked:
+                    fn = answers.exact_match if c == "exact_match" else answers.math_verify_match
+                    work.checked[key] = fn(a.get("text") or "", r.gold)
+                ok = work.checked[key]
+                rec[f"{role}_{c}"] = ok
+                checked[role][c].append(ok)
+        j = jdg.get(r.id)
+        if j is not None:
+            outcome = win.add(j.get("model_first"), j.get("model_second"))
+            rec.update(judge_model_first=j.get("model_first"), judge_model_second=j.get("model_second"),
+                       judge_outcome=outcome, judge_raw_first=j.get("raw_first"), judge_raw_second=j.get("raw_second"))
+        s = scores.get(r.id)
+        if s is not None:
+            rec["response_source"] = plan.response_source
+            if s.get("error"):
+                rec["score_error"] = s["error"]
+            if s.get("kl_tokens"):
+                rec["kl"] = s["kl_sum"] / s["kl_tokens"]
+                totals["kl"].kl_sum += s["kl_sum"]
+                totals["kl"].kl_tokens += s["kl_tokens"]
+                totals["kl"].estimated += s.get("kl_estimated", 0)
+            for role in results.ROLES:
+                n = s.get(f"{role}_nll_tokens")
+                if n:
+                    rec[f"{role}_perplexity"] = _exp(s[f"{role}_nll_sum"] / n)
+                    totals[role].nll_sum += s[f"{role}_nll_sum"]
+                    totals[role].nll_tokens += n
+                    totals[role].bounded += s.get(f"{role}_nll_bounded", 0)
+        out_rows.append(rec)
+    summary: dict[str, dict[str, Any]] = {}
+    for role in results.ROLES:
+        sm: dict[str, Any] = {}
+        for c in plan.checks:
+            vals = checked[role][c]
+            if vals:
+                sm[c] = sum(vals) / len(vals)
+                sm[f"{c}_n"] = len(vals)
+        if plan.perplexity and totals[role].perplexity is not None:
+            sm["perplexity"] = totals[role].perplexity
+        if role == "model":
+            if plan.judge and win.winrate is not None:
+                sm["judge_winrate"] = win.winrate
+            if plan.kl and totals["kl"].kl is not None:
+                sm["kl"] = totals["kl"].kl
+        if sm:
+            summary[role] = sm
+    notes = list(plan.notes) + list(extra_notes)
+    if totals["kl"].estimated:
+        notes.append(f"kl: at {totals['kl'].estimated} position(s) a teacher top-{config.top_k} token was outside the "
+                     "model's top-k and its probability was estimated; raise top_k for an exact value")
+    doc = {
+        "name": config.name or "evaluate",
+        "dataset": dataset,
+        "rows_total": len(rows),
+        "rows_done": sum(1 for r in rows if any(r.id in ans[role] for role in results.ROLES) or r.id in scores),
+        "complete": complete,
+        "metrics": list(config.metrics),
+        "models": {"model": describe(config.model), "reference": describe(config.reference),
+                   "judge": describe(config.judge)},
+        "response_source": plan.response_source,
+        "summary": summary,
+        "judge": win.summary() if plan.judge else None,
+        "notes": notes,
+        "updated_at": time.time(),
+    }
+    return doc, out_rows
+
+
+def _exp(x: float) -> float:
+    import math
+
+    return math.exp(min(x, 700.0))
+
+
+def run(config: EvaluateJob, ctx: JobContext) -> None:
+    rows, dataset = load_rows(config, ctx)
+    plan = make_plan(config, rows)
+    work = Work(ctx.output_dir)
+    notes: list[str] = []
+    params = config.sampling.to_params()
+    scoring = plan.kl or plan.perplexity
+
+    def save(complete: bool) -> None:
+        doc, out_rows = assemble(config, rows, plan, work, dataset, complete, notes)
+        results.save(ctx.output_dir, doc, out_rows)
+
+    done_scores = work.done("scores")
+    score_todo = [r for r in rows if r.id not in done_scores] if scoring else []
+    n = len(rows)
+
+    def left(stage: str) -> int:
+        have = work.done(stage)
+        return sum(r.id not in have for r in rows)
+
+    total = (left("answers-reference") if plan.reference_answers else 0) + len(score_todo) * (2 if plan.kl else 1)
+    total += (left("answers-model") if plan.checks or plan.judge else 0) + (left("judge") if plan.judge else 0)
+    prog = Progress(ctx, total)
+    ctx.event(f"evaluating {n} row(s): {', '.join(config.metrics)}")
+    complete = False
+    try:
+        ref_scores: dict[str, TopK | str] = {}
+        responses: dict[str, str] = {}
+        if plan.reference_answers or (plan.kl and score_todo):
+            backend = open_backend(config.reference, ctx, "reference")
+            try:
+                if plan.reference_answers:
+                    generate(backend, "reference", rows, work, params, _chunk_size(config.reference), prog)
+                    save(False)
+                responses = _responses(score_todo, plan, work)
+                if plan.kl and responses:
+                    for part in _chunks([r for r in score_todo if r.id in responses], _chunk_size(config.reference)):
+                        ref_scores.update(score_rows(backend, part, responses, config.top_k))
+                        prog.add(len(part), "reference scoring")
+            finally:
+                backend.close()
+        elif scoring:
+            responses = _responses(score_todo, plan, work)
+        if plan.checks or plan.judge or scoring:
+            backend = open_backend(config.model, ctx, "model")
+            try:
+                if plan.checks or plan.judge:
+                    generate(backend, "model", rows, work, params, _chunk_size(config.model), prog)
+                    save(False)
+                if scoring and responses:
+                    k = config.top_k if plan.kl else 1
+                    for part in _chunks([r for r in score_todo if r.id in responses], _chunk_size(config.model)):
+                        mine = score_rows(backend, part, responses, k)
+                        _write_scores(work, part, mine, ref_scores, plan, notes)
+                        prog.add(len(part), "model scoring")
+                    save(False)
+            finally:
+                backend.close()
+        if plan.judge:
+            template = judge.load_template(_template_path(config.judge_template, ctx))
+            jparams = config.sampling.to_params()
+            jparams.temperature, jparams.max_new_tokens, jparams.stop = 0.0, config.judge_max_new_tokens, []
+            backend = open_backend(config.judge, ctx, "judge")
+            try:
+                run_judge(backend, rows, work, template, jparams, _chunk_size(config.judge), prog)
+            finally:
+                backend.close()
+        complete = True
+    except Stopped:
+        ctx.event("stop requested: saving the rows evaluated so far")
+    finally:
+        save(complete)
+    doc = json.loads((ctx.output_dir / results.RESULTS_FILE).read_text(encoding="utf-8"))
+    ctx.event("results: " + json.dumps(doc.get("summary", {}), ensure_ascii=False))
+    final = {f"{role}_{k}": v for role, s in doc.get("summary", {}).items() for k, v in s.items()
+             if isinstance(v, float)}
+    ctx.progress(prog.done, prog.total, phase="done" if complete else "stopped", **final)
+
+
+def _responses(todo: list[Row], plan: Plan, work: Work) -> dict[str, str]:
+    ref = work.done("answers-reference")
+    out = {}
+    for r in todo:
+        text = response_for(r, plan, ref)
+        if text:
+            out[r.id] = text
+    return out
+
+
+def _write_scores(work: Work, todo: list[Row], mine: dict[str, TopK | str], ref: dict[str, TopK | str], plan: Plan,
+                  notes: list[str]) -> None:
+    mismatch = None
+    with work.appender("scores") as out:
+        for r in todo:
+            m = mine.get(r.id)
+            if m is None:
+                continue
+            rec: dict[str, Any] = {"id": r.id}
+            t = ref.get(r.id) if plan.kl else None
+            errors = [e for e in (m, t) if isinstance(e, str)]
+            if errors:
+                rec["error"] = "; ".join(errors)
+                out.write(rec)
+                continue
+            if plan.perplexity:
+                nll = row_nll(m)
+                rec.update(model_nll_sum=nll.nll_sum, model_nll_tokens=nll.tokens,
+                           model_nll_bounded=nll.bounded_positions)
+                if isinstance(t, TopK):
+                    tn = row_nll(t)
+                    rec.update(reference_nll_sum=tn.nll_sum, reference_nll_tokens=tn.tokens,
+                               reference_nll_bounded=tn.bounded_positions)
+            if plan.kl and isinstance(t, TopK):
+                try:
+                    kl = row_kl(t, m, r.id)
+                    rec.update(kl_sum=kl.kl_sum, kl_tokens=kl.tokens, kl_estimated=kl.estimated_positions)
+                except TokenizerMismatch as e:
+                    mismatch = mismatch or str(e)
+                    rec["error"] = "tokenizers differ"
+            out.write(rec)
+    if mismatch:
+        notes.append(f"kl not computed: {mismatch}")
+
+
+def _template_path(ref: str | None, ctx: JobContext) -> Path | None:
+    if not ref:
+        return None
+    p = Path(ref).expanduser()
+    if p.is_absolute():
+        return p
+    for c in (ctx.workspace.templates / ref, ctx.workspace.root / ref):
+        if c.is_file():
+            return c
+    raise FileNotFoundError(f"judge template '{ref}' not found under {ctx.workspace.templates} or the workspace")
