@@ -105,6 +105,14 @@ def test_white_box_settings_carried(files):
     assert train.output == "result"
 
 
+def test_white_box_temperature_reaches_capture(files):
+    cfg = sample("kd_white_box")
+    cfg["distillation"]["temperature"] = 2.0
+    config, _ = load_config_file(write(files, cfg))
+    _, capture, train = (s.job for s in config.steps)
+    assert capture.temperature == train.temperature == 2.0
+
+
 def test_unknown_keys_reported_by_name(files):
     cfg = sample("kd_black_box_train_only")
     cfg["training"]["save_total_limit"] = 3

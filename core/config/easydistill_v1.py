@@ -296,6 +296,8 @@ class _Importer:
         train["teacher"] = teacher["model"]
         train["logits"] = cache_name
         self.kd_settings(train)
+        if "temperature" in train:  # the cache must be captured at the temperature KD will use
+            capture["temperature"] = train["temperature"]
         steps += [("capture", capture), ("train", train)]
         return self.pipeline(*steps)
 

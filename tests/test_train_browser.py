@@ -1,0 +1,82 @@
+"""The Training tab in a real Chromium: SFT and white-box KD (capture → train) started from the form run as real jobs,
+the status and curves update live, and the trained models land in workspace/models."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
+
+
+def _fill(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.locator("#training-output textarea, #training-output input").first.click()  # blur commits the value
+
+
+def _start_and_wait(page, timeout_s: float = 240) -> str:
+    """Press Start, read the new job's id from the message, wait until the live status shows it ended."""
+    code = page.locator("#training-message code")
+    before = code.first.inner_text() if code.count() else ""
+    page.locator("#training-start").click()
+    page.wait_for_function(
+        "([old]) => { const m = document.querySelector('#training-message'); const c = m.querySelector('code'); "
+        "return m.innerText.includes('⚠') || (c !== null && c.innerText !== old); }", arg=[before])
+    assert "Started job" in page.locator("#training-message").inner_text()
+    job_id = code.first.inner_text()
+    deadline = time.time() + timeout_s
+    text = ""
+    while time.time() < deadline:
+        text = page.locator("#training-status").inner_text()
+        if job_id in text and any(w in text for w in ("succeeded", "failed", "cancelled")):
+            return text
+        time.sleep(1)
+    return text
+
+
+def test_sft_and_kd_from_the_training_tab(studio, browser_page, tiny_models, tmp_path, artifacts_dir):
+    ws = tmp_path / "ws"
+    (ws / "models").mkdir(parents=True)
+    (ws / "datasets").mkdir(parents=True)
+    shutil.copytree(tiny_models.student, ws / "models" / "tiny-student")
+    shutil.copytree(tiny_models.teacher, ws / "models" / "tiny-teacher")
+    rng = random.Random(0)
+    rows = [{"id": f"r{i}", "instruction": f"Add {a} and {b}.", "output": f"Sure: {a} plus {b} is {a + b}."}
+            for i, (a, b) in enumerate((rng.randint(1, 30), rng.randint(1, 30)) for _ in range(24))]
+    (ws / "datasets" / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    sp = studio()
+    page = browser_page
+    page.goto(sp.url)
+    page.get_by_role("tab", name="Training", exact=True).click()
+    _fill(page, "training-student", "tiny-student")
+    _fill(page, "training-dataset", "sums")
+    page.locator("#training-output textarea, #training-output input").first.fill("sums-sft")
+    page.get_by_text("Hyper-parameters", exact=True).click()
+    _fill(page, "training-max-steps", "6")
+    _fill(page, "training-gpus", "cpu")
+    page.get_by_text("Config preview", exact=True).click()
+    page.wait_for_function("document.querySelector('#training-cli textarea, #training-cli input').value"
+                           ".includes('--config')")
+    status = _start_and_wait(page)
+    page.screenshot(path=str(artifacts_dir / "training-tab-sft.png"), full_page=True)
+    assert "succeeded" in status, status + "\n" + sp.log()[-2000:]
+    assert page.locator("#training-plot .js-plotly-plot").count() == 1
+    assert (ws / "models" / "sums-sft" / "model.safetensors").is_file()
+
+    # White-box KD: the teacher's logits are captured first, in the same (pipeline) job.
+    page.get_by_label("KD from teacher logits (offline)").check()
+    _fill(page, "training-teacher", "tiny-teacher")
+    page.locator("#training-output textarea, #training-output input").first.fill("sums-kd")
+    status = _start_and_wait(page)
+    page.screenshot(path=str(artifacts_dir / "training-tab-kd.png"), full_page=True)
+    assert "succeeded" in status, status + "\n" + sp.log()[-2000:]
+    assert (ws / "models" / "sums-kd" / "model.safetensors").is_file()
+    assert (ws / "cache" / "sums-tiny-teacher-k10" / "meta.json").is_file()
