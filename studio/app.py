@@ -12,12 +12,14 @@ import gradio as gr
 
 from core import __version__
 from core.devices import describe, discover_gpus
+from core.presets import BUNDLED
 from core.workspace import Workspace
 from studio.options import StudioOptions, parse_args
 from studio.ui import UIContext
 
 # (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
 TABS = [
+    ("studio.tabs.start", "app.tab_start"),
     ("studio.tabs.data", "app.tab_data"),
     ("studio.tabs.models", "app.tab_models"),
     ("studio.tabs.synthesis", "app.tab_synthesis"),
@@ -27,13 +29,16 @@ TABS = [
     ("studio.tabs.jobs", "app.tab_jobs"),
 ]
 
+ASSETS = BUNDLED.parent / "assets"
+
 CSS = """
 .eds-footer { font-size: 0.85em; opacity: 0.8; }
 """
 
 
 def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
-    ws = Workspace.open(opts.workspace, opts.allow_roots)
+    # The bundled demo data (assets/) is readable by visitors: it is public and presets point at it.
+    ws = Workspace.open(opts.workspace, [*opts.allow_roots, ASSETS])
     ui = UIContext(workspace=ws, lang=opts.lang, options={"root_path": opts.root_path})
     with gr.Blocks(title="EasyDistill Studio", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True, elem_id="eds-header"):
@@ -42,11 +47,14 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
                 choices=[("English", "en"), ("中文", "zh")], value=ui.lang, show_label=False, container=False,
                 elem_id="eds-lang", scale=0, min_width=180,
             )
-        with gr.Tabs(elem_id="eds-tabs"):
+        with gr.Tabs(elem_id="eds-tabs") as tabs:
+            ui.shared["tabs"] = tabs
             for module, key in TABS:
                 name = module.rsplit(".", 1)[1]
                 with ui.reg(key, gr.Tab(ui.t(key), id=name, elem_id=f"eds-tab-{name}")):
                     importlib.import_module(module).build(ui)
+        for wire in ui.deferred:
+            wire()
         devices = describe(discover_gpus())
         ui.reg(
             "app.footer",

@@ -4,8 +4,8 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-TABS_EN = ["Data", "Models", "Synthesis", "CoT Curation", "Training", "Chat", "Jobs"]
-TABS_ZH = ["数据", "模型", "数据合成", "思维链筛选", "训练", "对话", "任务"]
+TABS_EN = ["Start here", "Data", "Models", "Synthesis", "CoT Curation", "Training", "Chat", "Jobs"]
+TABS_ZH = ["从这里开始", "数据", "模型", "数据合成", "思维链筛选", "训练", "对话", "任务"]
 
 
 def test_visit_every_tab_and_switch_language(studio, browser_page, artifacts_dir):

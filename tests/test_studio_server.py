@@ -18,7 +18,7 @@ def test_gradio_client_reaches_studio(studio):
     assert "named_endpoints" in info and "unnamed_endpoints" in info
     cfg = httpx.get(sp.url + "/config").json()
     labels = {c.get("props", {}).get("label") for c in cfg["components"]}
-    for tab in ("Data", "Models", "Synthesis", "CoT Curation", "Training", "Chat", "Jobs"):
+    for tab in ("Start here", "Data", "Models", "Synthesis", "CoT Curation", "Training", "Chat", "Jobs"):
         assert tab in labels, f"tab {tab} missing from the served UI"
 
 
