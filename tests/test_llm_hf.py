@@ -179,3 +179,31 @@ def _capture(errors: list, fn, *args) -> None:
         fn(*args)
     except BaseException as e:
         errors.append(e)
+
+
+def test_local_server_stream_reports_usage_in_tokens(teacher):
+    """The chat arena's tokens/s comes from the stream's usage: it must count tokens, not streamed chunks."""
+    import json as _json
+
+    import httpx
+
+    from core.llm.local_server import LocalOpenAIServer
+
+    body = {"model": "t", "messages": CONVS[0], "max_tokens": 24, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with LocalOpenAIServer(teacher, "t") as server:
+        chunks, usage = [], None
+        with httpx.stream("POST", server.base_url + "/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                data = _json.loads(line[6:])
+                if data.get("usage"):
+                    usage = data["usage"]
+                for ch in data.get("choices") or []:
+                    if ch.get("delta", {}).get("content"):
+                        chunks.append(ch["delta"]["content"])
+    text = "".join(chunks)
+    assert usage is not None
+    assert usage["completion_tokens"] == len(teacher.tokenizer.encode(text, add_special_tokens=False))
+    assert usage["completion_tokens"] > len(chunks)  # word-sized pieces: fewer chunks than tokens

@@ -135,6 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
             log.exception("chat request failed")
             self._json(500, error_body(f"{type(e).__name__}: {e}", "server_error", 500))
 
+    def _count_tokens(self, text: str) -> int:
+        """Usage in tokens, not in streamed chunks (the streamer yields word-sized pieces)."""
+        tokenizer = getattr(self.owner.backend, "tokenizer", None)
+        if tokenizer is None:
+            return len(text.split())
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
     def _stream(self, deltas) -> None:
         rid, model = new_id(), self.owner.model_name
         self.send_response(200)
@@ -144,10 +151,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.close_connection = True
         self.wfile.write(sse(stream_chunk(model, rid, {"role": "assistant", "content": ""})))
-        n = 0
+        text = ""
         try:
             for d in deltas:
-                n += 1
+                text += d
                 self.wfile.write(sse(stream_chunk(model, rid, {"content": d})))
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
@@ -156,6 +163,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(sse({"error": {"message": f"{type(e).__name__}: {e}"}}))
             return
         self.wfile.write(sse(stream_chunk(model, rid, {}, "stop")))
-        self.wfile.write(sse(usage_chunk(model, rid, 0, n)))
+        self.wfile.write(sse(usage_chunk(model, rid, 0, self._count_tokens(text))))
         self.wfile.write(sse("[DONE]"))
         self.wfile.flush()
