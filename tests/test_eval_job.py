@@ -11,6 +11,7 @@ import pytest
 
 from core.config.base import BackendSpec, EndpointSpec
 from core.config.train import EvaluateJob
+from core.data.errors import DataError
 from core.eval import results
 from core.eval.compare import compare
 from core.eval.job import run
@@ -239,7 +240,7 @@ def test_stop_keeps_rows_and_resume_finishes_without_redoing(workspace):
 
 
 def test_bad_input_is_named(workspace):
-    with pytest.raises(FileNotFoundError, match="dataset 'missing' not found"):
+    with pytest.raises(DataError, match="dataset 'missing' not found"):
         run(EvaluateJob(model=BackendSpec(model="x"), dataset="missing"), _ctx(workspace))
     ds = _dataset(workspace, "nogold", [{"instruction": "hi"}])
     with pytest.raises(ValueError, match="answer_field"):

@@ -26,10 +26,10 @@ from core.config.base import BackendSpec
 from core.config.train import EvaluateJob
 from core.data.io import JsonlAppender, iter_records
 from core.data.rows import content_id, iter_jsonl_rows, prompt_text, to_messages
+from core.data.store import resolve_dataset
 from core.eval import answers, judge, results
 from core.eval.divergence import TokenizerMismatch, TopK, Totals, compact, row_kl, row_nll
 from core.jobs.context import JobContext
-from core.refs import resolve_dataset
 
 WORK = "work"
 CHECKS = ("exact_match", "math_verify")
@@ -58,7 +58,7 @@ class Plan:
 
 
 def load_rows(config: EvaluateJob, ctx: JobContext) -> tuple[list[Row], str]:
-    path = resolve_dataset(config.dataset, ctx.workspace)
+    path = resolve_dataset(ctx.workspace, config.dataset, confined=False)  # confined at submit, if from the web
     rows: list[Row] = []
     seen: set[str] = set()
     bad = 0

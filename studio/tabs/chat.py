@@ -23,16 +23,6 @@ STATUS_ICONS = {NOT_LOADED: "⚪", QUEUED_S: "⏳", LOADING: "⏳", READY: "🟢
                 "stopped": "⚪"}
 
 
-def job_manager(ui: UIContext) -> Any:
-    """The studio's one JobManager (shared with the other tabs through ui.services)."""
-    jobs = ui.services.get("jobs")
-    if jobs is None:
-        from core.jobs.manager import JobManager
-
-        jobs = ui.services["jobs"] = JobManager(ui.workspace)
-    return jobs
-
-
 def label_info(ui: UIContext, key: str) -> dict[str, str]:
     """label= and info= of a component registered with ("label", "info")."""
     return {"label": ui.t(key), "info": ui.t(f"{key}_info")}
@@ -46,7 +36,7 @@ def _default_model(choices: list[tuple[str, str]], hint: str) -> str | None:
 
 
 def build(ui: UIContext) -> None:
-    servers = ModelServers(job_manager(ui), ui.workspace)
+    servers = ModelServers(ui.jobs(), ui.workspace)
     with gr.Tabs(elem_id="eds-chat-tabs"):
         with ui.reg("chat.arena_tab", gr.Tab(ui.t("chat.arena_tab"), id="arena", elem_id="eds-chat-arena")):
             build_arena(ui, servers)

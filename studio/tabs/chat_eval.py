@@ -23,9 +23,9 @@ EMPTY_ROWS = {"headers": R.DRILL_COLUMNS, "data": []}
 
 
 def build_eval(ui: UIContext) -> None:
-    from studio.tabs.chat import job_manager, label_info
+    from studio.tabs.chat import label_info
 
-    jobs = job_manager(ui)
+    jobs = ui.jobs()
     ws = ui.workspace
     models = model_choices(ws)
     runs = evaluation_runs(jobs)

@@ -26,16 +26,6 @@ STATUS_FILTERS = ["all", "active", "finished", "queued", "running", "stopping", 
 COLUMNS = ["id", "name", "kind", "status", "step", "progress", "eta", "devices", "started", "duration"]
 
 
-def manager(ui: UIContext):
-    """The studio's one JobManager (created on first use; re-attaches to jobs left running)."""
-    jobs = ui.services.get("jobs")
-    if jobs is None:
-        from core.jobs.manager import JobManager
-
-        jobs = ui.services.setdefault("jobs", JobManager(ui.workspace))
-    return jobs
-
-
 # view models (pure) -----------------------------------------------------------------------------------------------
 
 
@@ -116,7 +106,7 @@ def _digest(obj: Any) -> str:
 
 def build(ui: UIContext) -> None:
     t = ui.t
-    manager(ui)  # at studio start: re-attach to jobs still running, mark vanished ones failed
+    ui.jobs()  # at studio start: re-attach to jobs still running, mark vanished ones failed
 
     with gr.Row(equal_height=True):
         status_f = ui.reg("jobs.filter_status", gr.Dropdown(
@@ -165,7 +155,7 @@ def build(ui: UIContext) -> None:
     timer = gr.Timer(TICK_S)
 
     def tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
-        m = manager(ui)
+        m = ui.jobs()
         seen = dict(seen or {})
         infos = m.list(status=None if status == "all" else status, kind=kind or None, text=text or None,
                        limit=TABLE_LIMIT)
@@ -207,7 +197,7 @@ def build(ui: UIContext) -> None:
         row = evt.row_value or []
         job_id = str(row[0]) if row else None
         seen = {k: v for k, v in (seen or {}).items() if k in ("table", "devices")}
-        return job_id, seen, manager(ui).config_text(job_id) if job_id else "", "", None
+        return job_id, seen, ui.jobs().config_text(job_id) if job_id else "", "", None
 
     table.select(pick, [sig], [selected, sig, config, message, armed_delete], show_progress="hidden").then(
         tick, tick_inputs, tick_outputs, show_progress="hidden")
@@ -219,7 +209,7 @@ def build(ui: UIContext) -> None:
 
             if not job_id:
                 return t("jobs.pick_first"), None, gr.skip(), job_id
-            m = manager(ui)
+            m = ui.jobs()
             try:
                 if action == "stop":
                     m.stop(job_id)
@@ -249,7 +239,7 @@ def build(ui: UIContext) -> None:
         from core.config.selftest import SelftestJob
 
         n = max(1, int(steps or 50))
-        m = manager(ui)
+        m = ui.jobs()
         job_id = m.submit(SelftestJob(steps=n, delay_s=0.2, name=f"selftest {n} steps"))
         return job_id, {}, m.config_text(job_id), t("jobs.msg_selftest", id=job_id)
 

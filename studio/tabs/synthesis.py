@@ -27,16 +27,6 @@ OPERATORS = ["label", "expand", "refine", "extract", "cot_generate", "long2short
 DEFAULT_TEMPLATE = "(default)"
 
 
-def job_manager(ui: UIContext):
-    """The studio's one JobManager (shared with the Jobs tab through ui.services)."""
-    jm = ui.services.get("jobs")
-    if jm is None:
-        from core.jobs.manager import JobManager
-
-        jm = ui.services["jobs"] = JobManager(ui.workspace)
-    return jm
-
-
 def _shares(table: Any) -> dict[str, float]:
     """Category -> share from the editable table (a pandas DataFrame, or rows as lists)."""
     rows = table.values.tolist() if hasattr(table, "values") else (table or [])
@@ -340,7 +330,7 @@ def build(ui: UIContext) -> None:
                 tpl.save_template(ws, to_save, cfg.operator, text)
             else:
                 check_template(cfg.operator, text)
-            job_id = job_manager(ui).submit(cfg)
+            job_id = ui.jobs().submit(cfg)
         except (ValueError, ConfigError, DataError, TemplateError, PathOutsideWorkspace) as e:
             return f"⚠️ {e}", gr.update(), gr.update()
         except Exception as e:
@@ -354,7 +344,7 @@ def build(ui: UIContext) -> None:
         if not job_id:
             return "", gr.Timer(active=False)
         try:
-            jm = job_manager(ui)
+            jm = ui.jobs()
             info = jm.get(job_id)
             metrics = [m for m in jm.metrics(job_id) if "step" in m]
         except Exception as e:
@@ -378,7 +368,7 @@ def build(ui: UIContext) -> None:
         if not job_id:
             return t("synthesis.no_job")
         try:
-            job_manager(ui).stop(job_id)
+            ui.jobs().stop(job_id)
         except Exception as e:
             return f"⚠️ {e}"
         return t("synthesis.stopping", job=job_id)

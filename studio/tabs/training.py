@@ -186,14 +186,6 @@ def build(ui: UIContext) -> None:
     ws = ui.workspace
     t = ui.t
 
-    def manager():
-        jobs = ui.services.get("jobs")
-        if jobs is None:
-            from core.jobs.manager import JobManager
-
-            jobs = ui.services.setdefault("jobs", JobManager(ws))
-        return jobs
-
     def model_names() -> list[str]:
         from core.models.registry import list_models
 
@@ -211,7 +203,7 @@ def build(ui: UIContext) -> None:
 
     def training_jobs() -> list[tuple[str, str]]:
         try:
-            jobs = [j for j in manager().list(limit=200) if j.kind in KINDS]
+            jobs = [j for j in ui.jobs().list(limit=200) if j.kind in KINDS]
         except Exception:  # the job store is unreadable: show none rather than break the tab
             return []
         return [(f"{j.name} · {j.id}", j.id) for j in jobs[:50]]
@@ -389,7 +381,7 @@ def build(ui: UIContext) -> None:
     def on_start(*vals):
         try:
             cfg = form_config(ws, values(*vals))
-            job_id = manager().submit(cfg)
+            job_id = ui.jobs().submit(cfg)
         except Exception as e:  # bad form, device request the machine cannot meet, ...: a message, not a trace
             return f"⚠️ {e}", gr.update()
         return t("training.started", job=job_id), gr.update(choices=training_jobs(), value=job_id)
@@ -400,7 +392,7 @@ def build(ui: UIContext) -> None:
         if not job_id:
             return t("training.no_job")
         try:
-            manager().stop(job_id)
+            ui.jobs().stop(job_id)
         except Exception as e:
             return f"⚠️ {e}"
         return t("training.stopping", job=job_id)
@@ -411,7 +403,7 @@ def build(ui: UIContext) -> None:
         if not job_id:
             return t("training.no_job")
         try:
-            manager().resume(job_id)
+            ui.jobs().resume(job_id)
         except Exception as e:
             return f"⚠️ {e}"
         return t("training.resumed", job=job_id)
@@ -422,7 +414,7 @@ def build(ui: UIContext) -> None:
         if not job_id:
             return gr.skip(), gr.skip()
         try:
-            jm = manager()
+            jm = ui.jobs()
             info = jm.get(job_id)
             records = jm.metrics(job_id)
         except Exception as e:
