@@ -33,7 +33,10 @@ def stage_line(ui: UIContext, job_id: str | None, produces: str) -> str:
     """One line per stage: job, status, progress, and where its result goes."""
     if not job_id:
         return ""
-    info = ui.jobs().get(job_id)
+    try:
+        info = ui.jobs().get(job_id)
+    except LookupError:  # deleted in the Jobs tab meanwhile
+        return ui.t("start.stage_gone", job=job_id)
     pct = "" if info.progress is None else f" · {100 * info.progress:.0f}%"
     step = f" · {info.step}" if info.step else ""
     reason = f" — {info.reason}" if info.reason and info.status != "succeeded" else ""
@@ -41,6 +44,12 @@ def stage_line(ui: UIContext, job_id: str | None, produces: str) -> str:
 
 
 def build(ui: UIContext) -> None:
+    def _active(job_id: str) -> bool:
+        try:
+            return not ui.jobs().get(job_id).finished
+        except LookupError:
+            return False
+
     ws = ui.workspace
     ui.reg("start.intro", gr.Markdown(ui.t("start.intro"), elem_id="eds-start-intro"))
 
@@ -164,7 +173,7 @@ def build(ui: UIContext) -> None:
 
     def tick(st: dict):
         out = [stage_line(ui, st.get(s), st.get(f"{s}_out", "")) for s in STAGES]
-        running = any(st.get(s) and not ui.jobs().get(st[s]).finished for s in STAGES)
+        running = any(st.get(s) and _active(st[s]) for s in STAGES)
         return [*out, gr.Timer(active=running)]
 
     timer.tick(tick, state, [*lines.values(), timer], show_progress="hidden")
