@@ -50,6 +50,16 @@ class UIContext:
         self.registry.append(Registered(component, key, attrs))
         return component
 
+    def job_action(self, action: str, job_id: str | None, done_key: str, none_key: str) -> str:
+        """A tab's Stop/Resume/Cancel button: the message to show. Refusals (no such job, wrong state) are shown."""
+        if not job_id:
+            return self.t(none_key)
+        try:
+            getattr(self.jobs(), action)(job_id)
+        except (LookupError, ValueError) as e:  # JobNotFound, JobStateError
+            return f"⚠️ {e}"
+        return self.t(done_key, job=job_id)
+
     def jobs(self) -> Any:
         """The studio's one JobManager, shared by every tab (created on first use; re-attaches to live jobs)."""
         manager = self.services.get("jobs")

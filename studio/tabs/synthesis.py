@@ -365,13 +365,7 @@ def build(ui: UIContext) -> None:
     timer.tick(poll, job_state, [job_md, timer], show_progress="hidden")
 
     def on_stop(job_id: str):
-        if not job_id:
-            return t("synthesis.no_job")
-        try:
-            ui.jobs().stop(job_id)
-        except Exception as e:
-            return f"⚠️ {e}"
-        return t("synthesis.stopping", job=job_id)
+        return ui.job_action("stop", job_id, "synthesis.stopping", "synthesis.no_job")
 
     stop_btn.click(on_stop, job_state, msg)
 

@@ -389,24 +389,12 @@ def build(ui: UIContext) -> None:
     start.click(on_start, inputs=inputs, outputs=[message, job])
 
     def on_stop(job_id: str | None):
-        if not job_id:
-            return t("training.no_job")
-        try:
-            ui.jobs().stop(job_id)
-        except Exception as e:
-            return f"⚠️ {e}"
-        return t("training.stopping", job=job_id)
+        return ui.job_action("stop", job_id, "training.stopping", "training.no_job")
 
     stop.click(on_stop, inputs=job, outputs=message)
 
     def on_resume(job_id: str | None):
-        if not job_id:
-            return t("training.no_job")
-        try:
-            ui.jobs().resume(job_id)
-        except Exception as e:
-            return f"⚠️ {e}"
-        return t("training.resumed", job=job_id)
+        return ui.job_action("resume", job_id, "training.resumed", "training.no_job")
 
     resume.click(on_resume, inputs=job, outputs=message)
 
