@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import collections
-import socket
 
 import pytest
 
 from core.config.base import EndpointSpec
 from core.llm.base import BackendError, SamplingParams
 from core.llm.openai_http import OpenAIBackend, retry_after_seconds
+from core.net import free_port
 from tests.fake_openai_server import FakeOpenAIServer
 
 PARAMS = SamplingParams(temperature=0.0, max_new_tokens=64)
@@ -95,9 +95,7 @@ def test_malformed_body_reported_with_reason():
 
 
 def test_server_down_fails_per_row_without_hanging():
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nobody listens on
     b = OpenAIBackend(EndpointSpec(base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=2, timeout_s=1),
                       backoff_base=0.01)
     out = b.chat(convs(3), PARAMS)

@@ -20,6 +20,7 @@ pytest.importorskip("trl")
 from core.config.data_jobs import CaptureJob  # noqa: E402
 from core.config.train import ExportJob, KdJob, OnPolicyKdJob, SftJob  # noqa: E402
 from core.jobs.context import STOP_FLAG, JobContext  # noqa: E402
+from core.net import free_port  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 pytestmark = pytest.mark.timeout(600)
@@ -456,15 +457,12 @@ if dist.is_initialized():
 
 def _ddp(ws: Workspace, tmp_path: Path, job: str, config: dict, **extra) -> subprocess.CompletedProcess:
     import os
-    import socket
     import sys
 
     script = tmp_path / "ddp_entry.py"
     script.write_text(DDP_SCRIPT)
     (ws.runs / job).mkdir(parents=True, exist_ok=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # torchrun: accelerate's own launcher runs one process for --cpu; the trainers go through accelerate either way
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(port), str(script), json.dumps({"ws": str(ws.root), "job": job, "config": config,

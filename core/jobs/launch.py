@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from core.jobs.context import JobContext
 from core.jobs.scheduler import cuda_visible_devices, gpu_index
+from core.net import free_port
 
 WORKER_MODULE = "core.jobs.worker"
 # Variables a job must not inherit from whoever starts it (another job's worker can start the next job).
@@ -112,12 +112,6 @@ class DistributedFailed(RuntimeError):
         super().__init__(f"a training process{where} exited with code {returncode}; see the log for its traceback")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_entry(config: Any, ctx: JobContext) -> None:
     """Run one job (or pipeline step) entry in this process, or across its GPUs through accelerate."""
     if needs_distributed(config, ctx.devices):
@@ -128,7 +122,7 @@ def run_entry(config: Any, ctx: JobContext) -> None:
 
 def _run_distributed(config: Any, ctx: JobContext) -> None:
     n = sum(1 for d in ctx.devices if gpu_index(d) is not None)
-    cmd = distributed_command(n, ctx.run_dir, step=ctx.step_name, port=_free_port())
+    cmd = distributed_command(n, ctx.run_dir, step=ctx.step_name, port=free_port())
     ctx.event(f"launching {n} training processes: {' '.join(cmd[1:4])} ...", processes=n)
     env = {**os.environ, "EDS_RANK_MODE": "1"}
     # Same process group as this supervisor: a group signal reaches every rank. Output goes to our log.

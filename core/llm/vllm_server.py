@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,15 +20,10 @@ import httpx
 
 from core.config.base import VllmOptions
 from core.llm.base import BackendError
+from core.net import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VLLM_PYTHON = PROJECT_ROOT / ".venv-vllm" / "bin" / "python"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def vllm_python(options: VllmOptions | None) -> str:
