@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from core.config import ConfigError, load_config_file, parse_config
+from core.config import ConfigError, parse_config
 from core.jobs.progress import format_duration, format_eta, format_time
 from core.jobs.rundir import LOG_FILE
 from core.workspace import Workspace
@@ -98,13 +98,11 @@ def _exit_code(status: str) -> int:
 
 def run_config(args: argparse.Namespace) -> int:
     """`easydistill --config FILE [--detach]` (called by core.cli.main)."""
-    try:
-        config, notes = load_config_file(args.config)
-    except ConfigError as e:
-        print(e.report(), file=sys.stderr)
+    from core.cli.validate import load_or_report
+
+    config = load_or_report(args.config)
+    if config is None:
         return 2
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     return submit_and_follow(args, config, detach=bool(args.detach))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.config import ConfigError, dump_yaml, load_config_file
+from core.config import ConfigError, JobBase, dump_yaml, load_config_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,13 +14,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_validate)
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def load_or_report(path: str) -> JobBase | None:
+    """Load a config file for a CLI command; problems and import notes go to stderr (None = exit 2)."""
     try:
-        config, notes = load_config_file(args.validate_config)
+        config, notes = load_config_file(path)
     except ConfigError as e:
         print(e.report(), file=sys.stderr)
-        return 2
+        return None
     for note in notes:
         print(f"# note: {note}", file=sys.stderr)
+    return config
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_or_report(args.validate_config)
+    if config is None:
+        return 2
     sys.stdout.write(dump_yaml(config))
     return 0
