@@ -21,10 +21,10 @@ import yaml
 
 from core.config.base import BackendSpec, EndpointSpec
 from core.config.train import ServeJob
-from core.jobs.rundir import CONFIG_FILE, QUEUED, RUNNING, STOPPING, read_json
+from core.jobs.rundir import CONFIG_FILE, QUEUED, RUNNING, STOPPING
+from core.llm.serve import read_endpoint
 from core.workspace import Workspace
 
-ENDPOINT_FILE = "endpoint.json"
 ENDPOINT_PREFIX = "endpoint:"
 
 # What a column shows. "ready" = the server answers requests.
@@ -151,7 +151,7 @@ class ModelServers:
         if info.status == STOPPING:
             st.status = STOPPING_S
             return st
-        ep = read_json(Path(info.run_dir) / "output" / ENDPOINT_FILE)
+        ep = read_endpoint(info.run_dir) or {}
         if info.status == RUNNING and ep.get("base_url"):
             st.status = READY
             st.base_url = str(ep["base_url"])

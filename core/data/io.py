@@ -25,7 +25,6 @@ EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
     ".pq": "parquet",
 }
-FILE_TYPES = ("json", "jsonl", "csv", "tsv", "parquet")
 # CSV cells holding these columns are JSON text (a list of turns, a list of traces): decoded on read.
 _JSON_COLUMNS = {"messages", "conversations", "reasoning", "chosen", "rejected", "prompt", "history", "tools"}
 

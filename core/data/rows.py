@@ -25,7 +25,6 @@ from typing import Any
 
 CONTENT_KEYS = ("system", "instruction", "input", "output", "messages", "chosen", "rejected", "text", "thought",
                 "solution")
-TEXT_FIELDS = ("instruction", "input", "output", "system", "chosen", "rejected", "thought", "solution", "text")
 
 
 def prompt_text(row: dict) -> str:

@@ -114,11 +114,6 @@ def dataset_names(ws: Workspace) -> list[str]:
     return [d.name for d in list_datasets(ws)]
 
 
-def delete_dataset(ws: Workspace, name: str) -> None:
-    for p in (dataset_path(ws, name), meta_path(ws, name), rejects_path(ws, name)):
-        p.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------------------------------------------------- import
 
 

@@ -148,16 +148,6 @@ class Totals:
     estimated: int = 0
     bounded: int = 0
 
-    def add_kl(self, r: RowKl) -> None:
-        self.kl_sum += r.kl_sum
-        self.kl_tokens += r.tokens
-        self.estimated += r.estimated_positions
-
-    def add_nll(self, r: RowNll) -> None:
-        self.nll_sum += r.nll_sum
-        self.nll_tokens += r.tokens
-        self.bounded += r.bounded_positions
-
     @property
     def kl(self) -> float | None:
         return self.kl_sum / self.kl_tokens if self.kl_tokens else None

@@ -21,7 +21,6 @@ _EXPORTS = {
     "JobStateError": "core.jobs.manager",
     "DeviceRequestError": "core.jobs.scheduler",
     "JobContext": "core.jobs.context",
-    "StopRequested": "core.jobs.context",
     "STOP_FLAG": "core.jobs.context",
     "ACTIVE": "core.jobs.rundir",
     "FINAL": "core.jobs.rundir",

@@ -82,7 +82,3 @@ class JobContext:
             return
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"time": time.time(), "event": message, **fields}, ensure_ascii=False) + "\n")
-
-
-class StopRequested(Exception):
-    """Raised by helpers deep in a loop to unwind to the entry, which then saves and returns."""

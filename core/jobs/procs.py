@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -108,12 +107,3 @@ def terminate_children(timeout: float = 5.0) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=2.0)
-
-
-def wait_gone(pid: int, ctime: float | None, timeout: float, poll: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_alive(pid, ctime):
-            return True
-        time.sleep(poll)
-    return not is_alive(pid, ctime)
