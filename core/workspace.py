@@ -12,10 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import UserError
+
 SUBDIRS = ("datasets", "models", "runs", "cache", "templates", "presets")
 
 
-class PathOutsideWorkspace(ValueError):
+class PathOutsideWorkspace(UserError, ValueError):
     """A user-supplied path that would escape the workspace (or the allowed roots)."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from core.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """One or more problems in a config. `problems` are complete sentences, one per key."""
 
     def __init__(self, problems: list[str], source: str | None = None):

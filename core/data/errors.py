@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from core.errors import UserError
+
 
 @dataclass
 class RowError:
@@ -21,7 +23,7 @@ class RowError:
         return asdict(self)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A data file that cannot be used as asked: a list of row errors, or one problem with the whole file."""
 
     def __init__(self, message: str, errors: list[RowError] | None = None):
@@ -36,7 +38,7 @@ class DataError(ValueError):
         return "\n".join(lines)
 
 
-class RowInvalid(ValueError):
+class RowInvalid(UserError, ValueError):
     """Raised by a format's normaliser for one record; the caller turns it into a RowError with file and line."""
 
 

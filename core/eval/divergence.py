@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import UserError
+
 EPS = 1e-12
 
 
-class TokenizerMismatch(ValueError):
+class TokenizerMismatch(UserError, ValueError):
     """The two models tokenised the same response differently: their distributions cannot be compared per token."""
 
 

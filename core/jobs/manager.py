@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from core.devices import Device, discover_gpus
+from core.errors import UserError
 from core.jobs import procs
 from core.jobs.failure import classify_exit
 from core.jobs.launch import job_env, worker_command
@@ -71,11 +72,11 @@ STALE_CLAIM_S = 60.0  # a job claimed ('starting') whose launcher vanished is fa
 INVENTORY_TTL_S = 5.0  # GPU memory figures for the device panel
 
 
-class JobNotFound(LookupError):
+class JobNotFound(UserError, LookupError):
     pass
 
 
-class JobStateError(ValueError):
+class JobStateError(UserError, ValueError):
     """The action does not apply to the job in its current state (message says why and what to do)."""
 
 

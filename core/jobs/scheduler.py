@@ -17,10 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import UserError
+
 CPU_KEY = "cpu"
 
 
-class DeviceRequestError(ValueError):
+class DeviceRequestError(UserError, ValueError):
     """A device request this machine can never satisfy (shown to the user at submit time)."""
 
 

@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 
 from core.config.train import ExportJob
+from core.errors import UserError
 from core.jobs.context import JobContext
 
 PROVENANCE = "eds_model.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """The source cannot be exported as asked; the message says what to give instead."""
 
 

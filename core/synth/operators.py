@@ -15,6 +15,7 @@ from typing import Any
 
 from core.data.ops import DEFAULT_SHARES
 from core.data.rows import prompt_text, response_text, to_messages
+from core.errors import UserError
 from core.synth.parsing import ParseFailure, answer_or_whole, instruction_response, match_category, thought_solution
 from core.synth.templates import render
 
@@ -23,7 +24,7 @@ OPERATORS = ("label", "expand", "refine", "extract", "cot_generate", "long2short
 DEFAULT_CATEGORIES = list(DEFAULT_SHARES)
 
 
-class InputProblem(ValueError):
+class InputProblem(UserError, ValueError):
     """An input row the operator cannot use (no instruction, no chain of thought, ...): it goes to rejects."""
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from core.config.data_jobs import SynthJob
 from core.data.rows import prompt_text
+from core.errors import UserError
 from core.workspace import Workspace
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-class TrialError(RuntimeError):
+class TrialError(UserError, RuntimeError):
     pass
 
 

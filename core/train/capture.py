@@ -13,13 +13,14 @@ from pathlib import Path
 
 from core.config.base import BackendSpec
 from core.config.data_jobs import CaptureJob
+from core.errors import UserError
 from core.jobs.context import JobContext
 from core.llm.base import ScoredResponse
 from core.train.dataset import load_conversations, template_fingerprint, tokenize_conversation, tokenizer_fingerprint
 from core.train.logit_cache import CacheMeta, LogitCacheWriter
 
 
-class CaptureError(ValueError):
+class CaptureError(UserError, ValueError):
     """A capture that cannot run as configured; the message says what to change."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config.train import TrainCommon
+from core.errors import UserError
 from core.jobs.context import JobContext
 from core.train.dataset import Example, build_examples, load_conversations, split_examples
 
@@ -22,7 +23,7 @@ ADAPTER = "adapter"
 PROVENANCE = "eds_model.json"
 
 
-class TrainSetupError(ValueError):
+class TrainSetupError(UserError, ValueError):
     """A training job that cannot start as configured; the message says what to change."""
 
 

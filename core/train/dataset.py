@@ -19,12 +19,13 @@ from typing import Any
 
 from core.data.errors import DataError, RowError
 from core.data.rows import to_messages
+from core.errors import UserError
 from core.workspace import Workspace
 
 IGNORE = -100
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """The chat template cannot mark assistant tokens for this conversation."""
 
 

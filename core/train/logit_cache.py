@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import UserError
+
 FORMAT = "eds-logit-cache"
 VERSION = 1
 META_FILE = "meta.json"
@@ -40,7 +42,7 @@ SHARD_GLOB = "shard-*.safetensors"
 IDENTITY_FIELDS = ("teacher", "tokenizer_hash", "vocab_size", "k", "temperature", "logprob_dtype")
 
 
-class CacheError(ValueError):
+class CacheError(UserError, ValueError):
     """A cache that cannot be used as asked: missing, incompatible, or a row it does not hold."""
 
 

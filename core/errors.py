@@ -1,0 +1,14 @@
+"""`UserError`: the one base of every error a person can fix (a bad file, a bad value, a refused path, a job in the
+wrong state). The studio shows such an error's message as it is; anything else is a bug, shown as "internal error,
+see log" with the traceback logged. Nothing here imports anything, so every room can derive from it.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the person can fix; `str(e)` says what to change (naming the field, file and line where known)."""
+
+    def report(self) -> str:
+        """The full text to show (multi-line where the error has several problems)."""
+        return str(self)
