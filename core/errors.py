@@ -12,3 +12,11 @@ class UserError(Exception):
     def report(self) -> str:
         """The full text to show (multi-line where the error has several problems)."""
         return str(self)
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or used as configured (unknown model, no chat template, server down...).
+
+    The message says what to change; UI and CLI show it as is. It lives here rather than in `core.llm` because the
+    model-path resolver below llm (`core.modelpath`) raises it too; `core.llm.base` re-exports it.
+    """

@@ -65,11 +65,6 @@ class Sampling(StrictModel):
     seed: int | None = 777
     stop: list[str] = Field(default_factory=list)
 
-    def to_params(self):
-        from core.llm.base import SamplingParams
-
-        return SamplingParams(**self.model_dump())
-
 
 GpuRequest = int | list[int] | Literal["auto", "cpu"]
 

@@ -30,6 +30,7 @@ from core.data.store import resolve_dataset
 from core.eval import answers, judge, results
 from core.eval.divergence import TokenizerMismatch, TopK, Totals, compact, row_kl, row_nll
 from core.jobs.context import JobContext
+from core.llm.base import SamplingParams
 
 WORK = "work"
 CHECKS = ("exact_match", "math_verify")
@@ -340,7 +341,7 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
     plan = make_plan(config, rows)
     work = Work(ctx.output_dir)
     notes: list[str] = []
-    params = config.sampling.to_params()
+    params = SamplingParams.from_sampling(config.sampling)
     scoring = plan.kl or plan.perplexity
 
     def save(complete: bool) -> None:
@@ -395,7 +396,7 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
                 backend.close()
         if plan.judge:
             template = judge.load_template(_template_path(config.judge_template, ctx))
-            jparams = config.sampling.to_params()
+            jparams = SamplingParams.from_sampling(config.sampling)
             jparams.temperature, jparams.max_new_tokens, jparams.stop = 0.0, config.judge_max_new_tokens, []
             backend = open_backend(config.judge, ctx, "judge")
             try:

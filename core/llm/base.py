@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from core.errors import BackendError as BackendError  # re-exported: backends and their callers import it from here
+
+if TYPE_CHECKING:
+    from core.config.base import Sampling
 
 Message = dict  # {"role": "system"|"user"|"assistant", "content": str}
 Conversation = list[Message]
@@ -22,6 +27,12 @@ class SamplingParams:
     max_new_tokens: int = 512
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_sampling(cls, s: Sampling) -> SamplingParams:
+        """A config's Sampling block as backend params; here, not on Sampling, so core.config imports nothing above
+        it."""
+        return cls(**s.model_dump())
 
     @property
     def greedy(self) -> bool:
@@ -69,13 +80,6 @@ class ScoredResponse:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-class BackendError(RuntimeError):
-    """A backend cannot be built or used as configured (unknown model, no chat template, server down...).
-
-    The message says what to change; UI and CLI show it as is.
-    """
 
 
 @runtime_checkable

@@ -26,6 +26,7 @@ from core.data.ops import balance
 from core.data.rows import iter_jsonl_rows
 from core.data.store import check_name, load_rows, read_meta, resolve_dataset, save_rows, write_meta
 from core.jobs.context import JobContext
+from core.llm.base import SamplingParams
 from core.synth.operators import DEFAULT_CATEGORIES, OpParams, make_units, reject_record
 from core.synth.runner import run_units
 from core.synth.templates import check_template, load_template
@@ -147,8 +148,9 @@ def run(config: SynthJob, ctx: JobContext) -> None:
             backend = make_teacher(config.teacher, ws, devices=ctx.devices, log_dir=ctx.run_dir)
             params.teacher = getattr(backend, "name", "") or config.teacher.model
             pipelined, window = dispatch(config.teacher)
+            sampling = SamplingParams.from_sampling(config.sampling)
             try:
-                for o in run_units(config.operator, pending, backend, config.sampling.to_params(), params,
+                for o in run_units(config.operator, pending, backend, sampling, params,
                                    window=window, pipelined=pipelined, parse_retries=config.parse_retries,
                                    should_stop=ctx.should_stop):
                     if o.row is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from core.config.data_jobs import SynthJob
 from core.data.rows import prompt_text
 from core.errors import UserError
+from core.llm.base import SamplingParams
 from core.workspace import Workspace
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +93,8 @@ def run_trial(ws: Workspace, config: SynthJob, n: int = 5, template_text: str | 
     backend = backend or make_teacher(config.teacher, ws)
     try:
         pipelined, window = dispatch(config.teacher)
-        res = apply(config.operator, sample, backend, params.template, params, config.sampling.to_params(),
+        sampling = SamplingParams.from_sampling(config.sampling)
+        res = apply(config.operator, sample, backend, params.template, params, sampling,
                     window=window, pipelined=pipelined, parse_retries=0)
     finally:
         if own and hasattr(backend, "close"):

@@ -16,6 +16,7 @@ from core.chat.arena import ColumnRequest, respond
 from core.chat.servers import FAILED_S, LOADING, NOT_LOADED, QUEUED_S, READY, STOPPING_S, ModelServers, model_choices
 from core.chat.session import ChatSession
 from core.config.base import Sampling
+from core.llm.base import SamplingParams
 from studio.ui import UIContext
 
 N_COLS = 3
@@ -186,7 +187,7 @@ def build_arena(ui: UIContext, servers: ModelServers) -> None:
             override, ctemp, cmax = settings[3 * i:3 * i + 3]
             s = Sampling(temperature=ctemp if override else temp, top_p=tp,
                          max_new_tokens=int(cmax if override else mx), seed=int(sd) if sd not in (None, "") else None)
-            reqs.append(ColumnRequest(i, values[i], s.to_params(), label=str(values[i])))
+            reqs.append(ColumnRequest(i, values[i], SamplingParams.from_sampling(s), label=str(values[i])))
         return reqs
 
     def stream(sess: ChatSession, reqs: list[ColumnRequest]):
