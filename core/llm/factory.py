@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.config.base import BackendSpec, EndpointSpec
 from core.llm.base import Backend, BackendError
+from core.modelpath import resolve_model
 from core.workspace import Workspace
 
 
@@ -32,8 +33,6 @@ def make_backend(
         if spec.model and not endpoint.model:
             endpoint = endpoint.model_copy(update={"model": spec.model})
         return OpenAIBackend(endpoint)
-
-    from core.models.registry import resolve_model
 
     path = resolve_model(spec.model, workspace)
     if spec.type == "transformers":

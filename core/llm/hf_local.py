@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from core.llm.base import BackendError, Completion, Conversation, SamplingParams, ScoredResponse, TokenTopK
+from core.modelpath import require_chat_template
 
 _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 SCORE_LOGITS_BUDGET = 2 * 1024**3  # bytes of float32 logits one scoring forward may produce
@@ -38,8 +39,6 @@ class HFLocalBackend:
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from core.models.registry import require_chat_template
 
         self.path = Path(model_path)
         self.name = name or self.path.name

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from core.config.train import ServeJob
 from core.jobs.context import JobContext
+from core.modelpath import resolve_model
 
 ENDPOINT_FILE = "endpoint.json"
 
@@ -50,8 +51,6 @@ def _hold(ctx: JobContext, alive) -> None:
 
 
 def run(config: ServeJob, ctx: JobContext) -> None:
-    from core.models.registry import resolve_model
-
     spec = config.model
     name = served_name(config)
     path = resolve_model(spec.model, ctx.workspace)
