@@ -8,7 +8,7 @@ Kept free of gradio imports: the dicts are plain data, so tests check the render
 from __future__ import annotations
 
 from core.chat.reasoning import split_reasoning
-from core.chat.session import ReplyStats
+from core.chat.reply_stats import ReplyStats
 
 CURSOR = " ▌"
 
