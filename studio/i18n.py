@@ -36,6 +36,11 @@ def t(key: str, lang: str = DEFAULT_LANG, **fmt: object) -> str:
     return text.format(**fmt) if fmt else text
 
 
+def has(key: str) -> bool:
+    """Whether English has `key` (every key must; other languages fall back to it)."""
+    return key in strings(DEFAULT_LANG)
+
+
 def missing(lang: str) -> list[str]:
     """Keys English has and `lang` lacks (tested to be empty)."""
     return sorted(set(strings(DEFAULT_LANG)) - set(strings(lang)))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.workspace import Workspace
-from studio.i18n import t
+from studio.i18n import has, t
 
 TEXT_VALUE_COMPONENTS = {"Button", "DownloadButton", "UploadButton", "Markdown", "HTML", "ClearButton"}
 
@@ -21,6 +21,8 @@ class Registered:
     component: Any
     key: str
     attrs: tuple[str, ...]  # which attributes carry text: label, value, info, placeholder
+    choices: tuple[tuple[str, Any], ...] = ()  # (i18n key, value) of choices whose labels follow the language
+    fallback: dict[str, str] = field(default_factory=dict)  # text for an attr whose i18n key is missing
 
 
 @dataclass
@@ -40,14 +42,16 @@ class UIContext:
     def t(self, key: str, **fmt: object) -> str:
         return t(key, self.lang, **fmt)
 
-    def reg(self, key: str, component: Any, *attrs: str) -> Any:
+    def reg(self, key: str, component: Any, *attrs: str, choices: tuple[tuple[str, Any], ...] = (),
+            fallback: dict[str, str] | None = None) -> Any:
         """Register `component` whose `attrs` come from i18n key `key` (and `key_info`, ...).
 
         Default attribute: the text a person reads — `value` for buttons and markdown, `label` for inputs.
+        `choices` are (i18n key, value) pairs: their labels switch language too.
         """
         if not attrs:
             attrs = ("value",) if type(component).__name__ in TEXT_VALUE_COMPONENTS else ("label",)
-        self.registry.append(Registered(component, key, attrs))
+        self.registry.append(Registered(component, key, attrs, tuple(choices), dict(fallback or {})))
         return component
 
     def job_action(self, action: str, job_id: str | None, done_key: str, none_key: str) -> str:
@@ -69,11 +73,13 @@ class UIContext:
             manager = self.services.setdefault("jobs", JobManager(self.workspace))
         return manager
 
-    def text_for(self, item: Registered, lang: str) -> dict[str, str]:
-        out = {}
+    def text_for(self, item: Registered, lang: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for attr in item.attrs:
             k = item.key if attr in ("label", "value") else f"{item.key}_{attr}"
-            out[attr] = t(k, lang)
+            out[attr] = t(k, lang) if has(k) or attr not in item.fallback else item.fallback[attr]
+        if item.choices:
+            out["choices"] = [(t(k, lang) if has(k) else str(v), v) for k, v in item.choices]
         return out
 
 

@@ -98,9 +98,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         return _err(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
     try:
-        job = build_job(ws, model=args.model, dataset=args.dataset, metrics=metrics, reference=args.reference,
-                        judge=args.judge, limit=args.limit, answer_field=args.answer_field, top_k=args.top_k,
-                        max_new_tokens=args.max_new_tokens, backend=args.backend, name=args.name, confine=False)
+        job = build_job(ws, {"model": args.model, "dataset": args.dataset, "metrics": metrics,
+                             "reference": args.reference, "judge": args.judge, "limit": args.limit,
+                             "answer_field": args.answer_field, "top_k": args.top_k,
+                             "max_new_tokens": args.max_new_tokens, "backend": args.backend, "name": args.name},
+                        confine=False)
         if args.gpus:
             job.gpus = _parse_gpus(args.gpus)
     except ValidationError as e:

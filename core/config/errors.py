@@ -52,6 +52,8 @@ def explain(err: ValidationError, tags: set[str] | frozenset[str] = frozenset())
             out.append(f"'{key}': unknown job kind {ctx.get('tag', '')!r}; expected one of {ctx.get('expected_tags')}")
         elif typ == "literal_error":
             out.append(f"'{key}' = {e.get('input')!r} is not allowed; {e['msg'].lower()}")
+        elif typ == "value_error" and not e["loc"]:  # a rule across fields (model_validator): its sentence alone
+            out.append(e["msg"].removeprefix("Value error, "))
         else:
             out.append(f"'{key}' = {e.get('input')!r}: {e['msg']}")
     return out

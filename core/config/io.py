@@ -65,10 +65,11 @@ def load_config_file(path: str | os.PathLike, anchor_paths: bool = True) -> tupl
             data, notes = import_v1(data, base_dir=p.parent)
         except ConfigError as e:
             raise ConfigError(e.problems, str(p)) from None
-    elif anchor_paths and isinstance(data, dict):
+    elif isinstance(data, dict):
         if "preset" in data and "job" in data:  # a preset file: its job is the config
             data = data["job"]
-        data = _anchor(data, p.parent)
+        if anchor_paths:
+            data = _anchor(data, p.parent)
     return parse_config(data, str(p)), notes
 
 
