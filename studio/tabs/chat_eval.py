@@ -13,8 +13,9 @@ import gradio as gr
 from core.chat.servers import model_choices
 from core.eval import results as R
 from core.eval.compare import compare
-from core.eval.form import build_job, dataset_choices, evaluation_runs
+from core.eval.form import build_job, evaluation_runs
 from core.eval.plots import judge_figure, summary_figure
+from core.forms.pickers import dataset_choices
 from studio.ui import UIContext
 
 METRICS = ["exact_match", "math_verify", "judge_winrate", "kl", "perplexity"]
@@ -102,8 +103,8 @@ def build_eval(ui: UIContext) -> None:
 
     def on_submit(m, r, j, d, ms, lim, af, k, mx, be):
         try:
-            job = build_job(ws, model=m, reference=r, judge=j, dataset=d, metrics=ms, limit=lim, answer_field=af,
-                            top_k=int(k or 20), max_new_tokens=int(mx or 512), backend=be)
+            job = build_job(ws, {"model": m, "reference": r, "judge": j, "dataset": d, "metrics": ms, "limit": lim,
+                                 "answer_field": af, "top_k": k, "max_new_tokens": mx, "backend": be})
             job_id = jobs.submit(job)
         except Exception as e:  # noqa: BLE001 - shown to the user, who can fix the form
             return ui.t("chat.eval_error", error=_first_line(e)), gr.update(), gr.update(), gr.update()
