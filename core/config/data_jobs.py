@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from core.config.base import BackendSpec, JobBase, Sampling, StrictModel
 
@@ -55,41 +55,113 @@ class SynthJob(JobBase):
 
 
 JudgeMetric = Literal["rv", "cd", "correctness", "informativeness", "helpfulness", "generalization"]
+RvPolicy = Literal["low", "medium", "high", "matched"]
 
 
 class JudgeJob(JobBase):
-    """Score rows with an LLM judge (RV, CD, correctness, instruction metrics), one call per row and metric."""
+    """Score rows with an LLM judge (REFERENCE §3): one call per row and metric, resumable by row id like synthesis.
+
+    Scores go into the rows (`rv`, `cd`, `correctness`, ... and `<metric>_judge`); every raw judge reply is kept in
+    `<output>.judge.ndjson`; rows the judge could not score (request failed, no score in the reply) go to the rejects
+    file with what was scored and why the rest was not, so `retry_rejects` asks only for the missing metrics.
+    """
 
     ENTRY = "core.cot.judge_job:run"
     kind: Literal["judge"] = "judge"
-    input: str
-    output: str = ""
-    judge: BackendSpec
-    metrics: list[JudgeMetric] = Field(default_factory=lambda: ["rv", "cd", "correctness"])
-    sampling: Sampling = Field(default_factory=lambda: Sampling(temperature=0.0, max_new_tokens=1024))
-    limit: int | None = Field(None, ge=1)
+    input: str = Field(description="dataset to score (workspace dataset name or file: JSON/JSONL/CSV/Parquet)")
+    output: str = Field(
+        "", description="output dataset name, or a file path ending in .jsonl or .json; default: <input>-judge"
+    )
+    judge: BackendSpec = Field(description="the judging model (an instruct model or an OpenAI-compatible endpoint)")
+    metrics: list[JudgeMetric] = Field(
+        default_factory=lambda: ["rv", "cd", "correctness"],
+        description="CoT: rv, cd, correctness; instruction data: informativeness, helpfulness, generalization, "
+        "correctness", min_length=1,
+    )
+    sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.0, max_new_tokens=1024),
+        description="judge decoding; keep temperature 0 so a rerun gives the same scores",
+    )
+    templates: dict[JudgeMetric, str] = Field(
+        default_factory=dict, description="rubric template per metric (workspace template name or file, with "
+        "{instruction} and {response}); default: assets/templates/judge_<metric>.txt",
+    )
+    system_prompt: str = Field("You are a strict and careful grader.", description="system turn of every judge call")
+    answer_field: str | None = Field(
+        None, description="reference answer column: where a row has one, correctness is checked with math-verify "
+        "against it instead of asking the judge",
+    )
+    rescore: bool = Field(
+        False,
+        description="also ask for metrics a row already has (imported OmniThought traces carry rv/cd/correctness)",
+    )
+    limit: int | None = Field(None, ge=1, description="only the first N rows")
+    retry_rejects: bool = Field(False, description="judge the rows of the rejects file again (old file kept as .bak)")
 
 
-class RvTarget(StrictModel):
-    bin: int
-    target: float | Literal["low", "medium", "high", "matched"]
+class CurateSpec(StrictModel):
+    """Range filters and the RV/CD mixer (REFERENCE §3), shared by the curate job and the live preview.
+
+    Filters keep every row that passes them; the mixer samples only when `samples_per_bin` is set. Scores are the
+    judge's 0–9 integers; a filter that is set drops rows missing that score.
+    """
+
+    min_correctness: float | None = Field(
+        1, ge=0, le=1, description="drop rows whose correctness is below this (1 = correct traces only; rows without "
+        "a correctness score are dropped too); empty = no correctness filter",
+    )
+    rv_min: int | None = Field(None, ge=0, le=9, description="lowest reasoning verbosity kept")
+    rv_max: int | None = Field(None, ge=0, le=9, description="highest reasoning verbosity kept")
+    cd_min: int | None = Field(None, ge=0, le=9, description="lowest cognitive difficulty kept")
+    cd_max: int | None = Field(None, ge=0, le=9, description="highest cognitive difficulty kept")
+    teachers: list[str] | None = Field(None, description="keep only traces written by these teachers")
+    min_response_chars: int | None = Field(None, ge=0, description="shortest response kept (characters)")
+    max_response_chars: int | None = Field(None, ge=1, description="longest response kept (characters)")
+    cd_edges: list[float] = Field(
+        default_factory=lambda: [0, 3, 6, 10], min_length=2,
+        description="mixer: CD bin edges, increasing; the last bin includes its upper edge",
+    )
+    rv_target: float | RvPolicy | list[float | Literal["low", "medium", "high"]] = Field(
+        "matched", description="mixer: RV each bin aims at — a number, low/medium/high (2/5/8), matched (2 rising to 8 "
+        "with difficulty), or one value per bin",
+    )
+    samples_per_bin: int | None = Field(
+        None, ge=1, description="mixer: traces kept per CD bin, closest RV to the target first; empty = no sampling"
+    )
+    one_per_question: bool = Field(False, description="keep at most one trace per question (the best-fitting one)")
+    seed: int = Field(42, description="breaks ties between equally fitting traces")
+
+    @field_validator("cd_edges")
+    @classmethod
+    def _increasing(cls, v: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("CD bin edges must increase, e.g. [0, 3, 6, 10]")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CurateSpec:
+        for lo, hi in (("rv_min", "rv_max"), ("cd_min", "cd_max"), ("min_response_chars", "max_response_chars")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"{lo} ({a}) is above {hi} ({b})")
+        if isinstance(self.rv_target, list) and len(self.rv_target) != len(self.cd_edges) - 1:
+            raise ValueError(f"rv_target lists {len(self.rv_target)} targets for {len(self.cd_edges) - 1} CD bins")
+        return self
 
 
-class CurateJob(JobBase):
-    """The RV/CD mixer and range filters (REFERENCE §3) that fit CoT data to a student's size."""
+class CurateJob(CurateSpec, JobBase):
+    """Fit CoT data to a student's size: filters + RV/CD mixer over a scored dataset, then the selection (as it is, or
+    as SFT rows with the reasoning in <think>…</think> for a System-2 student, or the answer alone for System-1)."""
 
     ENTRY = "core.cot.curate_job:run"
     kind: Literal["curate"] = "curate"
-    input: str
-    output: str = ""
-    min_correctness: float = 1
-    cd_edges: list[float] = Field(default_factory=lambda: [0, 3, 6, 10])
-    rv_target: float | Literal["low", "medium", "high", "matched"] = "matched"
-    samples_per_bin: int | None = Field(None, ge=1)
-    one_per_question: bool = False
-    rv_range: tuple[float, float] | None = None
-    cd_range: tuple[float, float] | None = None
-    seed: int = 42
+    input: str = Field(description="scored dataset (judge output or imported OmniThought)")
+    output: str = Field("", description="output dataset name, or a .jsonl/.json file path; default: <input>-curated")
+    export: Literal["rows", "system2", "system1"] = Field(
+        "rows",
+        description="rows: the selected rows with their scores; system2: SFT rows whose answer is the reasoning in "
+        "<think>…</think> then the solution; system1: SFT rows with the solution alone",
+    )
 
 
 class CaptureJob(JobBase):
