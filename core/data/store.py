@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -221,6 +222,19 @@ def save_rows(ws: Workspace, name: str, rows: list[dict], created_by: str, sourc
     n = write_records(target, (with_id_first(r) for r in rows), "jsonl")
     write_meta(ws, name, source=source, format=fmt, rows=n, created_by=created_by, growing=False, **meta)
     return target
+
+
+def take_upload(ws: Workspace, tmp_path: str | os.PathLike) -> Path:
+    """Copy a browser upload into `datasets/uploads/` and return the copy: the server's temp file may be cleaned up
+    any time, while the preview, the import and a later re-import read the file again."""
+    src = Path(tmp_path)
+    if not src.is_file():
+        raise DataError(f"the uploaded file '{src.name}' is no longer there; upload it again")
+    folder = ws.datasets / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / src.name
+    shutil.copyfile(src, dst)
+    return dst
 
 
 # ------------------------------------------------------------------------------------------------ reading inputs
