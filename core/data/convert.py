@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.data.errors import RowInvalid
+from core.data.errors import DataError, RowInvalid
 from core.data.io import write_records
 from core.data.rows import prompt_text, response_text, to_messages
+from core.data.store import exports_dir, load_rows
+from core.workspace import Workspace
 
 EXPORT_FORMATS: dict[str, str] = {  # format -> default file extension
     "messages": ".jsonl", "alpaca": ".json", "sharegpt": ".json", "easydistill": ".json", "dpo": ".jsonl",
     "omnithought": ".json", "canonical": ".jsonl",
+}
+EXPORT_LABELS: dict[str, str] = {  # what a person picks from (format names, the same in every language)
+    "messages": "OpenAI messages (JSONL)", "alpaca": "Alpaca (JSON)", "sharegpt": "ShareGPT (JSON)",
+    "easydistill": "EasyDistill labeled (JSON)", "dpo": "DPO prompt/chosen/rejected (JSONL)",
+    "omnithought": "OmniThought (JSON)",
 }
 CANONICAL_KEYS = {"id", "system", "instruction", "input", "output", "messages", "chosen", "rejected", "thought",
                   "solution", "text"}
@@ -183,16 +190,52 @@ def llamafactory_entry(file_name: str, fmt: str) -> dict:
     if fmt == "dpo":
         return {"file_name": file_name, "ranking": True,
                 "columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "system": "system"}}
-    raise ValueError(f"LLaMA-Factory has no entry type for format {fmt!r}; export as alpaca, sharegpt or messages")
+    raise DataError(f"LLaMA-Factory has no entry type for format {fmt!r}; export as alpaca, sharegpt or messages")
 
 
 def update_dataset_info(folder: str | os.PathLike, name: str, entry: dict) -> Path:
     """Add or replace `name` in folder/dataset_info.json (other entries kept)."""
     path = Path(folder) / "dataset_info.json"
-    info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path.name} is not valid JSON (line {e.lineno}): fix or remove it, then export again"
+                        ) from None
+    if not isinstance(info, dict):
+        raise DataError(f"{path.name} is not a JSON object of dataset entries: fix or remove it, then export again")
     info[name] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(info, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# ------------------------------------------------------------------------------------------ workspace wrapper
+
+
+@dataclass
+class DatasetExport:
+    """What exporting a workspace dataset wrote: the file, and the LLaMA-Factory entry when one was asked for."""
+
+    result: ExportResult
+    info_path: Path | None = None  # dataset_info.json, beside the export
+    info_name: str = ""  # the entry's name in it
+
+
+def export_dataset(ws: Workspace, name: str, fmt: str, keep_id: bool = True,
+                   llamafactory: bool = False) -> DatasetExport:
+    """Export workspace dataset `name` to `datasets/exports/<name>-<fmt><ext>` (and register it for LLaMA-Factory).
+
+    The LLaMA-Factory entry is built before anything is written, so a format it cannot read fails with nothing half
+    done.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    out = exports_dir(ws) / f"{name}-{fmt}{EXPORT_FORMATS[fmt]}"
+    entry = llamafactory_entry(out.name, fmt) if llamafactory else None
+    rows, _ = load_rows(ws, name)
+    done = DatasetExport(export_rows(rows, fmt, out, keep_id=keep_id))
+    if entry is not None:
+        done.info_path, done.info_name = update_dataset_info(out.parent, out.stem, entry), out.stem
+    return done

@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
 
+from core.data.errors import DataError
 from core.data.rows import content_id, field_text, prompt_text, response_text
 from core.workspace import Workspace
 
@@ -51,7 +52,7 @@ def split(rows: list[dict], eval_share: float, seed: int = 42, group_key: str | 
     """Seeded train/eval split. Rows sharing `group_key` (e.g. several traces of one question) stay together, so the
     eval set never contains a question the student trained on. File order is kept inside each part."""
     if not 0 < eval_share < 1:
-        raise ValueError("eval share must be between 0 and 1 (e.g. 0.1)")
+        raise DataError("eval share must be between 0 and 1 (e.g. 0.1)")
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         g = r.get(group_key) if group_key else None

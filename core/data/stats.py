@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.data.errors import DataError
 from core.data.ops import dedupe_key
 from core.data.rows import field_text, iter_jsonl_rows, prompt_text, response_text
+from core.data.store import dataset_path
+from core.workspace import Workspace
 
 STAT_FIELDS = ("instruction", "input", "output", "system", "thought", "solution", "chosen", "rejected", "text")
 
@@ -64,15 +67,21 @@ class TokenCounter:
         if tj.is_file():
             from tokenizers import Tokenizer
 
-            tok = Tokenizer.from_file(str(tj))
+            try:
+                tok = Tokenizer.from_file(str(tj))
+            except Exception as e:  # the tokenizers library raises a bare Exception for a damaged file
+                raise DataError(f"{p.name}/tokenizer.json cannot be read as a tokenizer ({e})") from None
             self._count = lambda texts: [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
         elif p.is_dir():
             from transformers import AutoTokenizer  # lazy: only for folders without a fast tokenizer file
 
-            tok2 = AutoTokenizer.from_pretrained(str(p))
+            try:
+                tok2 = AutoTokenizer.from_pretrained(str(p))
+            except (OSError, ValueError) as e:  # no tokenizer files there, or ones transformers cannot read
+                raise DataError(f"no usable tokenizer in {p.name} ({e})") from None
             self._count = lambda texts: [len(tok2(t, add_special_tokens=False)["input_ids"]) for t in texts]
         else:
-            raise FileNotFoundError(f"no tokenizer found in {p} (expected a model folder with tokenizer.json)")
+            raise DataError(f"no tokenizer found in {p} (expected a model folder with tokenizer.json)")
 
     def count(self, texts: list[str]) -> list[int]:
         return self._count(texts) if texts else []
@@ -129,3 +138,39 @@ def percentiles(values: list[int], qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> 
         return {}
     v = sorted(values)
     return {f"p{int(q * 100)}": v[min(len(v) - 1, int(q * len(v)))] for q in qs} | {"max": v[-1]}
+
+
+def percentile_text(values: list[int]) -> str:
+    """Percentiles as one short line ("p50 12 · p90 40 · p99 88 · max 91"); a dash when there are no values."""
+    p = percentiles(values)
+    return " · ".join(f"{k} {v}" for k, v in p.items()) if p else "—"
+
+
+# ------------------------------------------------------------------------------------------ workspace wrappers
+
+
+def tokenizer_choices(ws: Workspace) -> list[str]:
+    """Workspace models with a tokenizer.json: what the token-count picker offers (fast to count, no torch)."""
+    return sorted(p.parent.name for p in ws.models.glob("*/tokenizer.json")) if ws.models.exists() else []
+
+
+def tokenizer_dir(ws: Workspace, ref: str) -> Path:
+    """A model name under models/, or a folder path confined to the workspace (a web visitor names no server
+    folder); PathOutsideWorkspace or DataError say what is wrong."""
+    ref = ref.strip()
+    cand = ws.models / ref
+    if ref and "/" not in ref and cand.is_dir():
+        return cand
+    p = ws.resolve(ref)
+    if not p.is_dir():
+        raise DataError(f"'{ref}' is not a model folder in the workspace")
+    return p
+
+
+def dataset_stats(ws: Workspace, name: str, tokenizer: str | None = None) -> DatasetStats:
+    """Statistics of workspace dataset `name`, token lengths counted with `tokenizer` (a tokenizer_dir ref) if given."""
+    tok = tokenizer_dir(ws, tokenizer) if (tokenizer or "").strip() else None
+    path = dataset_path(ws, name)
+    if not path.is_file():
+        raise DataError(f"dataset '{name}' not found (deleted?); refresh the list")
+    return compute_stats(path, tok)
