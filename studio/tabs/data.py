@@ -1,64 +1,132 @@
 """The Data tab: import (upload or a path inside the workspace) with format detection and a correctable column
 mapping, a paged table and a conversation view, statistics with plotly, and convert / export / split / dedupe.
 
-Every handler is a thin call into core.data; errors a user can cause come back as messages, never tracebacks. Large
-datasets are read a page at a time (core.data.preview keeps a line index), so a 100k-row file never travels whole to
-the browser.
+Widgets and wiring only: every handler is a call into core.data (import_form, view, stats, plots, convert, ops,
+store) plus the words around its answer, from studio/i18n. Errors a person can fix (core.errors.UserError) come
+back as messages; anything else is a bug and is not caught here. Large datasets are read a page at a time
+(core.data.view), so a 100k-row file never travels whole to the browser.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from core.data.errors import DataError, RowInvalid
-from core.data.formats import FORMAT_LABELS, FORMATS, detect, full_mapping, normalize
-from core.workspace import PathOutsideWorkspace
+from core.data import store
+from core.data.convert import EXPORT_LABELS, export_dataset
+from core.data.formats import FORMAT_LABELS, FORMATS
+from core.data.import_form import (
+    field_choices,
+    format_fields,
+    mapping_from_values,
+    missing_required,
+    preview_import,
+    source_path,
+)
+from core.data.ops import dedupe_dataset, split_dataset
+from core.data.plots import chars_figure, tokens_figure
+from core.data.stats import dataset_stats, percentile_text, tokenizer_choices
+from core.data.store import ImportResult
+from core.data.view import browse_file, page_view, row_on_page, row_view, rows_table
+from core.errors import UserError
 from studio.ui import UIContext
 
-N_MAP = 5  # mapping dropdowns (the most fields a format has: alpaca's instruction/input/output/system/history)
-PREVIEW_ROWS = 10
-CELL = 300  # characters per table cell
+N_MAP = max(len(format_fields(f)) for f in FORMATS)  # mapping dropdowns: as many as the widest format has fields
+MAX_LISTED_ERRORS = 10  # bad records listed under an import result (the rejects file has them all)
 
 
-def _cell(v) -> str:
-    s = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-    return s if len(s) <= CELL else s[: CELL - 1] + "…"
+def _error_md(e: UserError) -> str:
+    """A user error as Markdown: one line with a warning sign, a multi-line report as a code block."""
+    text = e.report()
+    return f"```\n{text}\n```" if "\n" in text else f"⚠️ {text}"
 
 
-def rows_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Headers and cells for a page of rows: id and the main text fields first, then whatever else the rows have."""
-    first = ["id", "instruction", "input", "output", "category", "reason", "line", "file"]
-    seen: list[str] = []
-    for r in rows:
-        seen += [k for k in r if k not in seen]
-    cols = [c for c in first if c in seen] + [c for c in seen if c not in first][:6]
-    return cols, [[_cell(r.get(c, "")) for c in cols] for r in rows]
-
-
-def unmapped(field: str) -> str:
-    """The column name an unmapped field points to: none has it, so the field reads as missing, by name."""
-    return f"({field}: not mapped)"
-
-
-def _md_error(e: Exception) -> str:
-    text = e.report() if isinstance(e, DataError) else str(e)
-    return "```\n" + text + "\n```"
+def _table(columns: list[str], cells: list[list[str]]) -> dict:
+    """A Dataframe update that hides the table when there is nothing to show."""
+    return gr.update(value={"headers": columns, "data": cells} if cells else None, visible=bool(cells))
 
 
 def build(ui: UIContext) -> None:
-    from core.data import store
+    form = _import_section(ui)
+    dataset = _browse_section(ui)
+    tokenizer = _stats_section(ui, dataset)
+    _convert_section(ui, dataset)
+    _wire_import(ui, form, dataset)
+
+    # Lists built above are a snapshot of build time: every new page load refreshes them (jobs add datasets).
+    from gradio.context import Context
 
     ws = ui.workspace
+    if Context.root_block is not None:
+        Context.root_block.load(
+            lambda: (gr.update(choices=store.dataset_names(ws)), gr.update(choices=tokenizer_choices(ws))),
+            None, [dataset, tokenizer], show_progress="hidden")
+
+
+# ---------------------------------------------------------------------------------------------------------- import
+
+
+@dataclass
+class _ImportForm:
+    """The import widgets the Import button reads (wired last, once the dataset picker it updates exists)."""
+
+    source: gr.State
+    fmt: gr.Dropdown
+    name: gr.Textbox
+    on_error: gr.Radio
+    overwrite: gr.Checkbox
+    maps: list[gr.Dropdown]
+    button: gr.Button
+    result: gr.Markdown
+
+
+def _map_updates(fmt: str | None, columns: list[str], mapping: dict[str, str] | None) -> list[dict]:
+    """One update per mapping dropdown: the format's fields (required ones starred) over the file's columns."""
+    if not fmt:
+        return [gr.update(visible=False, value=None) for _ in range(N_MAP)]
+    choices = [("—", "")] + [(c, c) for c in columns]
+    shown = [gr.update(visible=True, label=f"{c.name}{' *' if c.required else ''}", value=c.column, choices=choices)
+             for c in field_choices(fmt, columns, mapping)]
+    return shown + [gr.update(visible=False, value=None, choices=[]) for _ in range(N_MAP - len(shown))]
+
+
+def _preview(ui: UIContext, src: str, fmt: str | None, mapping: dict[str, str] | None) -> tuple[dict, str]:
+    """The preview table and the problems of the first records."""
+    if not src or not fmt:
+        return gr.update(value=None, visible=False), ""
+    try:
+        pv = preview_import(src, fmt, mapping)
+    except UserError as e:
+        return gr.update(value=None, visible=False), _error_md(e)
+    problems = "\n".join(f"- {ui.t('data.problem_line', line=line, reason=reason)}" for line, reason in pv.problems)
+    return _table(*rows_table(pv.rows)), (f"{ui.t('data.preview_problems')}\n{problems}" if problems else "")
+
+
+def _inspect(ui: UIContext, src: Path | None, message: str = "") -> list:
+    """Everything the form shows about a source file: detection, mapping dropdowns, preview (or just `message`)."""
+    nothing = ["", [], message, gr.update(value=None), gr.update(), *[gr.update(visible=False) for _ in range(N_MAP)],
+               gr.update(value=None, visible=False), ""]
+    if src is None:
+        return nothing
+    try:
+        det, _ = store.detect_file(src)
+    except UserError as e:
+        return ["", [], _error_md(e), *nothing[3:]]
+    label = FORMAT_LABELS.get(det.format or "", "")
+    msg = ui.t("data.detected", format=label, file=src.name) if det.format else \
+        ui.t("data.not_detected", file=src.name)
+    if det.note:
+        msg += f"\n\n_{det.note}_"
+    prev, problems = _preview(ui, str(src), det.format, det.full_mapping())
+    return [str(src), det.columns, msg, gr.update(value=det.format), gr.update(value=src.stem),
+            *_map_updates(det.format, det.columns, det.mapping), prev, problems]
+
+
+def _import_section(ui: UIContext) -> _ImportForm:
     t = ui.t
-
-    def names() -> list[str]:
-        return store.dataset_names(ws)
-
-    # ------------------------------------------------------------------------------------------------ import
     with ui.reg("data.import_title", gr.Accordion(t("data.import_title"), open=True)):
         with gr.Row():
             upload = ui.reg("data.upload", gr.File(
@@ -82,120 +150,91 @@ def build(ui: UIContext) -> None:
             overwrite = ui.reg("data.overwrite", gr.Checkbox(False, label=t("data.overwrite")))
         ui.reg("data.mapping_help", gr.Markdown(t("data.mapping_help")), "value")
         with gr.Row():
-            maps = [gr.Dropdown(choices=[], value=None, label=f"field {i + 1}", visible=False, allow_custom_value=True,
-                                elem_id=f"data-map-{i}") for i in range(N_MAP)]
+            maps = [gr.Dropdown(choices=[], value=None, label=t("data.field_n", n=i + 1), visible=False,
+                                allow_custom_value=True, elem_id=f"data-map-{i}") for i in range(N_MAP)]
         preview = ui.reg("data.preview", gr.Dataframe(label=t("data.preview"), interactive=False, wrap=True,
                                                       max_height=320, elem_id="data-import-preview", visible=False))
         problems = gr.Markdown(elem_id="data-problems")
-        do_import = ui.reg("data.import", gr.Button(t("data.import"), variant="primary", elem_id="data-import"))
-        import_result = gr.Markdown(elem_id="data-import-result")
+        button = ui.reg("data.import", gr.Button(t("data.import"), variant="primary", elem_id="data-import"))
+        result = gr.Markdown(elem_id="data-import-result")
 
-    def map_updates(fmt_key: str | None, cols: list[str], mapping: dict[str, str] | None):
-        if not fmt_key:
-            return [gr.update(visible=False, value=None) for _ in range(N_MAP)]
-        m = full_mapping(fmt_key, mapping)
-        fields = FORMATS[fmt_key]["required"] + FORMATS[fmt_key]["optional"]
-        out = []
-        for i in range(N_MAP):
-            if i < len(fields):
-                f = fields[i]
-                req = f in FORMATS[fmt_key]["required"]
-                val = m.get(f) if m.get(f) in cols else None
-                out.append(gr.update(visible=True, label=f"{f}{' *' if req else ''}", value=val or "",
-                                     choices=[("—", "")] + [(c, c) for c in cols]))
-            else:
-                out.append(gr.update(visible=False, value=None, choices=[]))
-        return out
-
-    def preview_rows(src: str, fmt_key: str | None, mapping: dict[str, str]):
-        if not src or not fmt_key:
-            return gr.update(value=None, visible=False), ""
-        from core.data.io import peek_records
-        from core.data.rows import IdAssigner
-
-        rows, errs = [], []
-        ids = IdAssigner()
-        for rec in peek_records(src, PREVIEW_ROWS):
-            if rec.error:
-                errs.append(f"- line {rec.line}: {rec.error}")
-                continue
-            try:
-                rows += [ids.assign(r) for r in normalize(rec.value, fmt_key, mapping)]
-            except RowInvalid as e:
-                errs.append(f"- line {rec.line}: {e}")
-        cols, cells = rows_table(rows[:PREVIEW_ROWS])
-        msg = (t("data.preview_problems") + "\n" + "\n".join(errs)) if errs else ""
-        return gr.update(value={"headers": cols, "data": cells} if cells else None, visible=bool(cells)), msg
-
-    def inspect(src: Path | None, err: str = ""):
-        blank = [gr.update(visible=False) for _ in range(N_MAP)]
-        hidden = gr.update(value=None, visible=False)
-        if src is None:
-            return ["", [], f"⚠️ {err}", gr.update(value=None), gr.update(), *blank, hidden, ""]
-        from core.data.io import peek_records
-
+    def on_upload(file_path: str | None) -> list:
+        if not file_path:
+            return _inspect(ui, None, f"⚠️ {t('data.no_file')}")
         try:
-            recs = peek_records(src, 50)
-        except DataError as e:
-            return ["", [], _md_error(e), gr.update(value=None), gr.update(), *blank, hidden, ""]
-        det = detect([r.value for r in recs if r.error is None])
-        label = FORMAT_LABELS.get(det.format or "", "")
-        msg = (t("data.detected", format=label, file=src.name) if det.format else t("data.not_detected", file=src.name))
-        if det.note:
-            msg += f"\n\n_{det.note}_"
-        mapping = det.mapping
-        prev, probs = preview_rows(str(src), det.format, full_mapping(det.format, mapping) if det.format else {})
-        return [str(src), det.columns, msg, gr.update(value=det.format), gr.update(value=src.stem),
-                *map_updates(det.format, det.columns, mapping), prev, probs]
+            return _inspect(ui, store.take_upload(ui.workspace, file_path))
+        except UserError as e:
+            return _inspect(ui, None, _error_md(e))
+
+    def on_path(text: str) -> list:
+        try:
+            src = source_path(ui.workspace, text)
+        except UserError as e:
+            return _inspect(ui, None, _error_md(e))
+        return _inspect(ui, src) if src else _inspect(ui, None, f"⚠️ {t('data.not_a_file', path=text)}")
+
+    def on_format(src: str, cols: list[str], fmt_key: str | None) -> list:
+        return [*_map_updates(fmt_key, cols, None), *_preview(ui, src, fmt_key, None)]
+
+    def on_mapping(src: str, fmt_key: str | None, *values: str) -> tuple[dict, str]:
+        return _preview(ui, src, fmt_key, mapping_from_values(fmt_key, values))
 
     inspect_outputs = [source, columns, detected, fmt, name, *maps, preview, problems]
-
-    def on_upload(file_path: str | None):
-        if not file_path:
-            return inspect(None, t("data.no_file"))
-        up = ws.datasets / "uploads"
-        up.mkdir(parents=True, exist_ok=True)
-        dst = up / Path(file_path).name
-        shutil.copyfile(file_path, dst)
-        return inspect(dst)
-
-    def on_path(text: str):
-        try:
-            p = ws.resolve(text)
-        except PathOutsideWorkspace as e:
-            return inspect(None, str(e))
-        if not p.is_file():
-            return inspect(None, t("data.not_a_file", path=text))
-        return inspect(p)
-
     upload.upload(on_upload, upload, inspect_outputs)
     load_path.click(on_path, path, inspect_outputs)
     path.submit(on_path, path, inspect_outputs)
-
-    def current_mapping(fmt_key: str | None, *vals) -> dict[str, str]:
-        if not fmt_key:
-            return {}
-        fields = FORMATS[fmt_key]["required"] + FORMATS[fmt_key]["optional"]
-        return {f: (v or unmapped(f)) for f, v in zip(fields, vals, strict=False)}
-
-    def on_format(src: str, cols: list[str], fmt_key: str | None):
-        updates = map_updates(fmt_key, cols, None)
-        prev, probs = preview_rows(src, fmt_key, full_mapping(fmt_key) if fmt_key else {})
-        return [*updates, prev, probs]
-
     fmt.input(on_format, [source, columns, fmt], [*maps, preview, problems])
-
-    def on_mapping(src: str, fmt_key: str | None, *vals):
-        return preview_rows(src, fmt_key, current_mapping(fmt_key, *vals))
-
     for m in maps:
         m.input(on_mapping, [source, fmt, *maps], [preview, problems])
+    return _ImportForm(source, fmt, name, on_error, overwrite, maps, button, result)
 
-    # ------------------------------------------------------------------------------------------------ browse
+
+def _import_message(ui: UIContext, res: ImportResult) -> str:
+    """What an import did, with the first bad records it set aside."""
+    msg = "✅ " + ui.t("data.imported", rows=res.rows, name=res.name, format=res.format)
+    if res.errors:
+        rejects = res.rejects_path.name if res.rejects_path else "?"
+        msg += ui.t("data.imported_rejects", n=len(res.errors), file=rejects)
+        msg += "\n\n" + "\n".join(f"- {e}" for e in res.errors[:MAX_LISTED_ERRORS])
+        if len(res.errors) > MAX_LISTED_ERRORS:
+            msg += "\n- " + ui.t("data.more_errors", n=len(res.errors) - MAX_LISTED_ERRORS)
+    return msg
+
+
+def _wire_import(ui: UIContext, form: _ImportForm, dataset: gr.Dropdown) -> None:
+    """The Import button: check the mapping, import, and select the new dataset in the browser."""
+    ws, t = ui.workspace, ui.t
+
+    def on_import(src: str, fmt_key: str | None, ds_name: str, mode: str, over: bool, *values: str):
+        if not src:
+            return t("data.no_file"), gr.update()
+        if not fmt_key:
+            return t("data.pick_format"), gr.update()
+        mapping = mapping_from_values(fmt_key, values)
+        missing = missing_required(fmt_key, mapping)
+        if missing:
+            return t("data.map_required", fields=", ".join(missing)), gr.update()
+        try:
+            res = store.import_file(ws, src, ds_name or Path(src).stem, fmt_key, mapping, mode, overwrite=over,
+                                    source_label=Path(src).name)
+        except UserError as e:
+            return _error_md(e), gr.update()
+        return _import_message(ui, res), gr.update(choices=store.dataset_names(ws), value=res.name)
+
+    form.button.click(on_import, [form.source, form.fmt, form.name, form.on_error, form.overwrite, *form.maps],
+                      [form.result, dataset])
+
+
+# ---------------------------------------------------------------------------------------------------------- browse
+
+
+def _browse_section(ui: UIContext) -> gr.Dropdown:
+    """The dataset picker, its pages and the row view; returns the picker (the other sections act on it)."""
+    ws, t = ui.workspace, ui.t
     with ui.reg("data.browse_title", gr.Accordion(t("data.browse_title"), open=True)):
         with gr.Row():
-            dataset = ui.reg("data.dataset", gr.Dropdown(choices=names(), value=None, label=t("data.dataset"),
-                                                         elem_id="data-dataset", scale=3))
+            dataset = ui.reg("data.dataset", gr.Dropdown(choices=store.dataset_names(ws), value=None,
+                                                         label=t("data.dataset"), elem_id="data-dataset", scale=3))
             refresh = ui.reg("data.refresh", gr.Button(t("data.refresh"), scale=0, min_width=120,
                                                        elem_id="data-refresh"))
             show_rejects = ui.reg("data.show_rejects", gr.Checkbox(False, label=t("data.show_rejects"), scale=1))
@@ -221,119 +260,98 @@ def build(ui: UIContext) -> None:
                 row_json = ui.reg("data.row_json", gr.Code(label=t("data.row_json"), language="json", lines=18,
                                                            elem_id="data-row-json"))
 
-    def file_for(ds: str | None, rejects: bool) -> Path | None:
-        if not ds:
-            return None
-        p = store.rejects_path(ws, ds) if rejects else store.dataset_path(ws, ds)
-        return p if p.exists() else None
-
-    def show_page(ds: str | None, pg, size, rejects: bool):
-        from core.data.preview import read_page
-
-        p = file_for(ds, rejects)
-        if p is None:
-            msg = t("data.no_rejects") if (ds and rejects) else ""
-            return gr.update(value=None, visible=False), 1, "", msg
-        rows, pages = read_page(p, int(pg or 1), int(size or 20))
-        pg = min(max(1, int(pg or 1)), pages)
-        cols, cells = rows_table(rows)
-        meta = store.read_meta(ws, ds)
-        from core.data.preview import row_count
-
-        n = row_count(p)
-        text = t("data.info", rows=n, format=meta.get("format", "?"), source=meta.get("source", "?"),
+    def show_page(ds: str | None, pg: Any, size: Any, rejects: bool) -> tuple:
+        hidden = gr.update(value=None, visible=False)
+        try:
+            path = browse_file(ws, ds, rejects)
+            if path is None:
+                return hidden, 1, "", t("data.no_rejects") if (ds and rejects) else ""
+            pv = page_view(path, pg, size)
+            meta = store.read_meta(ws, ds)
+        except UserError as e:
+            return hidden, 1, "", _error_md(e)
+        text = t("data.info", rows=pv.rows, format=meta.get("format", "?"), source=meta.get("source", "?"),
                  created_by=meta.get("created_by", "?"))
         if meta.get("growing"):
             text += " · " + t("data.growing")
-        return gr.update(value={"headers": cols, "data": cells} if cells else None, visible=bool(cells)), pg, \
-            t("data.pages", page=pg, pages=pages), text
+        return _table(pv.columns, pv.cells), pv.page, t("data.pages", page=pv.page, pages=pv.pages), text
 
-    page_outputs = [table, page, pages_md, info]
-    dataset.change(lambda ds, s, r: show_page(ds, 1, s, r), [dataset, page_size, show_rejects], page_outputs)
-    show_rejects.change(lambda ds, s, r: show_page(ds, 1, s, r), [dataset, page_size, show_rejects], page_outputs)
-    page_size.change(lambda ds, s, r: show_page(ds, 1, s, r), [dataset, page_size, show_rejects], page_outputs)
-    page.submit(show_page, [dataset, page, page_size, show_rejects], page_outputs)
-    prev_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) - 1, s, r), [dataset, page, page_size, show_rejects],
-                   page_outputs)
-    next_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) + 1, s, r), [dataset, page, page_size, show_rejects],
-                   page_outputs)
-    refresh.click(lambda ds: gr.update(choices=names(), value=ds if ds in names() else None), dataset, dataset)
-    dataset.focus(lambda: gr.update(choices=names()), None, dataset, show_progress="hidden")
-
-    def on_row(ds: str | None, pg, size, rejects: bool, evt: gr.SelectData):
-        from core.data.preview import read_row
-        from core.data.rows import to_messages
-
-        p = file_for(ds, rejects)
-        if p is None or evt.index is None:
-            return "", [], ""
-        idx = (int(pg or 1) - 1) * int(size or 20) + int(evt.index[0])
-        row = read_row(p, idx)
+    def on_row(ds: str | None, pg: Any, size: Any, rejects: bool, evt: gr.SelectData) -> tuple[str, list, str]:
+        path = browse_file(ws, ds, rejects)
+        row = row_on_page(path, pg, size, evt.index[0]) if path and evt.index is not None else None
         if row is None:
             return "", [], ""
-        dump = json.dumps(row, ensure_ascii=False, indent=2)
-        if rejects or not (row.get("instruction") or row.get("messages")):
-            return "", [], dump
-        msgs = to_messages(row)
-        sys_text = "\n".join(m["content"] for m in msgs if m["role"] == "system")
-        chat = [{"role": m["role"], "content": m["content"]} for m in msgs if m["role"] in ("user", "assistant")]
-        if row.get("chosen") is not None and row.get("rejected") is not None:
-            chat.append({"role": "assistant", "content": f"**{t('data.rejected_answer')}**\n\n{row['rejected']}"})
-        return (f"**system:** {sys_text}" if sys_text else ""), chat, dump
+        view = row_view(row, is_reject=rejects)
+        chat = list(view.chat)
+        if view.rejected is not None:
+            chat.append({"role": "assistant", "content": f"**{t('data.rejected_answer')}**\n\n{view.rejected}"})
+        return (t("data.system_turn", text=view.system) if view.system else ""), chat, view.json
 
-    table.select(on_row, [dataset, page, page_size, show_rejects], [system_md, convo, row_json])
+    page_inputs = [dataset, page, page_size, show_rejects]
+    page_outputs = [table, page, pages_md, info]
+    for trigger in (dataset.change, show_rejects.change, page_size.change):
+        trigger(lambda ds, s, r: show_page(ds, 1, s, r), [dataset, page_size, show_rejects], page_outputs)
+    page.submit(show_page, page_inputs, page_outputs)
+    prev_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) - 1, s, r), page_inputs, page_outputs)
+    next_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) + 1, s, r), page_inputs, page_outputs)
+    refresh.click(lambda ds: gr.update(choices=(n := store.dataset_names(ws)), value=ds if ds in n else None),
+                  dataset, dataset)
+    dataset.focus(lambda: gr.update(choices=store.dataset_names(ws)), None, dataset, show_progress="hidden")
+    table.select(on_row, page_inputs, [system_md, convo, row_json])
     for trigger in (dataset.change, show_rejects.change):
         trigger(lambda: ("", [], ""), None, [system_md, convo, row_json], show_progress="hidden")
+    return dataset
 
-    # ------------------------------------------------------------------------------------------------ stats
+
+# ---------------------------------------------------------------------------------------------------------- stats
+
+
+def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
+    """Statistics of the picked dataset; returns the tokenizer picker (refreshed on page load)."""
+    ws, t = ui.workspace, ui.t
     with ui.reg("data.stats_title", gr.Accordion(t("data.stats_title"), open=False)):
         with gr.Row():
             tokenizer = ui.reg("data.tokenizer", gr.Dropdown(
-                choices=_tokenizer_choices(ws), value=None, allow_custom_value=True, label=t("data.tokenizer"),
+                choices=tokenizer_choices(ws), value=None, allow_custom_value=True, label=t("data.tokenizer"),
                 info=t("data.tokenizer_info"), elem_id="data-tokenizer"), "label", "info")
-            do_stats = ui.reg("data.compute_stats", gr.Button(t("data.compute_stats"), elem_id="data-compute-stats"))
-        stats_md = gr.Markdown(elem_id="data-stats-summary")
-        stats_table = ui.reg("data.fields_table", gr.Dataframe(label=t("data.fields_table"), interactive=False))
+            button = ui.reg("data.compute_stats", gr.Button(t("data.compute_stats"), elem_id="data-compute-stats"))
+        summary = gr.Markdown(elem_id="data-stats-summary")
+        fields = ui.reg("data.fields_table", gr.Dataframe(label=t("data.fields_table"), interactive=False))
         with gr.Row():
             plot_chars = gr.Plot(elem_id="data-plot-chars", show_label=False)
             plot_tokens = gr.Plot(elem_id="data-plot-tokens", show_label=False)
 
-    def on_stats(ds: str | None, tok: str | None):
-        from core.data.stats import compute_stats, percentiles
-
+    def on_stats(ds: str | None, tok: str | None) -> tuple:
         if not ds:
             return t("data.pick_dataset"), None, None, None
-        tok_dir = None
-        if tok:
-            try:
-                tok_dir = _tokenizer_dir(ws, tok)
-            except (PathOutsideWorkspace, FileNotFoundError) as e:
-                return f"⚠️ {e}", None, None, None
         try:
-            st = compute_stats(store.dataset_path(ws, ds), tok_dir)
-        except (OSError, ValueError, DataError) as e:
-            return f"⚠️ {e}", None, None, None
+            st = dataset_stats(ws, ds, tok)
+        except UserError as e:
+            return _error_md(e), None, None, None
         md = t("data.stats_summary", rows=st.rows, dup_ins=st.duplicate_instructions, dup_pairs=st.duplicate_pairs,
                multi=st.multi_turn)
         if st.tokenizer:
             md += "\n\n" + t("data.stats_tokens", tokenizer=st.tokenizer, sample=st.token_sample,
-                             prompt=_pct(percentiles(st.prompt_tokens)), output=_pct(percentiles(st.output_tokens)))
-        fields = {"headers": [t("data.col_field"), t("data.col_present"), t("data.col_empty"), t("data.col_missing"),
-                              t("data.col_mean"), t("data.col_max")], "data": st.summary_rows()}
-        return md, fields, _hist({k: f.chars for k, f in st.fields.items() if f.chars}, t("data.plot_chars")), \
-            (_hist({"prompt": st.prompt_tokens, "output": st.output_tokens},
-                   t("data.plot_tokens", tokenizer=st.tokenizer)) if st.tokenizer else None)
+                             prompt=percentile_text(st.prompt_tokens), output=percentile_text(st.output_tokens))
+        headers = [t(f"data.col_{c}") for c in ("field", "present", "empty", "missing", "mean", "max")]
+        return md, {"headers": headers, "data": st.summary_rows()}, chars_figure(st, t("data.plot_chars")), \
+            tokens_figure(st, t("data.plot_tokens", tokenizer=st.tokenizer))
 
-    do_stats.click(on_stats, [dataset, tokenizer], [stats_md, stats_table, plot_chars, plot_tokens])
+    button.click(on_stats, [dataset, tokenizer], [summary, fields, plot_chars, plot_tokens])
+    return tokenizer
 
-    # ------------------------------------------------------------------------------------------------ convert
+
+# ---------------------------------------------------------------------------------------------------------- convert
+
+
+def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
+    """Export to other tools' formats, seeded train/eval split, dedupe: each writes a new file, never the source."""
+    ws, t = ui.workspace, ui.t
     with ui.reg("data.convert_title", gr.Accordion(t("data.convert_title"), open=False)):
         with gr.Row():
             exp_fmt = ui.reg("data.export_format", gr.Dropdown(
-                choices=[("OpenAI messages (JSONL)", "messages"), ("Alpaca (JSON)", "alpaca"),
-                         ("ShareGPT (JSON)", "sharegpt"), ("EasyDistill labeled (JSON)", "easydistill"),
-                         ("DPO prompt/chosen/rejected (JSONL)", "dpo"), ("OmniThought (JSON)", "omnithought")],
-                value="messages", label=t("data.export_format"), elem_id="data-export-format"))
+                choices=[(label, f) for f, label in EXPORT_LABELS.items()], value="messages",
+                label=t("data.export_format"), elem_id="data-export-format"))
             keep_ids = ui.reg("data.keep_ids", gr.Checkbox(True, label=t("data.keep_ids")))
             lf = ui.reg("data.llamafactory", gr.Checkbox(False, label=t("data.llamafactory")))
             do_export = ui.reg("data.export", gr.Button(t("data.export"), elem_id="data-export"))
@@ -350,111 +368,40 @@ def build(ui: UIContext) -> None:
             do_dedupe = ui.reg("data.dedupe", gr.Button(t("data.dedupe"), elem_id="data-dedupe"))
         ops_md = gr.Markdown(elem_id="data-ops-result")
 
-    def on_export(ds: str | None, f: str, ids: bool, with_lf: bool):
-        from core.data.convert import EXPORT_FORMATS, export_rows, llamafactory_entry, update_dataset_info
-
+    def on_export(ds: str | None, fmt: str, ids: bool, with_lf: bool) -> tuple[str | None, str]:
         if not ds:
             return None, t("data.pick_dataset")
         try:
-            rows, _ = store.load_rows(ws, ds)
-            out = store.exports_dir(ws) / f"{ds}-{f}{EXPORT_FORMATS[f]}"
-            res = export_rows(rows, f, out, keep_id=ids)
-            msg = res.summary() + f" — `{ws.relative(out)}`"
-            if with_lf:
-                try:
-                    info = update_dataset_info(out.parent, out.stem, llamafactory_entry(out.name, f))
-                    msg += "\n\n" + t("data.lf_written", path=ws.relative(info), name=out.stem)
-                except ValueError as e:
-                    msg += f"\n\n⚠️ {e}"
-            return str(out), msg
-        except (DataError, ValueError, OSError) as e:
-            return None, _md_error(e)
+            done = export_dataset(ws, ds, fmt, keep_id=ids, llamafactory=with_lf)
+        except UserError as e:
+            return None, _error_md(e)
+        res = done.result
+        msg = t("data.exported", rows=res.written, path=ws.relative(res.path))
+        if res.skipped:
+            msg += t("data.export_skipped", n=len(res.skipped), id=res.skipped[0][0], reason=res.skipped[0][1])
+        if done.info_path:
+            msg += "\n\n" + t("data.lf_written", path=ws.relative(done.info_path), name=done.info_name)
+        return str(res.path), msg
 
-    do_export.click(on_export, [dataset, exp_fmt, keep_ids, lf], [export_file, export_md])
-
-    def on_split(ds: str | None, sh: float, sd):
-        from core.data.ops import split_dataset
-
+    def on_split(ds: str | None, eval_share: float, sd: Any) -> tuple[str, dict]:
         if not ds:
             return t("data.pick_dataset"), gr.update()
         try:
-            tn, nt, en, ne = split_dataset(ws, ds, float(sh), int(sd or 42))
-        except (DataError, ValueError) as e:
-            return _md_error(e), gr.update()
-        return t("data.split_done", train=tn, n_train=nt, eval=en, n_eval=ne), gr.update(choices=names())
+            tn, nt, en, ne = split_dataset(ws, ds, float(eval_share), int(sd or 42))
+        except UserError as e:
+            return _error_md(e), gr.update()
+        return (t("data.split_done", train=tn, n_train=nt, eval=en, n_eval=ne),
+                gr.update(choices=store.dataset_names(ws)))
 
-    do_split.click(on_split, [dataset, share, seed], [ops_md, dataset])
-
-    def on_dedupe(ds: str | None, by: str):
-        from core.data.ops import dedupe_dataset
-
+    def on_dedupe(ds: str | None, by: str) -> tuple[str, dict]:
         if not ds:
             return t("data.pick_dataset"), gr.update()
         try:
             new, kept, removed = dedupe_dataset(ws, ds, by)
-        except (DataError, ValueError) as e:
-            return _md_error(e), gr.update()
-        return t("data.dedupe_done", name=new, kept=kept, removed=removed), gr.update(choices=names())
+        except UserError as e:
+            return _error_md(e), gr.update()
+        return t("data.dedupe_done", name=new, kept=kept, removed=removed), gr.update(choices=store.dataset_names(ws))
 
+    do_export.click(on_export, [dataset, exp_fmt, keep_ids, lf], [export_file, export_md])
+    do_split.click(on_split, [dataset, share, seed], [ops_md, dataset])
     do_dedupe.click(on_dedupe, [dataset, dedupe_by], [ops_md, dataset])
-
-    # ------------------------------------------------------------------------------------------------ import action
-    def on_import(src: str, fmt_key: str | None, ds_name: str, mode: str, over: bool, *vals):
-        if not src:
-            return t("data.no_file"), gr.update()
-        if not fmt_key:
-            return t("data.pick_format"), gr.update()
-        mapping = current_mapping(fmt_key, *vals)
-        missing = [f for f in FORMATS[fmt_key]["required"] if mapping.get(f, unmapped(f)) == unmapped(f)]
-        if missing:
-            return t("data.map_required", fields=", ".join(missing)), gr.update()
-        try:
-            res = store.import_file(ws, src, ds_name or Path(src).stem, fmt_key, mapping, mode, overwrite=over,
-                                    source_label=Path(src).name)
-        except (DataError, PathOutsideWorkspace) as e:
-            return _md_error(e), gr.update()
-        msg = "✅ " + res.summary()
-        if res.errors:
-            msg += "\n\n" + "\n".join(f"- {e}" for e in res.errors[:10])
-            if len(res.errors) > 10:
-                msg += f"\n- … {len(res.errors) - 10} more"
-        return msg, gr.update(choices=names(), value=res.name)
-
-    do_import.click(on_import, [source, fmt, name, on_error, overwrite, *maps], [import_result, dataset])
-
-    # Lists built above are a snapshot of build time: every new page load refreshes them (jobs add datasets).
-    from gradio.context import Context
-
-    if Context.root_block is not None:
-        Context.root_block.load(lambda: (gr.update(choices=names()), gr.update(choices=_tokenizer_choices(ws))),
-                                None, [dataset, tokenizer], show_progress="hidden")
-
-
-def _tokenizer_choices(ws) -> list[str]:
-    return sorted(p.parent.name for p in ws.models.glob("*/tokenizer.json")) if ws.models.exists() else []
-
-
-def _tokenizer_dir(ws, ref: str) -> Path:
-    cand = ws.models / ref
-    if "/" not in ref and cand.is_dir():
-        return cand
-    p = ws.resolve(ref)
-    if not p.is_dir():
-        raise FileNotFoundError(f"'{ref}' is not a model folder in the workspace")
-    return p
-
-
-def _pct(p: dict[str, int]) -> str:
-    return " · ".join(f"{k} {v}" for k, v in p.items()) if p else "—"
-
-
-def _hist(series: dict[str, list[int]], title: str):
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for name, values in series.items():
-        if values:
-            fig.add_trace(go.Histogram(x=values, name=name, opacity=0.65, nbinsx=40))
-    fig.update_layout(barmode="overlay", title=title, height=320, margin={"l": 40, "r": 10, "t": 40, "b": 30},
-                      legend={"orientation": "h", "y": -0.15})
-    return fig
