@@ -45,16 +45,16 @@ class OutputTarget:
         return self.dataset or str(self.rows)
 
 
-def default_output_name(config: SynthJob) -> str:
+def default_output_name(config: SynthJob, suffix: str | None = None) -> str:
     stem = Path(config.input).name
-    for suffix in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
-        stem = stem.removesuffix(suffix)
-    return f"{stem}-{config.operator}"
+    for ext in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
+        stem = stem.removesuffix(ext)
+    return f"{stem}-{suffix or config.operator}"
 
 
-def output_target(ws: Workspace, config: SynthJob) -> OutputTarget:
+def output_target(ws: Workspace, config: SynthJob, suffix: str | None = None) -> OutputTarget:
     """Where a job writes: a dataset name (no '/'), or a file path ending in .jsonl / .json."""
-    out = (config.output or default_output_name(config)).strip()
+    out = (config.output or default_output_name(config, suffix)).strip()
     if "/" not in out and os.sep not in out:
         name = check_name(out.removesuffix(".json"))
         json_path = ws.datasets / f"{name}.json" if out.endswith(".json") and not out.endswith(".jsonl") else None

@@ -42,8 +42,13 @@ def _attempt_params(sampling: SamplingParams, attempt: int) -> SamplingParams:
     return dataclasses.replace(sampling, seed=base + 7919 * attempt)
 
 
-def _judge(operator: str, unit: Unit, comp: Completion, params: OpParams, out: Outcome) -> bool:
-    """Fill `out` from one completion; True when done (row or final reject), False when a retry may help."""
+Parser = Callable[[Unit, str, OpParams], dict]  # reply -> output row, ParseFailure when unusable
+
+
+def _judge(operator: str | Parser, unit: Unit, comp: Completion, params: OpParams, out: Outcome) -> bool:
+    """Fill `out` from one completion; True when done (row or final reject), False when a retry may help.
+
+    `operator` is an operator name, or a parser of its own (the judge job reads scores with the same machinery)."""
     out.prompt_tokens += comp.prompt_tokens
     out.completion_tokens += comp.completion_tokens
     out.attempts += 1
@@ -51,7 +56,8 @@ def _judge(operator: str, unit: Unit, comp: Completion, params: OpParams, out: O
         out.reject = reject_record(unit.id, f"request failed: {comp.error}", "request", unit.row, attempts=out.attempts)
         return True
     try:
-        row = parse_reply(operator, unit, comp.text, params)
+        parse = operator if callable(operator) else lambda u, t, p: parse_reply(operator, u, t, p)
+        row = parse(unit, comp.text, params)
     except ParseFailure as e:
         reason = str(e) + (" (reply cut at max_new_tokens)" if comp.finish_reason == "length" else "")
         out.reject = reject_record(unit.id, reason, "parse", unit.row, comp.text, out.attempts)
@@ -63,7 +69,7 @@ def _judge(operator: str, unit: Unit, comp: Completion, params: OpParams, out: O
 
 
 def run_units(
-    operator: str,
+    operator: str | Parser,
     units: list[Unit],
     backend,
     sampling: SamplingParams,

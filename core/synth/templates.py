@@ -24,6 +24,9 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "long2short": ("instruction", "cot"),
     "short2long": ("instruction", "cot"),
     "classify": ("instruction", "categories"),
+    # judge rubrics (core.cot): the response being graded is the required placeholder
+    **{f"judge_{m}": ("response", "instruction") for m in (
+        "rv", "cd", "correctness", "informativeness", "helpfulness", "generalization")},
 }
 # EasyDistill 1.x `inference.prompt` mode: the request is the prompt, a newline, then this block.
 V1_BLOCKS: dict[str, str] = {

@@ -1,0 +1,143 @@
+"""The judge job against the fault-injecting OpenAI-compatible test server: every row scored exactly once (output or
+rejects), raw replies kept, already-scored rows and math-verify rows not sent, and a worker killed with SIGKILL then
+resumed without losing or repeating a judge call it had recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+from core.config.data_jobs import JudgeJob
+from core.cot import judge_job
+from core.data.io import write_records
+from core.jobs.context import JobContext
+from tests.fake_openai_server import FakeOpenAIServer
+
+RUBRIC = {"Reasoning Verbosity": "rv", "Cognitive Difficulty": "cd", "logical correctness": "correctness"}
+
+
+def _expected(n: int) -> dict[str, int]:
+    return {"rv": n % 10, "cd": (3 * n) % 10, "correctness": n % 2}
+
+
+def _key(messages: list[dict]) -> tuple[int, str]:
+    """(question number, metric) of a judge request: what the scripted judge answers and tests count."""
+    user = messages[-1]["content"]
+    metric = next(m for k, m in RUBRIC.items() if k in user)
+    return int(re.search(r"Question (\d+)\?", user).group(1)), metric
+
+
+def scripted_judge(messages: list[dict]) -> str:
+    n, metric = _key(messages)
+    if "GARBLE" in messages[-1]["content"] and metric == "cd":
+        return "I would rather not say."
+    return f"Analysis of question {n}: fine. <score>{_expected(n)[metric]}</score>"
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _rows(n: int) -> list[dict]:
+    return [{"id": f"t{i:03d}", "instruction": f"Question {i}?", "output": f"<think>step {i}</think> answer {i}"}
+            for i in range(n)]
+
+
+def _check_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
+    ok, bad = _lines(ws.datasets / f"{name}.jsonl"), _lines(ws.datasets / f"{name}.rejects.jsonl")
+    got = [r["id"] for r in ok] + [r["id"] for r in bad]
+    assert len(got) == len(set(got)), "a row was written twice"
+    assert sorted(got) == sorted(ids), "a row was lost"
+    return ok, bad
+
+
+def test_judge_job_scores_every_row_once_under_faults(workspace, tmp_path):
+    rows = _rows(30)
+    rows[5]["output"] = "<think>GARBLE</think> 5"  # the judge gives no CD score for it
+    rows[6].update(rv=4, cd=4, correctness=1)  # an imported, already-scored trace: no calls
+    rows[7].update(output="so the answer is \\boxed{1/2}", answer="0.5")  # math-verify decides correctness
+    rows[8].update(output="so the answer is \\boxed{3}", answer="4")
+    write_records(workspace.datasets / "cot.jsonl", rows)
+    ids = [r["id"] for r in rows]
+    with FakeOpenAIServer(answer=scripted_judge, fault_rate=0.25, seed=5, hang_s=1.0, retry_after=0.01) as srv:
+        cfg = JudgeJob(input="cot", answer_field="answer", judge={
+            "type": "openai", "endpoint": {"base_url": srv.base_url, "concurrency": 6, "max_retries": 1,
+                                           "timeout_s": 0.5}})
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        judge_job.run(cfg, JobContext("j", run_dir, workspace))
+        ok, bad = _check_once(workspace, "cot-judge", ids)
+        assert ok and bad, "with 25% faults and one retry, some rows fail"
+        assert {r["stage"] for r in bad} <= {"request", "parse"}
+        assert not any(_key(rec.messages)[0] == 6 for rec in srv.chat_records())
+        assert not {_key(rec.messages) for rec in srv.chat_records()} & {(7, "correctness"), (8, "correctness")}
+
+        srv.fault_rate = 0.0
+        judge_job.run(cfg.model_copy(update={"retry_rejects": True}), JobContext("j", run_dir, workspace, attempt=2))
+        ok, bad = _check_once(workspace, "cot-judge", ids)
+    assert [r["id"] for r in bad] == ["t005"] and bad[0]["stage"] == "parse"
+    assert bad[0]["input"]["judge_flags"] == ["cd"] and bad[0]["input"]["rv"] == 5
+    by_id = {r["id"]: r for r in ok}
+    for r in ok:
+        n = int(r["id"][1:])
+        if n == 6:
+            assert (r["rv"], r["cd"], r["correctness"]) == (4, 4, 1) and "rv_judge" not in r
+            continue
+        exp = _expected(n)
+        assert (r["rv"], r["cd"]) == (exp["rv"], exp["cd"]) and r["rv_judge"] == "fake-model"
+        if n not in (7, 8):
+            assert r["correctness"] == exp["correctness"]
+    assert by_id["t007"]["correctness"] == 1 and by_id["t007"]["correctness_judge"] == "math-verify"
+    assert by_id["t008"]["correctness"] == 0
+    # Raw replies: one scored entry per (row, metric) asked; the unparseable one is asked again by the retry.
+    side = _lines(workspace.datasets / "cot-judge.judge.ndjson")
+    counts = Counter((e["row_id"], e["metric"]) for e in side)
+    assert counts[("t005", "cd")] >= 1 and all(c == 1 for k, c in counts.items() if k != ("t005", "cd"))
+    assert all(e["reply"].startswith("Analysis") for e in side if e["score"] is not None)
+    assert len(counts) == 30 * 3 - 3 - 2  # t006 needs nothing, t007/t008 no correctness call
+    meta = json.loads((workspace.datasets / "cot-judge.meta.json").read_text())
+    assert meta["rows"] == 29 and meta["rejected"] == 1 and not meta["growing"]
+
+
+def test_killed_judge_resumes_without_loss_or_duplicate_calls(workspace):
+    from core.jobs.manager import JobManager
+
+    rows = _rows(80)
+    ids = [r["id"] for r in rows]
+    write_records(workspace.datasets / "many.jsonl", rows)
+    jm = JobManager(workspace)
+    side = workspace.datasets / "many-judge.judge.ndjson"
+    out = workspace.datasets / "many-judge.jsonl"
+    with FakeOpenAIServer(answer=scripted_judge, latency=0.03, fault_rate=0.2, seed=11, hang_s=1.0,
+                          retry_after=0.01) as srv:
+        cfg = JudgeJob(input="many", judge={"type": "openai", "endpoint": {
+            "base_url": srv.base_url, "concurrency": 4, "max_retries": 3, "timeout_s": 0.5}})
+        job_id = jm.submit(cfg)
+        deadline = time.monotonic() + 120
+        while len(_lines(out)) < 15:
+            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
+            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)} {jm.logs(job_id)}"
+            time.sleep(0.05)
+        os.kill(jm.get(job_id).pid, signal.SIGKILL)
+        info = jm.wait(job_id, timeout=60)
+        assert info.status == "failed"
+        recorded = {(e["row_id"], e["metric"]) for e in _lines(side)}
+        assert 45 <= len(recorded) < 240
+        resumed_at = time.time()
+
+        jm.resume(job_id)
+        info = jm.wait(job_id, timeout=180)
+        assert info.status == "succeeded", jm.logs(job_id)
+        ok, bad = _check_once(workspace, "many-judge", ids)
+        asked_again = {_key(rec.messages) for rec in srv.chat_records() if rec.started >= resumed_at}
+    assert not {(f"t{n:03d}", m) for n, m in asked_again} & recorded, "a recorded judge call was made again"
+    side_rows = _lines(side)
+    assert len(side_rows) == len({(e["row_id"], e["metric"]) for e in side_rows}), "a reply was recorded twice"
+    for r in ok:
+        assert {k: r[k] for k in ("rv", "cd", "correctness")} == _expected(int(r["id"][1:]))
+    assert all(r["stage"] == "request" for r in bad)
