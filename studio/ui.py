@@ -64,6 +64,13 @@ class UIContext:
             return f"⚠️ {e}"
         return self.t(done_key, job=job_id)
 
+    def job_words(self) -> dict[str, str]:
+        """The words `core.jobs.summary` renders a job's status with, in the page's language (states, ETA, step)."""
+        from core.jobs.rundir import ALL_STATES
+
+        words = {s: self.t(f"jobs.status_{s}") for s in ALL_STATES}
+        return {**words, "eta": self.t("jobs.col_eta"), "step": self.t("jobs.word_step")}
+
     def jobs(self) -> Any:
         """The studio's one JobManager, shared by every tab (created on first use; re-attaches to live jobs)."""
         manager = self.services.get("jobs")

@@ -31,14 +31,14 @@ def test_jobs_tab_shows_a_running_selftest_and_stop_works(studio, browser_page, 
         page.locator("#jobs-plot .js-plotly-plot").wait_for()  # the loss curve
         page.wait_for_function("document.querySelector('#jobs-log textarea').value.includes('loss')")
         table = page.locator("#jobs-table")
-        assert "selftest" in table.inner_text() and "running" in table.inner_text()
+        assert "selftest" in table.inner_text() and "running" in table.inner_text().lower()  # page's words
         assert "selftest" in page.locator("#jobs-devices").inner_text()  # the CPU row says who holds it
         page.screenshot(path=str(artifacts_dir / "jobs-tab-running.png"), full_page=True)
 
         page.locator("#jobs-stop").click()
         page.wait_for_function(f"{PCT}.dataset.status === 'stopped'", timeout=60_000)
-        assert "stopped" in page.locator("#jobs-detail").inner_text()
-        page.wait_for_function("document.querySelector('#jobs-table').innerText.includes('stopped')")
+        assert "stopped" in page.locator("#jobs-detail").inner_text().lower()
+        page.wait_for_function("document.querySelector('#jobs-table').innerText.toLowerCase().includes('stopped')")
         page.screenshot(path=str(artifacts_dir / "jobs-tab-stopped.png"), full_page=True)
     finally:
         _cancel_leftovers(tmp_path / "ws")
@@ -62,7 +62,7 @@ def test_jobs_tab_shows_a_running_selftest_and_stop_works(studio, browser_page, 
     page.locator("#jobs-delete").click()
     page.wait_for_function(f"!document.querySelector('#jobs-table').innerText.includes('{run.name}')")
     assert not run.exists()
-    assert "succeeded" in page.locator("#jobs-table").inner_text()  # the other job stays
+    assert "succeeded" in page.locator("#jobs-table").inner_text().lower()  # the other job stays
 
 
 def _cancel_leftovers(ws_dir) -> None:

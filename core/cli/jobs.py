@@ -17,7 +17,8 @@ from typing import Any, TextIO
 import yaml
 
 from core.config import ConfigError, parse_config
-from core.jobs.progress import format_duration, format_eta, format_time
+from core.jobs import summary
+from core.jobs.progress import format_duration
 from core.jobs.rundir import LOG_FILE
 from core.workspace import Workspace
 
@@ -175,21 +176,10 @@ class ProgressBar:
         self._last_plain_t = 0.0
 
     def line(self, info: Any) -> str:
-        frac = info.progress
-        if frac is None:
-            bar = "-" * self.width
-            pct = "  ?%"
-        else:
-            n = int(round(frac * self.width))
-            bar = "#" * n + "-" * (self.width - n)
-            pct = f"{100 * frac:3.0f}%"
-        parts = [f"[{bar}] {pct}", info.status]
-        if info.step:
-            parts.append(f"step {info.step}")
-        if info.queue_position:
-            parts.append(f"queue position {info.queue_position}")
-        if info.eta_s is not None and not info.finished:
-            parts.append(f"ETA {format_eta(info.eta_s)}")
+        """`[#######-----] running · train · step 3/10 · 30% · ETA 1m05s · 2m10s`: the bar, then the summary."""
+        frac = summary.fraction(info)
+        bar = "-" * self.width if frac is None else ("#" * round(frac * self.width)).ljust(self.width, "-")
+        parts = [f"[{bar}] {summary.progress_text(info)}"]
         if info.duration_s is not None:
             parts.append(format_duration(info.duration_s))
         return " · ".join(parts)
@@ -300,7 +290,7 @@ def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True)
         if rest:
             sys.stdout.write("".join(scrub(ln) + "\n" for ln in rest))
     if info.status != "succeeded":
-        print(f"job {job_id} {info.status}" + (f": {info.reason}" if info.reason else ""), file=sys.stderr)
+        print(f"job {job_id} {summary.state(info)}" + (f": {info.reason}" if info.reason else ""), file=sys.stderr)
         if info.detail and info.status == "failed" and not show_logs:
             print(info.detail, file=sys.stderr)
     else:
@@ -330,16 +320,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no jobs in {m.workspace.root}", file=sys.stderr)
         return 0
-    head = ("ID", "NAME", "KIND", "STATUS", "STEP", "PROGRESS", "ETA", "DEVICES", "STARTED", "DURATION")
-    rows = [head]
+    rows = [tuple(c.upper() for c in summary.TABLE_COLUMNS)]
     for i in infos:
-        status = i.status + (f" #{i.queue_position}" if i.queue_position else "")
-        rows.append((
-            i.id, i.name[:28], i.kind, status, i.step or "", "" if i.progress is None else f"{100 * i.progress:.0f}%",
-            "" if i.finished else format_eta(i.eta_s), ",".join(i.devices), format_time(i.started_at),
-            format_duration(i.duration_s),
-        ))
-    widths = [max(len(str(r[c])) for r in rows) for c in range(len(head))]
+        row = summary.table_row(i)
+        row[1] = row[1][:28]  # the name column: keep the table one line per job
+        rows.append(tuple(row))
+    widths = [max(len(str(r[c])) for r in rows) for c in range(len(rows[0]))]
     for r in rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return 0
@@ -360,19 +346,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         out["config"] = yaml.safe_load(config) if config else None
         print(json.dumps(out, indent=1, default=str))
         return 0
-    fields = [
-        ("id", info.id), ("name", info.name), ("kind", info.kind), ("status", info.status),
-        ("reason", info.reason), ("step", info.step or ""),
-        ("progress", "" if info.progress is None else f"{100 * info.progress:.1f}%"),
-        ("eta", "" if info.finished else format_eta(info.eta_s)), ("queue position", info.queue_position or ""),
-        ("devices", ", ".join(info.devices) or info.request), ("attempt", info.attempt),
-        ("created", format_time(info.created_at)), ("started", format_time(info.started_at)),
-        ("ended", format_time(info.ended_at)), ("duration", format_duration(info.duration_s)),
-        ("exit code", "" if info.exit_code is None else info.exit_code), ("run folder", info.run_dir),
-    ]
-    for k, v in fields:
-        if v not in ("", None):
-            print(f"{k + ':':16}{v}")
+    for k, v in summary.detail_fields(info):
+        print(f"{k + ':':16}{v}")
     if info.detail:
         print("\ndetail:\n" + info.detail)
     if config:
@@ -435,7 +410,7 @@ def _control(args: argparse.Namespace, action: str) -> int:
         return _err(str(e))
     if action == "resume" and getattr(args, "follow", False):
         return follow(m, job_id, from_start=False)
-    print(f"{job_id}: {info.status}" + (f" ({info.reason})" if info.reason else ""))
+    print(summary.status_line(info, markdown=False))
     return 0
 
 

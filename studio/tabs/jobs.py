@@ -3,19 +3,21 @@ metric curves and config, the Stop / Cancel / Resume / Clone / Delete actions, a
 
 A `gr.Timer` polls core.jobs (which also advances the queue); closing the browser changes nothing for the jobs.
 Unchanged parts are skipped on each tick so a quiet tab costs one small query. Handlers are thin calls into
-core.jobs.JobManager, shared through `ui.services["jobs"]`.
+core.jobs.JobManager, shared through `ui.services["jobs"]`; every job's words come from core.jobs.summary.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
-import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
-from core.jobs.progress import format_duration, format_eta
+from core.errors import UserError
+from core.jobs import summary
 from studio.ui import UIContext
 
 TICK_S = 1.5
@@ -23,45 +25,24 @@ LOG_LINES = 200
 TABLE_LIMIT = 200
 STATUS_FILTERS = ["all", "active", "finished", "queued", "running", "stopping", "succeeded", "failed", "stopped",
                   "cancelled"]
-COLUMNS = ["id", "name", "kind", "status", "step", "progress", "eta", "devices", "started", "duration"]
+STATE_COLORS = {"failed": "#d9534f", "cancelled": "#999", "stopped": "#f0ad4e", "succeeded": "#5cb85c"}
 
 
-# view models (pure) -----------------------------------------------------------------------------------------------
+# view models (pure: the words come from core.jobs.summary) -------------------------------------------------------
 
 
-def table_rows(infos: list[Any]) -> list[list[str]]:
-    rows = []
-    for i in infos:
-        status = i.status + (f" #{i.queue_position}" if i.queue_position else "")
-        rows.append([
-            i.id, i.name, i.kind, status, i.step or "",
-            "" if i.progress is None else f"{100 * i.progress:.0f}%",
-            "" if i.finished else format_eta(i.eta_s), ", ".join(i.devices), _short_time(i.started_at),
-            format_duration(i.duration_s),
-        ])
-    return rows
+def table_rows(infos: list[Any], words: Mapping[str, str] | None = None) -> list[list[str]]:
+    return [summary.table_row(i, words) for i in infos]
 
 
-def _short_time(ts: float | None) -> str:
-    return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""
-
-
-def progress_html(info: Any | None, t) -> str:
+def progress_html(info: Any | None, words: Mapping[str, str] | None = None) -> str:
+    """A bar and its caption; `data-status` / `data-pct` carry the raw state and percentage for tests and CSS."""
     if info is None:
         return ""
-    pct = None if info.progress is None else max(0.0, min(100.0, 100 * info.progress))
-    parts = [f"{pct:.0f}%" if pct is not None else "—"]
-    if info.done is not None and info.total:
-        parts.append(t("jobs.progress_steps", done=info.done, total=info.total))
-    if info.step:
-        parts.append(t("jobs.progress_stage", step=info.step))
-    if info.eta_s is not None and not info.finished:
-        parts.append(t("jobs.progress_eta", eta=format_eta(info.eta_s)))
-    parts.append(info.status)
-    color = {"failed": "#d9534f", "cancelled": "#999", "stopped": "#f0ad4e", "succeeded": "#5cb85c"}.get(
-        info.status, "#4a90d9")
-    width = 0 if pct is None else pct
-    text = html.escape(" · ".join(parts))
+    frac = summary.fraction(info)
+    width = 0.0 if frac is None else 100 * frac
+    color = STATE_COLORS.get(info.status, "#4a90d9")
+    text = html.escape(summary.progress_text(info, words))
     return (
         f'<div class="eds-job-progress" data-status="{html.escape(info.status)}" data-pct="{width:.1f}">'
         f'<div style="background:#e5e7eb;border-radius:6px;height:14px;overflow:hidden">'
@@ -70,15 +51,17 @@ def progress_html(info: Any | None, t) -> str:
     )
 
 
-def detail_md(info: Any | None, t) -> str:
+def detail_md(info: Any | None, t: Callable[..., str], words: Mapping[str, str] | None = None) -> str:
+    """The selected job: id, kind and its progress words, then what only this view shows (queue, failure, folder)."""
     if info is None:
         return t("jobs.none_selected")
-    lines = [f"### {html.escape(info.name)}", f"`{info.id}` · {info.kind} · **{info.status}**"
-             + (f" · {t('jobs.attempt', n=info.attempt)}" if info.attempt > 1 else "")]
-    if info.queue_position:
-        lines.append(t("jobs.queued_at", pos=info.queue_position, request=info.request))
+    attempt = f" · {t('jobs.attempt', n=info.attempt)}" if info.attempt > 1 else ""
+    lines = [f"### {html.escape(info.name)}",
+             f"`{info.id}` · {info.kind} · **{html.escape(summary.progress_text(info, words))}**{attempt}"]
     if info.reason:
         lines.append(f"**{t('jobs.reason')}:** {html.escape(info.reason)}")
+    if info.queue_position:
+        lines.append(t("jobs.queued_at", pos=info.queue_position, request=info.request))
     if info.detail and info.status == "failed":
         lines.append("```\n" + info.detail[-3000:] + "\n```")
     lines.append(f"{t('jobs.run_folder')}: `{info.run_dir}`")
@@ -104,14 +87,78 @@ def _digest(obj: Any) -> str:
 # the tab ----------------------------------------------------------------------------------------------------------
 
 
-def build(ui: UIContext) -> None:
-    t = ui.t
-    ui.jobs()  # at studio start: re-attach to jobs still running, mark vanished ones failed
+@dataclass
+class _View:
+    """The tab's components, so the wiring functions below can share them."""
 
+    status_f: Any
+    kind_f: Any
+    search: Any
+    selftest_steps: Any
+    selftest: Any
+    table: Any
+    detail: Any
+    progress: Any
+    buttons: dict[str, Any]
+    message: Any
+    log_box: Any
+    plot: Any
+    config: Any
+    devices: Any
+    selected: Any
+    sig: Any
+    armed_delete: Any
+
+    @property
+    def tick_inputs(self) -> list[Any]:
+        return [self.selected, self.status_f, self.kind_f, self.search, self.sig]
+
+    @property
+    def tick_outputs(self) -> list[Any]:
+        return [self.table, self.devices, self.detail, self.progress, self.log_box, self.plot, self.sig, self.selected]
+
+
+def build(ui: UIContext) -> None:
+    ui.jobs()  # at studio start: re-attach to jobs still running, mark vanished ones failed
+    v = _layout(ui)
+    tick = _poller(ui)
+    timer = gr.Timer(TICK_S)
+    timer.tick(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    for comp in (v.status_f, v.kind_f):
+        comp.change(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    v.search.submit(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+
+    def pick(evt: gr.SelectData, seen: dict):
+        row = evt.row_value or []
+        job_id = str(row[0]) if row else None
+        seen = {k: val for k, val in (seen or {}).items() if k in ("table", "devices")}
+        return job_id, seen, ui.jobs().config_text(job_id) if job_id else "", "", None
+
+    v.table.select(pick, [v.sig], [v.selected, v.sig, v.config, v.message, v.armed_delete],
+                   show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    for action, button in v.buttons.items():
+        button.click(_action(ui, action), [v.selected, v.armed_delete], [v.message, v.armed_delete, v.config,
+                                                                          v.selected],
+                     show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+
+    def run_selftest(steps: float | None):
+        from core.config.selftest import SelftestJob
+
+        n = max(1, int(steps or 50))
+        m = ui.jobs()
+        job_id = m.submit(SelftestJob(steps=n, delay_s=0.2, name=f"selftest {n} steps"))
+        return job_id, {}, m.config_text(job_id), ui.t("jobs.msg_selftest", id=job_id)
+
+    v.selftest.click(run_selftest, [v.selftest_steps], [v.selected, v.sig, v.config, v.message],
+                     show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+
+
+def _layout(ui: UIContext) -> _View:
+    t = ui.t
     with gr.Row(equal_height=True):
         status_f = ui.reg("jobs.filter_status", gr.Dropdown(
             choices=[(t(f"jobs.status_{s}"), s) for s in STATUS_FILTERS], value="all", label=t("jobs.filter_status"),
-            elem_id="jobs-filter-status", scale=1))
+            elem_id="jobs-filter-status", scale=1), choices=tuple((f"jobs.status_{s}", s) for s in STATUS_FILTERS))
         kind_f = ui.reg("jobs.filter_kind", gr.Dropdown(choices=[(t("jobs.status_all"), "")] + _kinds(),
                                                          value="", label=t("jobs.filter_kind"),
                                                          elem_id="jobs-filter-kind", scale=1))
@@ -122,22 +169,17 @@ def build(ui: UIContext) -> None:
                                                                  elem_id="jobs-selftest-steps", scale=1))
         selftest = ui.reg("jobs.selftest", gr.Button(t("jobs.selftest"), elem_id="jobs-selftest", scale=1), "value")
     table = ui.reg("jobs.table", gr.Dataframe(
-        headers=[t(f"jobs.col_{c}") for c in COLUMNS], value=[], interactive=False, max_height=360, wrap=False,
-        label=t("jobs.table"), elem_id="jobs-table"))
-
+        headers=[t(f"jobs.col_{c}") for c in summary.TABLE_COLUMNS], value=[], interactive=False, max_height=360,
+        wrap=False, label=t("jobs.table"), elem_id="jobs-table"))
     with gr.Row():
         with gr.Column(scale=3):
             detail = gr.Markdown(t("jobs.none_selected"), elem_id="jobs-detail")
             progress = gr.HTML("", elem_id="jobs-progress")
             with gr.Row():
-                stop_b = ui.reg("jobs.stop", gr.Button(t("jobs.stop"), elem_id="jobs-stop", size="sm"), "value")
-                cancel_b = ui.reg("jobs.cancel", gr.Button(t("jobs.cancel"), elem_id="jobs-cancel", size="sm",
-                                                           variant="stop"), "value")
-                resume_b = ui.reg("jobs.resume", gr.Button(t("jobs.resume"), elem_id="jobs-resume", size="sm"),
-                                  "value")
-                clone_b = ui.reg("jobs.clone", gr.Button(t("jobs.clone"), elem_id="jobs-clone", size="sm"), "value")
-                delete_b = ui.reg("jobs.delete", gr.Button(t("jobs.delete"), elem_id="jobs-delete", size="sm"),
-                                  "value")
+                buttons = {a: ui.reg(f"jobs.{a}", gr.Button(t(f"jobs.{a}"), elem_id=f"jobs-{a}", size="sm",
+                                                            variant="stop" if a == "cancel" else "secondary"),
+                                     "value")
+                           for a in ("stop", "cancel", "resume", "clone", "delete")}
             message = gr.Markdown("", elem_id="jobs-message")
             log_box = ui.reg("jobs.log", gr.Textbox(label=t("jobs.log"), lines=16, max_lines=16, autoscroll=True,
                                                     interactive=False, elem_id="jobs-log"))
@@ -148,11 +190,14 @@ def build(ui: UIContext) -> None:
     devices = ui.reg("jobs.devices", gr.Dataframe(
         headers=[t(f"jobs.dev_{c}") for c in ("device", "name", "memory", "jobs")], value=[], interactive=False,
         label=t("jobs.devices"), elem_id="jobs-devices"))
+    return _View(status_f, kind_f, search, selftest_steps, selftest, table, detail, progress, buttons, message,
+                 log_box, plot, config, devices, gr.State(None), gr.State({}), gr.State(None))
 
-    selected = gr.State(None)
-    sig = gr.State({})
-    armed_delete = gr.State(None)
-    timer = gr.Timer(TICK_S)
+
+def _poller(ui: UIContext) -> Callable[..., tuple]:
+    """The timer's handler: table, devices, and the selected job's detail, progress, log and curves (what changed)."""
+    t = ui.t
+    words = ui.job_words()
 
     def tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
         m = ui.jobs()
@@ -166,9 +211,8 @@ def build(ui: UIContext) -> None:
         info = next((i for i in everything if i.id == job_id), None)
         if info is None and job_id is not None:
             job_id = None
-        rows = table_rows(infos)
-        names = {i.id: i.name for i in everything}
-        dev_rows = device_rows(m.device_panel(), names, t)
+        rows = table_rows(infos, words)
+        dev_rows = device_rows(m.device_panel(), {i.id: i.name for i in everything}, t)
         out_table = _changed(seen, "table", rows, lambda: gr.update(value=rows))
         out_dev = _changed(seen, "devices", dev_rows, lambda: gr.update(value=dev_rows))
         if info is None:
@@ -184,67 +228,41 @@ def build(ui: UIContext) -> None:
         out_log = _changed(seen, "log", log_text, lambda: log_text)
         records = m.metrics(job_id)
         out_plot = _changed(seen, "metrics", (job_id, len(records)), lambda: _figure(records, info))
-        return (out_table, out_dev, detail_md(info, t), progress_html(info, t), out_log, out_plot, seen, job_id)
+        return (out_table, out_dev, detail_md(info, t, words), progress_html(info, words), out_log, out_plot, seen,
+                job_id)
 
-    tick_outputs = [table, devices, detail, progress, log_box, plot, sig, selected]
-    tick_inputs = [selected, status_f, kind_f, search, sig]
-    timer.tick(tick, tick_inputs, tick_outputs, show_progress="hidden")
-    for comp in (status_f, kind_f):
-        comp.change(tick, tick_inputs, tick_outputs, show_progress="hidden")
-    search.submit(tick, tick_inputs, tick_outputs, show_progress="hidden")
+    return tick
 
-    def pick(evt: gr.SelectData, seen: dict):
-        row = evt.row_value or []
-        job_id = str(row[0]) if row else None
-        seen = {k: v for k, v in (seen or {}).items() if k in ("table", "devices")}
-        return job_id, seen, ui.jobs().config_text(job_id) if job_id else "", "", None
 
-    table.select(pick, [sig], [selected, sig, config, message, armed_delete], show_progress="hidden").then(
-        tick, tick_inputs, tick_outputs, show_progress="hidden")
+def _action(ui: UIContext, action: str) -> Callable[..., tuple]:
+    """A Stop / Cancel / Resume / Clone / Delete button: (message, armed delete, config, selected job).
+    Refusals (no such job, wrong state) are shown in the message; Delete asks for a second click."""
+    t = ui.t
 
-    def act(action: str):
-        def handler(job_id: str | None, armed: str | None):
-            from core.config.errors import ConfigError
-            from core.jobs.manager import JobNotFound, JobStateError
-
-            if not job_id:
-                return t("jobs.pick_first"), None, gr.skip(), job_id
-            m = ui.jobs()
-            try:
-                if action == "stop":
-                    m.stop(job_id)
-                    return t("jobs.msg_stopping"), None, gr.skip(), job_id
-                if action == "cancel":
-                    m.cancel(job_id, wait=m.cancel_grace_s + 2)
-                    return t("jobs.msg_cancelled"), None, gr.skip(), job_id
-                if action == "resume":
-                    m.resume(job_id)
-                    return t("jobs.msg_resumed"), None, gr.skip(), job_id
-                if action == "clone":
-                    return t("jobs.msg_clone"), None, m.config_text(job_id), job_id
-                if armed != job_id:
-                    return t("jobs.msg_confirm_delete", id=job_id), job_id, gr.skip(), job_id
-                m.delete(job_id)
-                return t("jobs.msg_deleted", id=job_id), None, "", None
-            except (JobStateError, JobNotFound, ValueError, ConfigError) as e:
-                return f"⚠️ {e}", None, gr.skip(), job_id
-        return handler
-
-    for button, action in ((stop_b, "stop"), (cancel_b, "cancel"), (resume_b, "resume"), (clone_b, "clone"),
-                           (delete_b, "delete")):
-        button.click(act(action), [selected, armed_delete], [message, armed_delete, config, selected],
-                     show_progress="hidden").then(tick, tick_inputs, tick_outputs, show_progress="hidden")
-
-    def run_selftest(steps: float | None):
-        from core.config.selftest import SelftestJob
-
-        n = max(1, int(steps or 50))
+    def handler(job_id: str | None, armed: str | None):
+        if not job_id:
+            return t("jobs.pick_first"), None, gr.skip(), job_id
         m = ui.jobs()
-        job_id = m.submit(SelftestJob(steps=n, delay_s=0.2, name=f"selftest {n} steps"))
-        return job_id, {}, m.config_text(job_id), t("jobs.msg_selftest", id=job_id)
+        try:
+            if action == "stop":
+                m.stop(job_id)
+                return t("jobs.msg_stopping"), None, gr.skip(), job_id
+            if action == "cancel":
+                m.cancel(job_id, wait=m.cancel_grace_s + 2)
+                return t("jobs.msg_cancelled"), None, gr.skip(), job_id
+            if action == "resume":
+                m.resume(job_id)
+                return t("jobs.msg_resumed"), None, gr.skip(), job_id
+            if action == "clone":
+                return t("jobs.msg_clone"), None, m.config_text(job_id), job_id
+            if armed != job_id:
+                return t("jobs.msg_confirm_delete", id=job_id), job_id, gr.skip(), job_id
+            m.delete(job_id)
+            return t("jobs.msg_deleted", id=job_id), None, "", None
+        except UserError as e:
+            return f"⚠️ {e.report()}", None, gr.skip(), job_id
 
-    selftest.click(run_selftest, [selftest_steps], [selected, sig, config, message], show_progress="hidden").then(
-        tick, tick_inputs, tick_outputs, show_progress="hidden")
+    return handler
 
 
 def _changed(seen: dict, key: str, value: Any, make) -> Any:

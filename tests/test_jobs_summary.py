@@ -1,0 +1,73 @@
+"""core.jobs.summary is the one renderer of a job's status: the Jobs tab, the Start tab and the CLI read the same
+words from it, in the page's language where the studio passes its words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.jobs import summary
+
+
+@dataclass
+class Info:
+    """The JobInfo fields the renderer reads (a plain stand-in: no store, no processes)."""
+
+    id: str = "j1"
+    name: str = "label qa"
+    kind: str = "synth"
+    status: str = "running"
+    reason: str = ""
+    progress: float | None = 0.3
+    eta_s: float | None = 65.0
+    done: int | None = 3
+    total: int | None = 10
+    step: str | None = "train"
+    queue_position: int | None = None
+    devices: list[str] = field(default_factory=lambda: ["cpu"])
+    request: str = "cpu"
+    attempt: int = 1
+    created_at: float | None = 1.0
+    started_at: float | None = 1.0
+    ended_at: float | None = 61.0
+    exit_code: int | None = None
+    run_dir: str = "/ws/runs/j1"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("succeeded", "failed", "stopped", "cancelled")
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if not self.started_at else (self.ended_at or 0) - self.started_at
+
+
+def test_progress_text_and_status_line_share_one_order():
+    info = Info()
+    assert summary.progress_text(info) == "running · train · step 3/10 · 30% · ETA 1m05s"
+    assert summary.status_line(info) == "**label qa** (`j1`) — running · train · step 3/10 · 30% · ETA 1m05s"
+    failed = Info(status="failed", reason="out of memory", eta_s=None)
+    assert summary.status_line(failed, markdown=False).endswith("— failed · train · step 3/10 · 30%\n  out of memory")
+
+
+def test_words_translate_states_and_labels():
+    words = {"running": "运行中", "queued": "排队中", "eta": "预计剩余", "step": "步"}
+    assert summary.progress_text(Info(), words) == "运行中 · train · 步 3/10 · 30% · 预计剩余 1m05s"
+    queued = Info(status="queued", queue_position=2, progress=None, done=None, step=None, eta_s=None)
+    assert summary.state(queued, words) == "排队中 #2"
+    assert summary.progress_text(queued) == "queued #2"
+
+
+def test_finished_job_has_no_eta_and_clamped_progress():
+    done = Info(status="succeeded", progress=1.2, eta_s=5.0)
+    assert summary.eta(done) == "" and summary.percent(done) == "100%" and summary.fraction(done) == 1.0
+    assert summary.percent(Info(progress=None)) == "" and summary.fraction(Info(progress=None)) is None
+
+
+def test_table_row_and_detail_fields():
+    row = summary.table_row(Info(devices=["cuda:0", "cuda:1"]))
+    assert len(row) == len(summary.TABLE_COLUMNS)
+    by_col = dict(zip(summary.TABLE_COLUMNS, row, strict=True))
+    assert by_col["status"] == "running" and by_col["progress"] == "30%" and by_col["eta"] == "1m05s"
+    assert by_col["devices"] == "cuda:0, cuda:1" and by_col["duration"] == "1m00s"
+    fields = dict(summary.detail_fields(Info(exit_code=0)))
+    assert fields["progress"] == "30.0%" and fields["exit code"] == 0 and "reason" not in fields
