@@ -212,9 +212,16 @@ def _response(v: Any, what: str) -> str:
 
 
 def _level(v: Any) -> tuple[Any, Any]:
-    if isinstance(v, dict):
-        return v.get("level"), v.get("judge")
-    return v, None
+    """(level, judge) of an OmniThought score; a level written as text or as 5.0 becomes the integer it is."""
+    level, judge = (v.get("level"), v.get("judge")) if isinstance(v, dict) else (v, None)
+    if isinstance(level, str) and level.strip():
+        try:
+            level = float(level)
+        except ValueError:
+            return level, judge
+    if isinstance(level, float) and level.is_integer():
+        level = int(level)
+    return level, judge
 
 
 def normalize(record: Any, fmt: str, mapping: dict[str, str] | None = None) -> list[dict]:
@@ -286,6 +293,22 @@ def _extras(record: dict, used: set[str]) -> dict:
     return out
 
 
+def _verdict(ok: Any, where: str) -> int | None:
+    """A correctness verdict as 1/0 (true/false, 1/0, "true"/"false", a probability); None when absent."""
+    if ok is None or ok == "":
+        return None
+    if isinstance(ok, str):
+        low = ok.strip().lower()
+        if low in ("true", "yes", "correct"):
+            return 1
+        if low in ("false", "no", "incorrect"):
+            return 0
+    try:
+        return int(bool(ok) if isinstance(ok, bool) else float(ok) >= 0.5)
+    except (TypeError, ValueError):
+        raise RowInvalid(f"{where}: expected true or false, got {ok!r}") from None
+
+
 def _omnithought(record: dict, m: dict[str, str]) -> list[dict]:
     question = _str(record.get(m["question"]), m["question"])
     traces = record.get(m["reasoning"])
@@ -315,7 +338,7 @@ def _omnithought(record: dict, m: dict[str, str]) -> list[dict]:
             row["solution"] = str(solution)
         if t.get("teacher") is not None:
             row["teacher"] = t["teacher"]
-        row["correctness"] = None if ok is None else int(bool(ok) if isinstance(ok, bool) else float(ok) >= 0.5)
+        row["correctness"] = _verdict(ok, f"'{m['reasoning']}'[{i}].thought_correctness_verify")
         row["rv"], row["cd"] = rv, cd
         if rv_judge is not None:
             row["rv_judge"] = rv_judge
