@@ -14,8 +14,9 @@ class UserError(Exception):
         return str(self)
 
 
-class BackendError(RuntimeError):
-    """A backend cannot be built or used as configured (unknown model, no chat template, server down...).
+class BackendError(UserError, RuntimeError):
+    """A backend cannot be built or used as configured (unknown model, no chat template, server down...): a person
+    fixes it by choosing another model or starting the server, so it is a UserError the studio shows as it is.
 
     The message says what to change; UI and CLI show it as is. It lives here rather than in `core.llm` because the
     model-path resolver below llm (`core.modelpath`) raises it too; `core.llm.base` re-exports it.
