@@ -18,11 +18,11 @@ INSTRUCTIONS = [f"Question number {i}: what is {i} plus {i + 1}?" for i in range
 def _wait_status(page, stage: str, word: str, timeout: int = 300_000) -> str:
     sel = f"#eds-start-{stage}-status"
     page.wait_for_function(
-        f"(() => {{ const t = document.querySelector('{sel}').innerText;"
+        f"(() => {{ const t = document.querySelector('{sel}').innerText.toLowerCase();"  # states in the page's words
         f" if (t.includes('failed') || t.includes('cancelled')) return true; return t.includes('{word}'); }})()",
         timeout=timeout)
     text = page.locator(sel).inner_text()
-    assert word in text, f"stage {stage}: {text}"
+    assert word in text.lower(), f"stage {stage}: {text}"
     return text
 
 

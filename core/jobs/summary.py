@@ -63,10 +63,12 @@ def progress_text(info: Any, words: Words | None = None) -> str:
     return " · ".join(progress_parts(info, words))
 
 
-def status_line(info: Any, words: Words | None = None, markdown: bool = True) -> str:
-    """`**name** (`id`) — running · train · step 3/10 · 30% · ETA 1m05s`, then the reason on its own line if any."""
+def status_line(info: Any, words: Words | None = None, markdown: bool = True, suffix: str = "") -> str:
+    """`**name** (`id`) — running · train · step 3/10 · 30% · ETA 1m05s`, then the reason on its own line if any.
+
+    `suffix` ends the first line (the Start tab's "→ what this stage produces")."""
     name, ident = (f"**{info.name}**", f"(`{info.id}`)") if markdown else (info.name, f"({info.id})")
-    line = f"{name} {ident} — {progress_text(info, words)}"
+    line = f"{name} {ident} — {progress_text(info, words)}{suffix}"
     if not info.reason:
         return line
     return line + (f"\n\n{info.reason}" if markdown else f"\n  {info.reason}")
