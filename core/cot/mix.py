@@ -73,9 +73,10 @@ def frame_from_rows(rows: Iterable[dict]) -> pd.DataFrame:
     })
 
 
-def read_frame(path) -> pd.DataFrame:
-    """A score frame stored as Parquet (only its columns are read: fast enough for a live preview from disk)."""
-    return pd.read_parquet(path, columns=list(FRAME_COLUMNS))
+def read_frame(path, ids: bool = True) -> pd.DataFrame:
+    """A score frame stored as Parquet. Only its columns are read, and the row ids only when asked: a preview needs
+    counts, and a million id strings cost more to read than all the scores together."""
+    return pd.read_parquet(path, columns=[c for c in FRAME_COLUMNS if ids or c != "id"])
 
 
 def write_frame(frame: pd.DataFrame, path) -> None:
