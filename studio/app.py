@@ -14,6 +14,7 @@ from core import __version__
 from core.devices import describe, discover_gpus
 from core.presets import BUNDLED
 from core.workspace import Workspace
+from studio.edge import guard_all, setup_logging
 from studio.options import StudioOptions, parse_args
 from studio.ui import UIContext
 
@@ -79,6 +80,8 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
             return updates
 
         lang.change(switch, inputs=lang, outputs=[i.component for i in items], show_progress="hidden")
+    log_path = setup_logging(ws.root)
+    guard_all(demo, log_path, ui.t("forms.internal_error", log=log_path))
     return demo, ui
 
 
