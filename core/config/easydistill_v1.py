@@ -264,8 +264,10 @@ class _Importer:
                    "output": self.path("dataset", "output_path", must_exist=False),
                    "judge": self.backend("teacher", remote=True), "metrics": metrics}
             sampling = self.sampling()
-            if sampling:
-                job["sampling"] = {"temperature": 0.0, **sampling}
+            if sampling.get("temperature"):
+                self.notes.append(f"inference.temperature {sampling['temperature']}: judge calls run at temperature 0, "
+                                  "so a rerun gives the same scores (REFERENCE protocol)")
+            job["sampling"] = {"max_new_tokens": 1024, **sampling, "temperature": 0.0}
             return job
         op_name, mode = jt.rsplit("_", 1)
         return self.synth(SYNTH_OPERATORS[op_name], mode == "api", "input_path", "output_path")

@@ -58,7 +58,14 @@ def load_config_file(path: str | os.PathLike, anchor_paths: bool = True) -> tupl
         raise ConfigError([f"config file not found: {p}"])
     data = read_mapping(p)
     notes: list[str] = []
-    if isinstance(data, dict) and "job_type" in data:
+    from core.config.easydistill_v2 import import_v2, is_v2
+
+    if is_v2(data):  # an EasyDistill 2.0 pipeline (it has a job_type too, so this test comes first)
+        try:
+            data, notes = import_v2(data, base_dir=p.parent)
+        except ConfigError as e:
+            raise ConfigError(e.problems, str(p)) from None
+    elif isinstance(data, dict) and "job_type" in data:
         from core.config.easydistill_v1 import import_v1
 
         try:
