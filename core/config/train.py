@@ -74,12 +74,16 @@ class OnPolicyKdJob(TrainCommon):
 
     ENTRY = "core.train.onpolicy:run"
     kind: Literal["train_onpolicy"] = "train_onpolicy"
-    teacher: str
+    teacher: str = Field(description="the model that scores the student's samples (same tokenizer as the student)")
+    # The student's own samples give noisier gradients than teacher-written answers: a gentler default schedule.
+    num_train_epochs: float = Field(1.0, gt=0)
+    gradient_accumulation_steps: int = Field(4, ge=1)
+    learning_rate: float = Field(5e-6, gt=0)
     trainer: Literal["gkd", "distillation"] = "gkd"
     lmbda: float = Field(0.5, ge=0, le=1, description="share of on-policy (student-generated) batches")
-    beta: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(0.9, gt=0)
-    max_new_tokens: int = Field(128, ge=1)
+    beta: float = Field(0.5, ge=0, le=1, description="generalized JSD mixing (0 = forward KL, 1 = reverse KL)")
+    temperature: float = Field(0.9, gt=0, description="sampling temperature of the student's answers")
+    max_new_tokens: int = Field(128, ge=1, description="length of each student answer")
 
 
 class DpoJob(TrainCommon):
