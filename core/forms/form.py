@@ -99,14 +99,16 @@ class JobForm:
         try:
             job = cls.model_validate(data)
         except ValidationError as e:
-            raise FormError("; ".join(self._name_fields(explain(e)))) from None
+            raise FormError("; ".join(self._name_fields(explain(e), self.active_fields(values)))) from None
         if confine:
             confine_paths(job, ws)
         return job
 
-    def _name_fields(self, problems: Iterable[str]) -> list[str]:
-        """pydantic says 'lora.r'; the person sees the field they typed into, so say its form name too."""
-        by_path = {f"'{f.path}'": f.name for f in self.fields if f.name != f.path}
+    def _name_fields(self, problems: Iterable[str], fields: Iterable[FieldSpec] | None = None) -> list[str]:
+        """pydantic says 'lora.r'; the person sees the field they typed into, so say its form name too. `fields`: the
+        ones in use (a multi-kind form has several fields on one path, e.g. KD's and on-policy's `beta`)."""
+        by_path = {f"'{f.path}'": f.name for f in (self.fields if fields is None else fields)
+                   if f.path and f.name != f.path}
         return [next((f"{name}: {p}" for path, name in by_path.items() if p.startswith(path)), p) for p in problems]
 
     # ------------------------------------------------------------------------------------------ config → values
