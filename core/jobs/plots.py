@@ -1,5 +1,6 @@
-"""Plotly figures of a job's metrics: every numeric scalar over step, one small panel each (the Jobs tab, and any
-tab that shows a job's curves). plotly is imported on use only."""
+"""Plotly figures of a job's metrics: every numeric scalar over step, one small panel each — curves of one meaning
+(the training loss, its CE and KD parts, the held-out loss) share a panel. The one figure of a job's curves for the
+Jobs tab, the Training tab and any other; plotly is imported on use only."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Any
 from core.jobs.progress import series
 
 MAX_PANELS = 6
-PREFERRED = ("loss", "eval_loss", "kd_loss", "reward", "learning_rate", "grad_norm")
+PREFERRED = ("loss", "eval_loss", "kd_loss", "reward", "learning_rate", "lr", "grad_norm", "tokens_per_s")
+# Curves drawn in one panel (same scale, compared with each other), titled by the key.
+OVERLAYS = {"loss": ("loss", "ce", "kd", "kd_loss", "eval_loss")}
 
 
 def metric_names(records: list[dict]) -> list[str]:
@@ -16,13 +19,21 @@ def metric_names(records: list[dict]) -> list[str]:
     return sorted(names, key=lambda n: (PREFERRED.index(n) if n in PREFERRED else len(PREFERRED), n))
 
 
+def panels(names: list[str]) -> list[tuple[str, list[str]]]:
+    """(title, curves) of each panel: names in an `OVERLAYS` group share its panel, every other name has its own."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        out.setdefault(next((t for t, members in OVERLAYS.items() if n in members), n), []).append(n)
+    return list(out.items())
+
+
 def metrics_figure(records: list[dict], names: list[str] | None = None, title: str = "") -> Any:
-    """A figure with one panel per scalar (the first MAX_PANELS of `names`, or the most telling ones)."""
+    """A figure with one panel per scalar or overlay group (the first MAX_PANELS of `names`, or the most telling)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     data = series(records)
-    chosen = [n for n in (names or metric_names(records)) if n in data][:MAX_PANELS]
+    chosen = panels([n for n in (names or metric_names(records)) if n in data])[:MAX_PANELS]
     if not chosen:
         fig = go.Figure()
         fig.update_layout(height=220, margin={"l": 30, "r": 10, "t": 30, "b": 30}, title=title or None,
@@ -31,17 +42,16 @@ def metrics_figure(records: list[dict], names: list[str] | None = None, title: s
         return fig
     cols = 2 if len(chosen) > 1 else 1
     rows = (len(chosen) + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=chosen, horizontal_spacing=0.08,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _ in chosen], horizontal_spacing=0.08,
                         vertical_spacing=0.18 if rows > 1 else 0.1)
-    for i, name in enumerate(chosen):
-        points = data[name]
-        stages = list(dict.fromkeys(s for _, _, s in points))
-        for stage in stages:
-            xs = [x for x, _, s in points if s == stage]
-            ys = [y for _, y, s in points if s == stage]
+    for i, (_, curves) in enumerate(chosen):
+        traces = [(name, stage) for name in curves for stage in dict.fromkeys(s for _, _, s in data[name])]
+        for name, stage in traces:
+            xs = [x for x, _, s in data[name] if s == stage]
+            ys = [y for _, y, s in data[name] if s == stage]
             label = f"{name} ({stage})" if stage else name
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 60 else "lines", name=label,
-                                     showlegend=len(stages) > 1, marker={"size": 4}),
+                                     showlegend=len(traces) > 1, marker={"size": 4}),
                           row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(height=230 * rows + 40, margin={"l": 40, "r": 10, "t": 40, "b": 30}, title=title or None)
     fig.update_xaxes(title_text="step")
