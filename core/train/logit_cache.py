@@ -28,11 +28,14 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import UserError
+
+if TYPE_CHECKING:
+    from core.workspace import Workspace
 
 FORMAT = "eds-logit-cache"
 VERSION = 1
@@ -326,3 +329,15 @@ class LogitCache:
                 problems.append(f"{name}: cache has {have!r}, the job uses {want!r}")
         if problems:
             raise CacheError(f"logit cache {self.folder} does not fit this job: " + "; ".join(problems))
+
+
+def cache_summary(ws: Workspace, name: str) -> dict[str, Any]:
+    """`LogitCache.summary()` of a workspace cache picked by name, plus the name (what the Training tab shows beside
+    its cache picker). A name that would leave the workspace is refused; a folder that is no cache is a CacheError."""
+    folder = ws.resolve(name, base="cache")
+    try:
+        return {"name": name, **LogitCache(folder).summary()}
+    except CacheError:
+        raise
+    except (OSError, ValueError) as e:  # a damaged shard: say which cache, not a traceback
+        raise CacheError(f"logit cache '{name}' cannot be read: {e}") from None
