@@ -141,3 +141,61 @@ def test_killed_judge_resumes_without_loss_or_duplicate_calls(workspace):
     for r in ok:
         assert {k: r[k] for k in ("rv", "cd", "correctness")} == _expected(int(r["id"][1:]))
     assert all(r["stage"] == "request" for r in bad)
+
+
+class ScriptedLocalJudge:
+    """A local (batched) judge double: answers like the scripted server, counts calls, can raise the stop flag."""
+
+    name = "local-judge"
+
+    def __init__(self, on_call=None):
+        self.calls: list[tuple[int, str]] = []
+        self.on_call = on_call
+
+    def chat(self, conversations, params, top_logprobs=0):
+        from core.llm.base import Completion
+
+        assert params.temperature == 0
+        out = []
+        for conv in conversations:
+            self.calls.append(_key(conv))
+            if self.on_call:
+                self.on_call(len(self.calls))
+            out.append(Completion(scripted_judge(conv), 10, 5))
+        return out
+
+    def close(self):
+        pass
+
+
+def test_local_batched_judge_stop_and_resume(workspace, tmp_path, monkeypatch):
+    from core.jobs.context import STOP_FLAG
+
+    rows = _rows(12)
+    write_records(workspace.datasets / "loc.jsonl", rows)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ctx = JobContext("l", run_dir, workspace)
+
+    def stop_at(n):
+        if n == 10:
+            (run_dir / STOP_FLAG).touch()
+
+    first = ScriptedLocalJudge(on_call=stop_at)
+    monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: first)
+    cfg = JudgeJob(input="loc", output="loc-scored", judge={"type": "transformers", "model": "x", "batch_size": 4})
+    judge_job.run(cfg, ctx)
+    assert len(first.calls) == 12  # the batch in flight finished (3 batches of 4), nothing new started
+    out = workspace.datasets / "loc-scored.jsonl"
+    assert len(_lines(out)) == 4 and json.loads((workspace.datasets / "loc-scored.meta.json").read_text())["stopped"]
+
+    (run_dir / STOP_FLAG).unlink()
+    second = ScriptedLocalJudge()
+    monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: second)
+    judge_job.run(cfg, JobContext("l", run_dir, workspace, attempt=2))
+    assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 36
+    ok, bad = _check_once(workspace, "loc-scored", [r["id"] for r in rows])
+    assert len(ok) == 12 and not bad and all(r["rv_judge"] == "local-judge" for r in ok)
+    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = [m for m in metrics if "step" in m][-1]
+    assert last["step"] == last["total"] == 12 and last["calls"] == 24
