@@ -162,3 +162,28 @@ def test_curate_job_writes_selection_and_report(workspace, tmp_path):
     curate_job.run(CurateJob(input="scored", output="all-correct", export="system1"), ctx)
     out = [json.loads(x) for x in (workspace.datasets / "all-correct.jsonl").read_text().splitlines()]
     assert len(out) == 30 and out[0]["output"] == f"A{rows[0]['id'][1:]}"
+
+
+def test_dataset_frame_is_cached_until_the_file_changes(workspace, monkeypatch):
+    from core.cot import frame_cache
+    from core.cot.mix import cell_ids
+
+    path = workspace.datasets / "s.jsonl"
+    write_records(path, [_row(i, rv=i % 10, cd=3) for i in range(20)])
+    frame = frame_cache.dataset_frame(workspace, "s")
+    assert len(frame) == 20 and len(list((workspace.cache / "cot").glob("s-*.parquet"))) == 1
+    assert cell_ids(frame, 4, 3) == ["r4", "r14"]
+    assert cell_ids(frame, 4, 3, index=np.array([14, 15])) == ["r14"]
+
+    def no_rebuild(rows):
+        raise AssertionError("the cached frame should have been used")
+
+    monkeypatch.setattr(frame_cache, "frame_from_rows", no_rebuild)
+    again = frame_cache.dataset_frame(workspace, "s", ids=False)
+    assert "id" not in again and again["rv"].tolist() == frame["rv"].tolist()
+    monkeypatch.undo()
+
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(_row(99, rv=1, cd=1)) + "\n")
+    assert len(frame_cache.dataset_frame(workspace, "s")) == 21
+    assert len(list((workspace.cache / "cot").glob("s-*.parquet"))) == 1  # the stale frame is gone

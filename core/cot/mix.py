@@ -238,6 +238,14 @@ def preview(frame: pd.DataFrame, spec: CurateSpec | dict) -> dict:
 # ------------------------------------------------------------------------------------------------------ plotting
 
 
+def cell_ids(frame: pd.DataFrame, rv: int, cd: int, index: np.ndarray | None = None, limit: int = 50) -> list[str]:
+    """Ids of the rows in one RV×CD heatmap cell (within a selection when `index` is given): the rows a click on
+    the cell shows."""
+    pos = np.arange(len(frame)) if index is None else index
+    hit = pos[(frame["rv"].to_numpy()[pos] == rv) & (frame["cd"].to_numpy()[pos] == cd)]
+    return frame["id"].to_numpy()[hit[:limit]].tolist()
+
+
 def score_stats(frame: pd.DataFrame, index: np.ndarray | None = None) -> dict:
     """Histograms of RV and CD (0–9, plus missing), the RV×CD count matrix (rows RV, columns CD), rows per teacher
     and mean response length per RV: what the tab's plots draw, before and after a selection."""
