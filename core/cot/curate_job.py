@@ -11,23 +11,43 @@ from __future__ import annotations
 import json
 
 from core.config.data_jobs import CurateJob
-from core.cot.mix import frame_from_rows, plot_stats, select
+from core.cot.frame_cache import dataset_frame
+from core.cot.mix import plot_stats, select
 from core.cot.sft import sft_row
 from core.data.io import write_records
-from core.data.store import load_rows, save_rows
+from core.data.rows import iter_jsonl_rows
+from core.data.store import is_workspace_dataset, load_rows, resolve_dataset, save_rows
 from core.jobs.context import JobContext
 from core.synth.job import output_target
 
 
+def selected_rows(ws, ref: str, index) -> list[dict]:
+    """The rows at `index` (ascending positions) of a dataset: a workspace dataset is streamed, so a million-trace
+    input is never held in memory just to keep a few thousand of its rows."""
+    if not len(index):
+        return []
+    path = resolve_dataset(ws, ref, confined=False)
+    if not is_workspace_dataset(ws, path):
+        rows, _ = load_rows(ws, ref, confined=False)
+        return [rows[i] for i in index]
+    want = iter(index.tolist())
+    nxt = next(want, None)
+    out = []
+    for pos, row in enumerate(iter_jsonl_rows(path)):
+        if pos == nxt:
+            out.append(row)
+            nxt = next(want, None)
+            if nxt is None:
+                break
+    return out
+
+
 def run(config: CurateJob, ctx: JobContext) -> None:
     ws = ctx.workspace
-    rows, errors = load_rows(ws, config.input, confined=False)
-    if errors:
-        ctx.event(f"{len(errors)} input records could not be read and are left out (first: {errors[0]})")
-    frame = frame_from_rows(rows)
+    frame = dataset_frame(ws, config.input, confined=False)  # cached score columns (the tab's preview built them)
     sel = select(frame, config)
     ctx.progress(1, 2)
-    chosen = [rows[i] for i in sel.index]
+    chosen = selected_rows(ws, config.input, sel.index)
     skipped = 0
     if config.export != "rows":
         out_rows = []
