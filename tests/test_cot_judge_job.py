@@ -199,3 +199,32 @@ def test_local_batched_judge_stop_and_resume(workspace, tmp_path, monkeypatch):
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [m for m in metrics if "step" in m][-1]
     assert last["step"] == last["total"] == 12 and last["calls"] == 24
+
+
+def test_custom_rubric_template_and_a_broken_one(workspace, tmp_path, monkeypatch):
+    import pytest
+
+    from core.synth.templates import TemplateError, save_template
+
+    save_template(workspace, "my-rv", "judge_rv", "Rate the Reasoning Verbosity, strictly.\n{instruction}\n---\n"
+                  "{response}\nEnd with <score>N</score>; literal braces: {{ok}}")
+    write_records(workspace.datasets / "few.jsonl", _rows(3))
+    judge = ScriptedLocalJudge()
+    monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: judge)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    seen = []
+    orig = judge.chat
+    judge.chat = lambda convs, params, top_logprobs=0: (seen.extend(convs), orig(convs, params))[1]
+    cfg = JudgeJob(input="few", metrics=["rv"], templates={"rv": "my-rv"}, judge={"type": "transformers", "model": "x"})
+    judge_job.run(cfg, JobContext("t", run_dir, workspace))
+    assert seen[0][-1]["content"].startswith("Rate the Reasoning Verbosity, strictly.\nQuestion 0?\n---\n<think>")
+    assert seen[0][-1]["content"].endswith("literal braces: {ok}") and seen[0][0]["role"] == "system"
+    assert [r["rv"] for r in _lines(workspace.datasets / "few-judge.jsonl")] == [0, 1, 2]
+
+    (tmp_path / "bad.txt").write_text("Rate {instruction} only")  # no {response}: refused before any call
+    judge.calls.clear()
+    with pytest.raises(TemplateError, match="response"):
+        judge_job.run(cfg.model_copy(update={"templates": {"rv": str(tmp_path / "bad.txt")}, "output": "x"}),
+                      JobContext("t", run_dir, workspace))
+    assert not judge.calls
