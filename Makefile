@@ -1,5 +1,6 @@
 # Two commands matter: `make studio` (set up, prepare the demo models, start the studio) and `make test`
-# (set up everything the suite needs, run it). Both are idempotent: stamps skip work already done.
+# (set up everything the suite needs, print the architecture figures of scripts/arch_report.py — failing on import
+# cycles — and run it). Both are idempotent: stamps skip work already done.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,10 +33,12 @@ studio: demo
 
 test: setup browser vllm-env
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/arch_report.py
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/arch_report.py
 
 bench: setup
 	for f in bench/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

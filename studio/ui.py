@@ -69,7 +69,8 @@ class UIContext:
         from core.jobs.rundir import ALL_STATES
 
         words = {s: self.t(f"jobs.status_{s}") for s in ALL_STATES}
-        return {**words, "eta": self.t("jobs.col_eta"), "step": self.t("jobs.word_step")}
+        return {**words, "eta": self.t("jobs.col_eta"), "step": self.t("jobs.word_step"),
+                "queued_at": self.t("jobs.queued_at")}
 
     def jobs(self) -> Any:
         """The studio's one JobManager, shared by every tab (created on first use; re-attaches to live jobs)."""

@@ -55,6 +55,8 @@ def test_words_translate_states_and_labels():
     queued = Info(status="queued", queue_position=2, progress=None, done=None, step=None, eta_s=None)
     assert summary.state(queued, words) == "排队中 #2"
     assert summary.progress_text(queued) == "queued #2"
+    assert summary.queue_note(queued, {"queued_at": "第 {pos} 位，等待 {request}"}) == "第 2 位，等待 cpu"
+    assert summary.queue_note(Info()) == ""
 
 
 def test_finished_job_has_no_eta_and_clamped_progress():

@@ -74,6 +74,15 @@ def status_line(info: Any, words: Words | None = None, markdown: bool = True, su
     return line + (f"\n\n{info.reason}" if markdown else f"\n  {info.reason}")
 
 
+def queue_note(info: Any, words: Words | None = None) -> str:
+    """While queued: "Waiting in the queue at position 2 for 2 GPUs." (`words["queued_at"]`, a template with {pos}
+    and {request}, in the reader's language); empty otherwise."""
+    if not info.queue_position:
+        return ""
+    template = (words or {}).get("queued_at", "Waiting in the queue at position {pos} for {request}.")
+    return template.format(pos=info.queue_position, request=info.request)
+
+
 def short_time(ts: float | None) -> str:
     """A table's compact local time ("11-30 05:49:34"); empty when unset."""
     return time.strftime("%m-%d %H:%M:%S", time.localtime(ts)) if ts else ""

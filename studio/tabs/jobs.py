@@ -60,8 +60,8 @@ def detail_md(info: Any | None, t: Callable[..., str], words: Mapping[str, str] 
              f"`{info.id}` · {info.kind} · **{html.escape(summary.progress_text(info, words))}**{attempt}"]
     if info.reason:
         lines.append(f"**{t('jobs.reason')}:** {html.escape(info.reason)}")
-    if info.queue_position:
-        lines.append(t("jobs.queued_at", pos=info.queue_position, request=info.request))
+    if summary.queue_note(info, words):
+        lines.append(summary.queue_note(info, words))
     if info.detail and info.status == "failed":
         lines.append("```\n" + info.detail[-3000:] + "\n```")
     lines.append(f"{t('jobs.run_folder')}: `{info.run_dir}`")
