@@ -228,3 +228,18 @@ def test_custom_rubric_template_and_a_broken_one(workspace, tmp_path, monkeypatc
         judge_job.run(cfg.model_copy(update={"templates": {"rv": str(tmp_path / "bad.txt")}, "output": "x"}),
                       JobContext("t", run_dir, workspace))
     assert not judge.calls
+
+
+def test_duplicate_ids_and_unusable_rows_go_to_rejects_once(workspace, tmp_path, monkeypatch):
+    rows = _rows(4) + [dict(_rows(2)[1], output="a second trace under the same id"), {"id": "empty", "instruction": ""}]
+    write_records(workspace.datasets / "dup.jsonl", rows)
+    monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: ScriptedLocalJudge())
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg = JudgeJob(input="dup", judge={"type": "transformers", "model": "x"})
+    for attempt in (1, 2):  # the rerun finds everything done and writes nothing twice
+        judge_job.run(cfg, JobContext("d", run_dir, workspace, attempt=attempt))
+    ok = _lines(workspace.datasets / "dup-judge.jsonl")
+    bad = _lines(workspace.datasets / "dup-judge.rejects.jsonl")
+    assert [r["id"] for r in ok] == ["t000", "t001", "t002", "t003"]
+    assert sorted(r["id"] for r in bad) == ["empty", "t001#duplicate-at-4"]

@@ -141,10 +141,11 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
     rejects_now = [reject_record(f"input-line-{e.line}", f"invalid input row: {e}", "input") for e in input_errors]
     seen: set[str] = set()
     unique = []
-    for r in rows:
+    for k, r in enumerate(rows):
         rid = str(r["id"])
-        if rid in seen:
-            rejects_now.append(reject_record(rid, "duplicate id in the input (kept the first row)", "input", r))
+        if rid in seen:  # its own reject id: the kept row's id in the rejects file would mark that row as done
+            rejects_now.append(reject_record(f"{rid}#duplicate-at-{k}", "duplicate id in the input (kept the first "
+                                             "row)", "input", r))
         elif not prompt_text(r).strip() or not cot_response(r):
             seen.add(rid)
             rejects_now.append(reject_record(rid, "the row has no instruction or no response to judge", "input", r))
