@@ -11,11 +11,12 @@ from core.jobs.progress import series
 MAX_PANELS = 6
 PREFERRED = ("loss", "eval_loss", "kd_loss", "reward", "learning_rate", "lr", "grad_norm", "tokens_per_s")
 # Curves drawn in one panel (same scale, compared with each other), titled by the key.
-OVERLAYS = {"loss": ("loss", "ce", "kd", "kd_loss", "eval_loss")}
+OVERLAYS = {"loss": ("loss", "ce", "kd", "kd_loss", "eval_loss", "eval_ce", "eval_kd")}
+UNPLOTTED = ("epoch",)  # a counter that rises with step: a panel of it tells nothing
 
 
 def metric_names(records: list[dict]) -> list[str]:
-    names = list(series(records))
+    names = [n for n in series(records) if n not in UNPLOTTED]
     return sorted(names, key=lambda n: (PREFERRED.index(n) if n in PREFERRED else len(PREFERRED), n))
 
 
