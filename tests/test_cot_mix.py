@@ -31,6 +31,8 @@ def test_cd_bins_last_edge_inclusive():
     cd = np.array([0, 2.9, 3, 5.99, 6, 9, 10, 10.5, -1, np.nan])
     assert cd_bins(cd, [0, 3, 6, 10]).tolist() == [0, 0, 1, 1, 2, 2, 2, -1, -1, -1]
     assert cd_bins(np.array([4.0, 5.0]), [4, 5]).tolist() == [0, 0]
+    many = list(range(21))  # more edges than the comparison path takes: the binary search gives the same bins
+    assert cd_bins(np.array([0, 5.5, 19.99, 20, 21, np.nan]), many).tolist() == [0, 5, 19, 19, -1, -1]
 
 
 @pytest.mark.parametrize("target,n,expected", [

@@ -136,10 +136,14 @@ def rv_targets(target, n_bins: int) -> np.ndarray:
 
 def cd_bins(cd: np.ndarray, edges: list[float]) -> np.ndarray:
     """Bin index per row (-1: CD missing or outside the edges); the last bin includes its upper edge."""
-    e = np.asarray(edges, dtype=np.float64)
-    b = np.searchsorted(e, cd, side="right") - 1
-    b[cd == e[-1]] = len(e) - 2
-    b[(b < 0) | (b > len(e) - 2) | np.isnan(cd)] = -1
+    if len(edges) <= 16:  # a comparison per inner edge beats a binary search for the few bins people use
+        b = np.zeros(len(cd), dtype=np.int16)
+        for e in edges[1:-1]:
+            b += cd >= e
+    else:
+        b = (np.searchsorted(np.asarray(edges, dtype=np.float64), cd, side="right") - 1).astype(np.int16)
+        b[cd == edges[-1]] = len(edges) - 2
+    b[~((cd >= edges[0]) & (cd <= edges[-1]))] = -1  # NaN fails both comparisons
     return b
 
 
@@ -208,16 +212,21 @@ def select(frame: pd.DataFrame, spec: CurateSpec) -> Selection:
     chosen = []
     per_bin = []
     labels = bin_labels(edges)
+    order = np.argsort(b, kind="stable")  # small integers: a radix sort, then each bin is one slice
+    idx, key = idx[order], key[order]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(b, minlength=n_bins))])
     for i in range(n_bins):
-        in_bin = b == i
-        cand, kb = idx[in_bin], key[in_bin]
+        cand, kb = idx[starts[i]:starts[i + 1]], key[starts[i]:starts[i + 1]]
         k = spec.samples_per_bin
         if k is not None and len(cand) > k:
             cand = cand[np.argpartition(kb, k - 1)[:k]]
         chosen.append(cand)
-        per_bin.append({"bin": labels[i], "target_rv": float(targets[i]), "available": int(np.count_nonzero(in_bin)),
+        per_bin.append({"bin": labels[i], "target_rv": float(targets[i]), "available": int(starts[i + 1] - starts[i]),
                         "selected": int(len(cand))})
-    index = np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+    keep = np.zeros(n, dtype=bool)  # ascending positions without sorting: mark, then scan
+    for c in chosen:
+        keep[c] = True
+    index = np.flatnonzero(keep)
     return Selection(index, n, passing, dropped, per_bin, mixed=True)
 
 
