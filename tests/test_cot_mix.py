@@ -165,6 +165,12 @@ def test_curate_job_writes_selection_and_report(workspace, tmp_path):
     out = [json.loads(x) for x in (workspace.datasets / "all-correct.jsonl").read_text().splitlines()]
     assert len(out) == 30 and out[0]["output"] == f"A{rows[0]['id'][1:]}"
 
+    # From the cached frame (questions stored as codes): one trace per question, the best-fitting one.
+    curate_job.run(CurateJob(input="scored", output="per-q", one_per_question=True), ctx)
+    out = [json.loads(x) for x in (workspace.datasets / "per-q.jsonl").read_text().splitlines()]
+    assert sorted(r["question_id"] for r in out) == sorted(f"q{rv}" for rv in range(10))
+    assert {(r["rv"], r["cd"]) for r in out if r["rv"] in (2, 5, 8)} == {(2, 1), (5, 4), (8, 7)}
+
 
 def test_dataset_frame_is_cached_until_the_file_changes(workspace, monkeypatch):
     from core.cot import frame_cache

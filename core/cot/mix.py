@@ -80,7 +80,13 @@ def read_frame(path, ids: bool = True) -> pd.DataFrame:
 
 
 def write_frame(frame: pd.DataFrame, path) -> None:
-    frame.loc[:, list(FRAME_COLUMNS)].to_parquet(path, index=False)
+    """Questions are stored as integer codes: the mixer needs only "same question or not", and turning a quarter of a
+    million question strings back into a categorical would cost more than reading every score column."""
+    out = frame.loc[:, list(FRAME_COLUMNS)].copy()
+    q = out["question_id"]
+    codes = q.cat.codes if isinstance(q.dtype, pd.CategoricalDtype) else pd.Series(pd.factorize(q)[0])
+    out["question_id"] = codes.to_numpy().astype(np.int32)
+    out.to_parquet(path, index=False)
 
 
 # ------------------------------------------------------------------------------------------------------- filters
@@ -201,8 +207,7 @@ def select(frame: pd.DataFrame, spec: CurateSpec) -> Selection:
     key = (dist_q << 32) | _tie_breaks(n, spec.seed)[idx]
 
     if spec.one_per_question:
-        q = frame["question_id"]
-        codes = (q.cat.codes.to_numpy() if isinstance(q.dtype, pd.CategoricalDtype) else pd.factorize(q)[0])[idx]
+        codes = _question_codes(frame["question_id"])[idx]
         best = np.full(int(codes.max()) + 1 if len(codes) else 0, np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(best, codes, key)
         keep = key == best[codes]
@@ -228,6 +233,15 @@ def select(frame: pd.DataFrame, spec: CurateSpec) -> Selection:
         keep[c] = True
     index = np.flatnonzero(keep)
     return Selection(index, n, passing, dropped, per_bin, mixed=True)
+
+
+def _question_codes(q: pd.Series) -> np.ndarray:
+    """0..n-1 per distinct question: categorical codes, stored codes (write_frame), or factorized ids."""
+    if isinstance(q.dtype, pd.CategoricalDtype):
+        return q.cat.codes.to_numpy()
+    if pd.api.types.is_integer_dtype(q.dtype) and (len(q) == 0 or q.min() >= 0):
+        return q.to_numpy()
+    return pd.factorize(q)[0]
 
 
 def _first_per_code(codes: np.ndarray) -> np.ndarray:
