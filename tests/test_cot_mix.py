@@ -195,3 +195,17 @@ def test_dataset_frame_is_cached_until_the_file_changes(workspace, monkeypatch):
         f.write(json.dumps(_row(99, rv=1, cd=1)) + "\n")
     assert len(frame_cache.dataset_frame(workspace, "s")) == 21
     assert len(list((workspace.cache / "cot").glob("s-*.parquet"))) == 1  # the stale frame is gone
+
+
+def test_plot_figures_from_stats():
+    from core.cot import plots
+    from core.cot.mix import plot_stats
+
+    frame = frame_from_rows([_row(i, rv=i % 10, cd=(3 * i) % 10, teacher=f"T{i % 2}") for i in range(40)])
+    stats = plot_stats(frame, select(frame, CurateSpec(samples_per_bin=2)))
+    heat = plots.rv_cd_heatmaps(stats)
+    assert [t.type for t in heat.data] == ["heatmap", "heatmap"]
+    assert sum(map(sum, heat.data[0].z)) == 40 and sum(map(sum, heat.data[1].z)) == 6
+    assert len(plots.score_histograms(stats).data) == 4
+    assert plots.length_by_rv(stats).data[0].y[0] is not None
+    assert list(plots.teachers(stats).data[0].x) == ["T0", "T1"]
