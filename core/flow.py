@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from core.config import PipelineJob, PipelineStep
 from core.config.base import BackendSpec, JobBase
+from core.endpoints import spec_for
 from core.presets import find_preset
 from core.workspace import Workspace
 
@@ -139,23 +140,7 @@ def compare_job(plan: FlowPlan, logit_kd: bool) -> PipelineJob:
 
 # ------------------------------------------------------------------------------------------- for the Start tab
 
-ENDPOINT_PREFIX = "endpoint:"  # how model pickers mark a registered endpoint (core.chat.servers uses the same)
 DEMO_DATASET = "demo-instructions"
-
-
-def teacher_spec(choice: str, ws: Workspace) -> BackendSpec:
-    """A picker value (workspace model name, folder, or `endpoint:<name>`) as a backend spec."""
-    if choice.startswith(ENDPOINT_PREFIX):
-        from core.config.base import EndpointSpec
-        from core.models.registry import load_endpoints
-
-        name = choice[len(ENDPOINT_PREFIX):]
-        for e in load_endpoints(ws):
-            if e.name == name:
-                return BackendSpec(type="openai", model=e.model or "", endpoint=EndpointSpec(
-                    base_url=e.base_url, model=e.model, api_key_env=e.api_key_env))
-        raise ValueError(f"no registered endpoint named '{name}'")
-    return BackendSpec(type="transformers", model=choice)
 
 
 def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws: Workspace) -> FlowPlan:
@@ -165,7 +150,7 @@ def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws:
         raise ValueError("choose " + ", ".join(missing) + " first")
     if teacher == student:
         raise ValueError("teacher and student are the same model: pick a smaller student (or derive one)")
-    return FlowPlan(teacher_spec(teacher, ws), student, dataset)
+    return FlowPlan(spec_for(teacher, ws), student, dataset)
 
 
 def logit_kd_possible(plan: FlowPlan, ws: Workspace) -> tuple[bool, str]:

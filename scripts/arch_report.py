@@ -11,7 +11,7 @@ job-status renderers). `make test` runs it without `--strict` while those figure
 How each figure is read (heuristics, so every hit is listed for a person to judge):
 - room: `core/<room>/` or `core/<file>.py`; an import (function-level ones included) is an edge to the longest
   module it names; cycles are strongly connected components of more than one node.
-- converter: a function outside `core/forms/pickers.py` and `core/config/` that calls `BackendSpec(...)` with
+- converter: a function outside `core/endpoints.py` and `core/config/` that calls `BackendSpec(...)` with
   `model=` a variable (a picker's value), or that handles the pickers' `endpoint:` marker while building one.
 - job-status renderer: a module (other than core/jobs/summary.py) with a function that puts a job's status,
   progress, ETA or queue position into text itself (an f-string or a translation call with `info.status`, ...,
@@ -33,7 +33,7 @@ IO_CALLS = {"write_text", "write_bytes", "read_text", "read_bytes"}
 OS_IO = {"copy", "copyfile", "copy2", "copytree", "move", "rmtree", "run", "Popen", "remove", "unlink", "replace",
          "rename", "makedirs"}
 SUMMARY = "core.jobs.summary"
-PICKERS = "core.forms.pickers"
+PICKERS = "core.endpoints"
 
 
 @dataclass
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rep = measure(Path(args.root).resolve())
     renderers = 1 + len(rep.renderers)  # core.jobs.summary, plus every module that renders a job itself
-    converters = 1 + len(rep.converters)  # core.forms.pickers.spec_for, plus every other
+    converters = 1 + len(rep.converters)  # core.endpoints.spec_for, plus every other
     rows = [
         ("import cycles between core rooms", len(rep.room_cycles), rep.room_cycles, 0),
         ("import cycles between files", len(rep.file_cycles), rep.file_cycles, 0),

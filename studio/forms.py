@@ -22,15 +22,16 @@ from studio.i18n import has
 from studio.ui import UIContext, elem_id
 
 RADIO_MAX = 4  # at most this many choices: radio buttons; more: a dropdown
-RENDERED: set[tuple[str, str]] = set()  # (prefix, field name) of every field rendered (tests check translations)
 
 
-def picker_choices(ui: UIContext, widget: str, optional: bool = False) -> list[Any]:
-    """The current choices of a model / dataset / cache picker (an empty first choice when the field is optional)."""
-    from core.forms import pickers
+def picker_choices(ui: UIContext, widget: str, optional: bool = False,
+                   source: Callable[[Any], list[Any]] | None = None) -> list[Any]:
+    """The current choices of a model / dataset / cache picker, or of a field whose `extra["choices_of"]` lists them
+    (`source(workspace)`: endpoints, templates), with an empty first choice when the field is optional."""
+    from core import pickers
 
     ws = ui.workspace
-    found: list[Any] = {
+    found: list[Any] = source(ws) if source else {
         "model": lambda: pickers.model_choices(ws),
         "dataset": lambda: pickers.dataset_choices(ws),
         "cache": lambda: pickers.cache_choices(ws),
@@ -54,7 +55,7 @@ class FormView:
 
     def _component(self, f: FieldSpec, **kwargs: Any) -> Any:
         t, key = self.ui.t, f"{self.prefix}.{f.name}"
-        RENDERED.add((self.prefix, f.name))
+        self.ui.shared.setdefault("form_fields", set()).add((self.prefix, f.name))  # tests check translations
         info_key = f"{key}_info"
         info = t(info_key) if has(info_key) else f.help
         common: dict[str, Any] = {"label": t(key), "elem_id": elem_id(key), **f.extra.get("gradio", {}), **kwargs}
@@ -79,11 +80,12 @@ class FormView:
                 comp = gr.Radio(labelled, value=f.default, **common)
             else:
                 comp = gr.Dropdown(labelled, value=f.default, **common)
-        elif w in ("model", "dataset", "cache"):
-            comp = gr.Dropdown(picker_choices(self.ui, w, f.optional), value="" if f.optional else None,
+        elif w in ("model", "dataset", "cache") or "choices_of" in f.extra:
+            src = f.extra.get("choices_of")
+            comp = gr.Dropdown(picker_choices(self.ui, w, f.optional, src), value="" if f.optional else None,
                                allow_custom_value=True, **common)
-            comp.focus(lambda w=w, o=f.optional: gr.update(choices=picker_choices(self.ui, w, o)), None, comp,
-                       show_progress="hidden")
+            comp.focus(lambda w=w, o=f.optional, s=src: gr.update(choices=picker_choices(self.ui, w, o, s)), None,
+                       comp, show_progress="hidden")
         elif w == "code":
             comp = gr.Code(f.default or "", language=f.extra.get("language"), **common)
         else:
@@ -205,6 +207,6 @@ class FormView:
 
 
 def _job_choices(ui: UIContext, kinds: Iterable[str]) -> list[tuple[str, str]]:
-    from core.forms.pickers import job_choices
+    from core.pickers import job_choices
 
     return job_choices(ui.jobs(), tuple(kinds))

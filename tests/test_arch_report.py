@@ -32,7 +32,7 @@ def test_figures_on_a_made_up_tree(tmp_path, capsys):
         "core/a/x.py": "def f():\n    from core.b import y\n",
         "core/b/__init__.py": "",
         "core/b/y.py": "from core.a import x\nimport gradio\n",
-        "core/forms/pickers.py": "def spec_for(choice):\n    return BackendSpec(model=choice)\n",
+        "core/endpoints.py": "def spec_for(choice):\n    return BackendSpec(model=choice)\n",
         "core/jobs/summary.py": "def line(info):\n    return f'{info.status}'\n",
         "core/other.py": """
             def convert(choice):

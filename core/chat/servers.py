@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,23 @@ import yaml
 
 from core.config.base import BackendSpec, EndpointSpec
 from core.config.train import ServeJob
+from core.endpoints import ENDPOINT_PREFIX, find_endpoint  # noqa: F401 - re-exported
+from core.errors import UserError
 from core.jobs.rundir import CONFIG_FILE, QUEUED, RUNNING, STOPPING
 from core.llm.serve import read_endpoint
 from core.workspace import Workspace
 
-ENDPOINT_PREFIX = "endpoint:"
-
 # What a column shows. "ready" = the server answers requests.
 NOT_LOADED, QUEUED_S, LOADING, READY, STOPPING_S, FAILED_S, STOPPED_S = (
     "not_loaded", "queued", "loading", "ready", "stopping", "failed", "stopped")
+STATES = (NOT_LOADED, QUEUED_S, LOADING, READY, STOPPING_S, FAILED_S, STOPPED_S)
+LOADABLE = (NOT_LOADED, FAILED_S, STOPPED_S)  # a column in these states offers Load
+STATUS_ICONS = {NOT_LOADED: "⚪", QUEUED_S: "⏳", LOADING: "⏳", READY: "🟢", STOPPING_S: "⏹️", FAILED_S: "🔴",
+                STOPPED_S: "⚪"}
+
+
+class ServerError(UserError, ValueError):
+    """A Load / Unload that cannot apply to the column's choice (no model chosen, a remote endpoint)."""
 
 
 @dataclass
@@ -99,9 +108,9 @@ class ModelServers:
         """Start a server for `model` (or return the one already running). Returns the job id."""
         model = (model or "").strip()
         if not model:
-            raise ValueError("choose a model first")
+            raise ServerError("choose a model first")
         if model.startswith(ENDPOINT_PREFIX):
-            raise ValueError("a remote endpoint needs no loading: it is ready to chat")
+            raise ServerError("a remote endpoint needs no loading: it is ready to chat")
         existing = self.job_for(model)
         if existing is not None:
             return existing.id
@@ -196,29 +205,17 @@ class ModelServers:
                            api_key_env=e.api_key_env, remote=True, message=e.base_url)
 
 
-def find_endpoint(ws: Workspace, choice: str) -> Any:
-    """The registered endpoint a picker value `endpoint:<name>` names (ValueError when it is not registered)."""
-    from core.models.registry import load_endpoints
+def server_line(state: ServerState, words: Mapping[str, str] | None = None) -> str:
+    """A column's server in one line — icon, state, detail ("🟢 ready — cpu") — the one renderer of a ServerState.
 
-    name = choice[len(ENDPOINT_PREFIX):] if choice.startswith(ENDPOINT_PREFIX) else choice
-    for e in load_endpoints(ws):
-        if e.name == name:
-            return e
-    raise ValueError(f"no endpoint named '{name}' is registered (Models tab: add it)")
-
-
-def model_choices(ws: Workspace) -> list[tuple[str, str]]:
-    """(label, value) for the column pickers: workspace models, then registered endpoints."""
-    from core.models.registry import list_models
-
-    out = []
-    for m in list_models(ws):
-        if m.source == "endpoint":
-            out.append((f"🌐 {m.name}", f"{ENDPOINT_PREFIX}{m.name}"))
-        elif not m.is_adapter:
-            out.append((m.name, m.name))
-    return out
-
+    `words` maps the states, "none" (no model chosen) and "remote" (a registered endpoint) to the reader's language;
+    without it the raw state names are shown."""
+    w = words or {}
+    if not state.model:
+        return w.get("none", "⚪ no model chosen")
+    text = w.get("remote", "remote endpoint, ready") if state.remote else w.get(state.status, state.status)
+    detail = f" — {state.message}" if state.message else ""
+    return f"{STATUS_ICONS.get(state.status, '⚪')} {text}{detail}"
 
 
 _CLIENTS: dict[tuple, Any] = {}

@@ -25,7 +25,8 @@ class EvaluateForm(JobForm):
         field(EvaluateJob, "judge", widget="model"),
         field(EvaluateJob, "dataset", widget="dataset"),
         field(EvaluateJob, "metrics"),
-        field(EvaluateJob, "limit", extra={"zero_is_none": True}),
+        # "0 = all rows": the widget starts at 0 (an empty Number shows 0, which a minimum of 1 would refuse)
+        field(EvaluateJob, "limit", minimum=0, default=0, extra={"zero_is_none": True}),
         field(EvaluateJob, "answer_field"),
         field(EvaluateJob, "top_k"),
         field(EvaluateJob, "sampling.max_new_tokens", name="max_new_tokens"),
@@ -54,6 +55,6 @@ def build_job(ws: Workspace, values: dict[str, Any], confine: bool = True) -> Ev
 
 def evaluation_runs(jobs: Any) -> list[tuple[str, str]]:
     """(label, job id) of evaluate jobs, newest first, for the results and compare pickers."""
-    from core.forms.pickers import job_choices
+    from core.pickers import job_choices
 
     return job_choices(jobs, ("evaluate",), limit=200)

@@ -43,7 +43,8 @@ class FieldSpec:
     optional: bool = False  # the config accepts None (an empty widget means "not set")
     group: str = "main"  # the section it is laid out in (the tab decides where each group goes)
     kinds: tuple[str, ...] = ()  # only for these job kinds of a multi-kind form (empty: all)
-    extra: dict[str, Any] = dc_field(default_factory=dict, compare=False)  # renderer hints (lines, scale, ...)
+    # renderer hints (lines, scale, ...; "choices_of": workspace -> choices, for a picker a room above forms lists)
+    extra: dict[str, Any] = dc_field(default_factory=dict, compare=False)
 
     def shown_for(self, kind: str) -> bool:
         return not self.kinds or kind in self.kinds

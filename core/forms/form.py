@@ -83,7 +83,7 @@ class JobForm:
 
     def backend_for(self, ws: Workspace, values: dict[str, Any], f: FieldSpec, choice: Any) -> Any:
         """A model picker feeding a BackendSpec field: the spec (`backend` value picks transformers / vllm)."""
-        from core.forms.pickers import spec_for
+        from core.endpoints import spec_for
 
         spec = spec_for(choice, ws, values.get("backend") or "transformers")
         return None if spec is None else spec.model_dump(exclude_defaults=True)
@@ -117,7 +117,7 @@ class JobForm:
 
     def values_of(self, job: JobBase, ws: Workspace) -> dict[str, Any]:
         """The form values that describe `job` (to load a YAML or a past job's config back into the form)."""
-        from core.forms.pickers import choice_for
+        from core.endpoints import choice_for
 
         out = {}
         for f in self.fields:

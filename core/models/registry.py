@@ -8,12 +8,19 @@ and safetensors headers, so listing a workspace of 7B checkpoints costs millisec
 from __future__ import annotations
 
 import json
-import re
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.endpoints import (  # noqa: F401 - re-exported: the endpoint registry lives below core.forms
+    ENDPOINTS_FILE,
+    EndpointEntry,
+    endpoints_path,
+    load_endpoints,
+    remove_endpoint,
+    save_endpoint,
+)
 from core.llm.base import BackendError
 from core.modelpath import (  # noqa: F401 - re-exported: name -> folder resolution lives below core.llm
     HUB_ID,
@@ -25,7 +32,6 @@ from core.modelpath import (  # noqa: F401 - re-exported: name -> folder resolut
 )
 from core.workspace import Workspace
 
-ENDPOINTS_FILE = "endpoints.json"
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
                 "F8_E4M3": 1, "F8_E5M2": 1}
 
@@ -54,15 +60,6 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class EndpointEntry:
-    name: str
-    base_url: str
-    model: str | None = None
-    api_key_env: str | None = None
-    notes: str = ""
 
 
 @dataclass
@@ -172,45 +169,6 @@ def inspect_model_dir(folder: Path, name: str | None = None, source: str = "path
     except (OSError, BackendError, ValueError, KeyError, TypeError) as e:
         info.error = f"{type(e).__name__}: {e}"
     return info
-
-
-# ---------------------------------------------------------------- endpoints (remote OpenAI-compatible servers)
-
-
-def endpoints_path(ws: Workspace) -> Path:
-    return ws.root / ENDPOINTS_FILE
-
-
-def load_endpoints(ws: Workspace) -> list[EndpointEntry]:
-    data = read_json(endpoints_path(ws))
-    return [EndpointEntry(**e) for e in data.get("endpoints", [])]
-
-
-def save_endpoint(ws: Workspace, entry: EndpointEntry) -> None:
-    """Add or replace an endpoint by name. Only the env-var *name* of a key is stored, never a key."""
-    if not entry.name.strip():
-        raise BackendError("endpoint name is empty")
-    if not re.match(r"^https?://", entry.base_url.strip()):
-        raise BackendError(f"endpoint URL '{entry.base_url}' must start with http:// or https://")
-    if entry.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", entry.api_key_env):
-        raise BackendError(
-            f"'{entry.api_key_env}' is not an environment variable name: give the NAME of the variable that holds "
-            "the key (e.g. DASHSCOPE_API_KEY), not the key itself"
-        )
-    entries = [e for e in load_endpoints(ws) if e.name != entry.name] + [entry]
-    path = endpoints_path(ws)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"endpoints": [asdict(e) for e in entries]}, indent=2), encoding="utf-8")
-    tmp.replace(path)
-
-
-def remove_endpoint(ws: Workspace, name: str) -> bool:
-    entries = load_endpoints(ws)
-    kept = [e for e in entries if e.name != name]
-    if len(kept) == len(entries):
-        return False
-    endpoints_path(ws).write_text(json.dumps({"endpoints": [asdict(e) for e in kept]}, indent=2), encoding="utf-8")
-    return True
 
 
 def probe_endpoint(entry: EndpointEntry, timeout_s: float = 5.0) -> list[str]:

@@ -17,9 +17,10 @@ from core.config.base import BackendSpec, JobBase
 from core.config.data_jobs import CaptureJob
 from core.config.registry import PipelineJob, PipelineStep
 from core.config.train import KdJob, OnPolicyKdJob, SftJob
+from core.endpoints import ENDPOINT_PREFIX
 from core.forms.fields import FieldSpec, coerce, field, locate
 from core.forms.form import FormError, JobForm
-from core.forms.pickers import ENDPOINT_PREFIX, local_model_names
+from core.pickers import local_model_names
 from core.workspace import Workspace
 
 METHODS: dict[str, type[JobBase]] = {"sft": SftJob, "kd": KdJob, "onpolicy": OnPolicyKdJob}

@@ -1,7 +1,7 @@
 """Start here: run a preset, or walk the first distillation (Synthesize → Train → Compare) with three choices.
 
 Widgets and wiring only: the recipe, the names of what each stage produces and the checks live in core.flow and
-core.presets; the model and dataset lists come from core.forms.pickers; a stage's job line from core.jobs.summary.
+core.presets; the model and dataset lists come from core.pickers; a stage's job line from core.jobs.summary.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Any
 
 import gradio as gr
 
-from core import flow
+from core import flow, pickers
 from core.config import dump_yaml
 from core.devices import discover_gpus
 from core.errors import UserError
-from core.forms import pickers
 from core.jobs import summary
 from core.presets import check_machine, find_preset, list_presets
 from studio.ui import UIContext

@@ -177,7 +177,7 @@ def _wire_run(ui: UIContext, w: dict[str, Any]) -> None:
 
 
 def _training_jobs(ui: UIContext) -> list[tuple[str, str]]:
-    from core.forms.pickers import job_choices
+    from core.pickers import job_choices
 
     return job_choices(ui.jobs(), FORM.kinds())
 

@@ -1,0 +1,59 @@
+"""What the pickers offer: workspace models and registered endpoints, datasets, logit caches, past jobs.
+
+One place for every tab and the CLI. What a picked model value means (`spec_for`, `choice_for`, `ENDPOINT_PREFIX`)
+lives in `core.endpoints`, below the rooms that have forms; these lists read the rooms themselves, so they sit above.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.endpoints import ENDPOINT_PREFIX
+from core.workspace import Workspace
+
+
+def model_choices(ws: Workspace, endpoints: bool = True) -> list[tuple[str, str]]:
+    """(label, value) of the models a job can use: workspace models (no bare adapters), then registered endpoints."""
+    from core.models.registry import list_models
+
+    local, remote = [], []
+    for m in list_models(ws):
+        if m.source == "endpoint":
+            if endpoints:
+                remote.append((f"🌐 {m.name}", f"{ENDPOINT_PREFIX}{m.name}"))
+        elif not m.is_adapter:
+            local.append((m.name, m.name))
+    return local + remote
+
+
+def endpoint_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, value) of the registered endpoints alone (a form that asks "which server?" next to a typed URL)."""
+    return [c for c in model_choices(ws) if c[1].startswith(ENDPOINT_PREFIX)]
+
+
+def local_model_names(ws: Workspace) -> list[str]:
+    """Workspace model folders that hold a full model (what training and derivation can start from)."""
+    return [value for _, value in model_choices(ws, endpoints=False)]
+
+
+def dataset_choices(ws: Workspace) -> list[str]:
+    """Workspace datasets by name."""
+    from core.data.store import dataset_names
+
+    return dataset_names(ws)
+
+
+def cache_choices(ws: Workspace) -> list[str]:
+    """Teacher logit caches under workspace/cache (folders with a meta.json)."""
+    if not ws.cache.is_dir():
+        return []
+    return sorted(p.name for p in ws.cache.iterdir() if (p / "meta.json").is_file())
+
+
+def job_choices(jobs: Any, kinds: tuple[str, ...] | None = None, limit: int = 50) -> list[tuple[str, str]]:
+    """(label, id) of past jobs of `kinds`, newest first, for a tab's job picker."""
+    out = []
+    for j in jobs.list(limit=200, refresh=False):
+        if kinds is None or j.kind in kinds:
+            out.append((f"{j.name} · {j.id}", j.id))
+    return out[:limit]
