@@ -129,3 +129,43 @@ def load_template(operator: str, ref: str | None = None, ws: Workspace | None = 
     if not p.is_file():
         raise TemplateError(f"template '{ref}' not found (neither a workspace template nor a file)")
     return p.read_text(encoding="utf-8").rstrip("\n")
+
+
+def placeholder_list(operator: str) -> str:
+    """The placeholders an operator fills, as a person writes them: "{instruction}, {cot}"."""
+    return ", ".join("{" + p + "}" for p in PLACEHOLDERS[operator])
+
+
+def template_text(ws: Workspace, operator: str, choice: str | None, confine: bool = True) -> str:
+    """The text a template picker's value stands for: empty = the operator's default, else a workspace template by
+    name, else a file — confined to the workspace for a web visitor (`confine`): a typed path cannot read elsewhere."""
+    choice = (choice or "").strip()
+    if not choice:
+        return default_template(operator)
+    if TEMPLATE_NAME.match(choice.removesuffix(".txt")) and template_path(ws, choice).is_file():
+        return load_template(operator, choice, ws)
+    if confine:
+        ws.resolve(choice)  # PathOutsideWorkspace names the path
+    return load_template(operator, choice, ws)
+
+
+def template_ref(ws: Workspace, operator: str, choice: str | None, text: str | None, save_name: str
+                 ) -> tuple[str | None, str | None]:
+    """(the config's `template`, the name the edited text must be saved under before a job can use it).
+
+    Unedited text keeps the chosen template (None = the operator's default); edited text becomes `<save_name>.<op>`,
+    saved when the job is submitted — a form preview must not write files."""
+    choice = (choice or "").strip() or None
+    if text is None:
+        return choice, None
+    text = text.rstrip("\n")
+    if choice:
+        try:
+            if template_text(ws, operator, choice) == text:
+                return choice, None
+        except (UserError, OSError):
+            pass  # a missing, unreadable or refused choice: the edited text is what the job gets
+    if text == default_template(operator):
+        return None, None
+    name = f"{re.sub(r'[^A-Za-z0-9._-]', '-', save_name).strip('.-_') or 'synth'}.{operator}"
+    return name, name
