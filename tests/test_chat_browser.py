@@ -130,7 +130,8 @@ def test_evaluate_from_the_browser(studio, browser_page, tmp_path, artifacts_dir
         page.get_by_role("option", name="quiz").click()
         page.locator("#eds-eval-submit").click()
         page.wait_for_function("document.querySelector('#eds-eval-submitted').innerText.includes('submitted')")
-        page.wait_for_function("document.querySelector('#eds-eval-status').innerText.includes('succeeded')",
+        page.wait_for_function("document.querySelector('#eds-eval-status').innerText.toLowerCase()"
+                               ".includes('succeeded')",
                                timeout=120_000)
         page.wait_for_function("document.querySelector('#eds-eval-summary').innerText.includes('0.6667')")
         assert "exact_match" in page.locator("#eds-eval-summary").inner_text()
