@@ -56,11 +56,12 @@ def test_models_tab_table_derive_compat_and_endpoint(studio, browser_page, tiny_
     msg = ""
     while time.time() < deadline:
         msg = page.locator("#models-job-msg").inner_text()
-        if any(w in msg for w in ("succeeded", "failed", "cancelled")):
+        if any(w in msg.lower() for w in ("succeeded", "failed", "cancelled")):
             break
         time.sleep(1)
     page.screenshot(path=str(artifacts_dir / "models-tab-derive.png"), full_page=True)
-    assert "succeeded" in msg and "kept 2/4 layers [0, 3]" in msg and "KL to teacher" in msg, msg + sp.log()[-2000:]
+    assert "succeeded" in msg.lower(), msg + sp.log()[-2000:]  # the state in the page's words ("Succeeded")
+    assert "kept 2/4 layers [0, 3]" in msg and "KL to teacher" in msg, msg
     assert json.loads((ws / "models" / "tiny-teacher-2l" / "config.json").read_text())["num_hidden_layers"] == 2
     _table_has(page, "tiny-teacher-2l")  # the table refreshed itself
 

@@ -23,6 +23,7 @@ from core.llm.base import BackendError
 
 STRATEGIES = ("head_tail", "even", "first")
 DERIVED_FILE = "derived_from.json"
+REPORT_FILE = "derive_report.json"  # in the derive job's output folder
 EVAL_CACHE = ".derive_eval_answers.json"
 # Held-out prompts for the before-training check (short: the teacher answers them greedily on a CPU).
 EVAL_PROMPTS = [
@@ -251,6 +252,15 @@ def read_derived(folder: Path) -> dict | None:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def read_report(run_dir: str | Path) -> DeriveReport | None:
+    """The report a finished derive job left in its run folder (None when it has none: failed, or another kind)."""
+    p = Path(run_dir) / "output" / REPORT_FILE
+    try:
+        return DeriveReport(**json.loads(p.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return None
+
+
 def run(config, ctx) -> None:
     """DeriveJob entry: the student lands in workspace/models/<output>; the report in the run's output folder."""
     from core.models.registry import resolve_model
@@ -265,6 +275,6 @@ def run(config, ctx) -> None:
         ctx.progress(min(step[0], 3), 4)
 
     report = derive_student(teacher, out, config.layers, config.strategy, progress=say)
-    (ctx.output_dir / "derive_report.json").write_text(json.dumps(asdict(report), indent=2))
+    (ctx.output_dir / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
     ctx.progress(4, 4, params_before=report.params_before, params_after=report.params_after,
                  student_ce=report.student_ce, student_kl=report.student_kl)

@@ -1,233 +1,198 @@
 """The Models tab: what models exist (workspace, extra folders, hub ids, endpoints), the offline demo pair, deriving
 a student by layer pruning, the logit-KD compatibility check and remote endpoints.
 
-Handlers are thin calls into core.models; long work (deriving, preparing the demo) is submitted as a job and polled.
-Nothing here imports torch: facts come from config.json and safetensors headers.
+Widgets and wiring only: the table, the derive / demo forms, the preview and the job report live in core.models
+(`table`, `form`), endpoints in core.models.registry. Long work (deriving, preparing the demo) is submitted as a job
+and polled. Nothing here imports torch: facts come from config.json and safetensors headers.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
-from core.llm.base import BackendError
+from core.errors import BackendError, UserError
 from core.models import registry
-from core.workspace import PathOutsideWorkspace
+from core.models.form import DEMO_FORM, DERIVE_FORM, job_report, preview, propose
+from core.models.table import COLUMNS, model_rows
+from core.pickers import local_model_names
+from studio.forms import FormView, picker_choices
 from studio.ui import UIContext
-
-COLS = ("name", "source", "architecture", "params", "layers", "vocab", "dtype", "chat", "size", "note")
-STRATEGIES = ("head_tail", "even", "first")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
-
-
-def table_rows(ws, extra: list[str]) -> list[list]:
-    """One row per model for the table (endpoint rows show their URL)."""
-    paths, hubs = [], []
-    for item in extra:
-        (hubs if registry.HUB_ID.match(item) and not (ws.root / item).exists() else paths).append(item)
-    rows = []
-    for m in registry.list_models(ws, [str(ws.resolve(p)) for p in paths], hubs):
-        if m.source == "endpoint":
-            rows.append([m.name, m.source, m.architecture, "", "", "", "", "", "", f"{m.base_url}"
-                         + (f" (key: ${m.api_key_env})" if m.api_key_env else "")])
-            continue
-        chat = "" if m.chat_template is None else ("yes" if m.chat_template else "NO")
-        rows.append([m.name, m.source, m.architecture or "", registry.human_params(m.params), m.num_layers or "",
-                     m.vocab_size or "", m.dtype or "", chat, registry.human_bytes(m.disk_bytes), m.error or ""])
-    return rows
-
-
-def local_model_names(ws) -> list[str]:
-    """Workspace models that are loadable folders (for pickers)."""
-    return [m.name for m in registry.list_models(ws) if m.source == "workspace" and not m.error and not m.is_adapter]
 
 
 def build(ui: UIContext) -> None:
-    ws = ui.workspace
+    ui.reg("models.intro", gr.Markdown(ui.t("models.intro"), elem_id="models-intro"))
+    w: dict[str, Any] = {}
+    _table_section(ui, w)
+    _demo_section(ui, w)
+    _derive_section(ui, w)
+    w["job_msg"] = gr.Markdown(elem_id="models-job-msg")
+    w["job_state"] = gr.State("")
+    w["timer"] = gr.Timer(2.0, active=False)
+    _compat_section(ui, w)
+    _endpoint_section(ui, w)
+    _wire_table(ui, w)
+    _wire_jobs(ui, w)
+    _wire_compat_and_endpoints(ui, w)
+
+
+# ------------------------------------------------------------------------------------------------ layout
+
+def _table_section(ui: UIContext, w: dict[str, Any]) -> None:
     t = ui.t
-
-    ui.reg("models.intro", gr.Markdown(t("models.intro"), elem_id="models-intro"))
-
-    # ------------------------------------------------------------------------------------------------ the table
-    headers = [t(f"models.col_{c}") for c in COLS]
+    w["headers"] = [t(f"models.col_{c}") for c in COLUMNS]
     with gr.Row():
-        extra = ui.reg("models.extra", gr.Textbox(label=t("models.extra"), info=t("models.extra_info"),
-                                                  placeholder=t("models.extra_placeholder"), elem_id="models-extra",
-                                                  scale=4), "label", "info", "placeholder")
-        refresh = ui.reg("models.refresh", gr.Button(t("models.refresh"), elem_id="models-refresh", scale=1))
-    table = gr.Dataframe(value={"headers": headers, "data": table_rows(ws, [])}, interactive=False, wrap=True,
-                         elem_id="models-table", show_label=False)
-    table_msg = gr.Markdown(elem_id="models-table-msg")
+        w["extra"] = ui.reg("models.extra", gr.Textbox(label=t("models.extra"), info=t("models.extra_info"),
+                                                       placeholder=t("models.extra_placeholder"),
+                                                       elem_id="models-extra", scale=4), "label", "info", "placeholder")
+        w["refresh"] = ui.reg("models.refresh", gr.Button(t("models.refresh"), elem_id="models-refresh", scale=1))
+    w["table"] = gr.Dataframe(value={"headers": w["headers"], "data": model_rows(ui.workspace)}, interactive=False,
+                              wrap=True, elem_id="models-table", show_label=False)
+    w["table_msg"] = gr.Markdown(elem_id="models-table-msg")
 
-    # ------------------------------------------------------------------------------------------------ demo pair
-    with ui.reg("models.demo_title", gr.Accordion(t("models.demo_title"), open=False, elem_id="models-demo")):
-        ui.reg("models.demo_text", gr.Markdown(t("models.demo_text")))
+
+def _demo_section(ui: UIContext, w: dict[str, Any]) -> None:
+    w["demo"] = FormView(ui, "models", DEMO_FORM)
+    with ui.reg("models.demo_title", gr.Accordion(ui.t("models.demo_title"), open=False, elem_id="models-demo")):
+        ui.reg("models.demo_text", gr.Markdown(ui.t("models.demo_text")))
         with gr.Row():
-            demo_layers = ui.reg("models.demo_layers", gr.Number(15, precision=0,
-                                                                 label=t("models.demo_layers"),
-                                                                 elem_id="models-demo-layers"))
-            demo_btn = ui.reg("models.demo_button", gr.Button(t("models.demo_button"), elem_id="models-demo-button"))
+            w["demo"].render("demo_layers")
+            w["demo_btn"] = ui.reg("models.demo_button", gr.Button(ui.t("models.demo_button"),
+                                                                  elem_id="models-demo-button"))
 
-    # ------------------------------------------------------------------------------------------------ derive
-    with ui.reg("models.derive_title", gr.Accordion(t("models.derive_title"), open=True, elem_id="models-derive")):
-        ui.reg("models.derive_text", gr.Markdown(t("models.derive_text")))
+
+def _derive_section(ui: UIContext, w: dict[str, Any]) -> None:
+    w["derive"] = view = FormView(ui, "models", DERIVE_FORM)
+    with ui.reg("models.derive_title", gr.Accordion(ui.t("models.derive_title"), open=True, elem_id="models-derive")):
+        ui.reg("models.derive_text", gr.Markdown(ui.t("models.derive_text")))
         with gr.Row():
-            teacher = ui.reg("models.teacher", gr.Dropdown(choices=local_model_names(ws), value=None,
-                                                           label=t("models.teacher"), elem_id="models-teacher",
-                                                           allow_custom_value=False))
-            # no `minimum`: an empty field arrives as 0 and would be refused before our handler says what to do
-            layers = ui.reg("models.layers", gr.Number(None, precision=0, label=t("models.layers"),
-                                                       elem_id="models-layers"))
-            strategy = ui.reg("models.strategy", gr.Radio(
-                choices=[(t(f"models.strategy_{s}"), s) for s in STRATEGIES], value="head_tail",
-                label=t("models.strategy"), info=t("models.strategy_info"), elem_id="models-strategy"),
-                "label", "info")
-            out_name = ui.reg("models.out_name", gr.Textbox(label=t("models.out_name"), elem_id="models-out-name"))
-        preview = gr.Markdown(elem_id="models-derive-preview")
-        derive_btn = ui.reg("models.derive_button", gr.Button(t("models.derive_button"), variant="primary",
-                                                              elem_id="models-derive-button"))
-    job_msg = gr.Markdown(elem_id="models-job-msg")
-    job_state = gr.State("")
-    timer = gr.Timer(2.0, active=False)
+            view.render("teacher", "layers", "strategy", "out_name")
+        w["preview"] = gr.Markdown(elem_id="models-derive-preview")
+        w["derive_btn"] = ui.reg("models.derive_button", gr.Button(ui.t("models.derive_button"), variant="primary",
+                                                                   elem_id="models-derive-button"))
+        view.tools()
 
-    # ------------------------------------------------------------------------------------------------ compatibility
+
+def _compat_section(ui: UIContext, w: dict[str, Any]) -> None:
+    t, names = ui.t, local_model_names(ui.workspace)
     with ui.reg("models.compat_title", gr.Accordion(t("models.compat_title"), open=False, elem_id="models-compat")):
         with gr.Row():
-            c_teacher = ui.reg("models.compat_teacher", gr.Dropdown(choices=local_model_names(ws),
-                                                                    label=t("models.compat_teacher"),
-                                                                    elem_id="models-compat-teacher"))
-            c_student = ui.reg("models.compat_student", gr.Dropdown(choices=local_model_names(ws),
-                                                                    label=t("models.compat_student"),
-                                                                    elem_id="models-compat-student"))
-            c_btn = ui.reg("models.compat_button", gr.Button(t("models.compat_button"), elem_id="models-compat-button"))
-        c_msg = gr.Markdown(elem_id="models-compat-msg")
+            w["c_teacher"] = ui.reg("models.compat_teacher", gr.Dropdown(
+                choices=names, label=t("models.compat_teacher"), elem_id="models-compat-teacher"))
+            w["c_student"] = ui.reg("models.compat_student", gr.Dropdown(
+                choices=names, label=t("models.compat_student"), elem_id="models-compat-student"))
+            w["c_btn"] = ui.reg("models.compat_button", gr.Button(t("models.compat_button"),
+                                                                  elem_id="models-compat-button"))
+        w["c_msg"] = gr.Markdown(elem_id="models-compat-msg")
 
-    # ------------------------------------------------------------------------------------------------ endpoints
+
+def _endpoint_section(ui: UIContext, w: dict[str, Any]) -> None:
+    t = ui.t
     with ui.reg("models.ep_title", gr.Accordion(t("models.ep_title"), open=False, elem_id="models-endpoints")):
         ui.reg("models.ep_text", gr.Markdown(t("models.ep_text")))
         with gr.Row():
-            ep_name = ui.reg("models.ep_name", gr.Textbox(label=t("models.ep_name"), elem_id="models-ep-name"))
-            ep_url = ui.reg("models.ep_url", gr.Textbox(label=t("models.ep_url"), placeholder="http://127.0.0.1:8000/v1",
-                                                        elem_id="models-ep-url"))
-            ep_model = ui.reg("models.ep_model", gr.Textbox(label=t("models.ep_model"), info=t("models.ep_model_info"),
-                                                            elem_id="models-ep-model"), "label", "info")
-            ep_key = ui.reg("models.ep_key_env", gr.Textbox(label=t("models.ep_key_env"),
-                                                            info=t("models.ep_key_env_info"),
-                                                            placeholder="DASHSCOPE_API_KEY",
-                                                            elem_id="models-ep-key-env"), "label", "info")
+            w["ep_name"] = ui.reg("models.ep_name", gr.Textbox(label=t("models.ep_name"), elem_id="models-ep-name"))
+            w["ep_url"] = ui.reg("models.ep_url", gr.Textbox(label=t("models.ep_url"),
+                                                             placeholder="http://127.0.0.1:8000/v1",
+                                                             elem_id="models-ep-url"))
+            w["ep_model"] = ui.reg("models.ep_model", gr.Textbox(label=t("models.ep_model"),
+                                                                 info=t("models.ep_model_info"),
+                                                                 elem_id="models-ep-model"), "label", "info")
+            w["ep_key"] = ui.reg("models.ep_key_env", gr.Textbox(label=t("models.ep_key_env"),
+                                                                 info=t("models.ep_key_env_info"),
+                                                                 placeholder="DASHSCOPE_API_KEY",
+                                                                 elem_id="models-ep-key-env"), "label", "info")
         with gr.Row():
-            ep_save = ui.reg("models.ep_save", gr.Button(t("models.ep_save"), elem_id="models-ep-save"))
-            ep_test = ui.reg("models.ep_test", gr.Button(t("models.ep_test"), elem_id="models-ep-test"))
-            ep_remove = ui.reg("models.ep_remove", gr.Button(t("models.ep_remove"), elem_id="models-ep-remove"))
-        ep_msg = gr.Markdown(elem_id="models-ep-msg")
+            w["ep_save"] = ui.reg("models.ep_save", gr.Button(t("models.ep_save"), elem_id="models-ep-save"))
+            w["ep_test"] = ui.reg("models.ep_test", gr.Button(t("models.ep_test"), elem_id="models-ep-test"))
+            w["ep_remove"] = ui.reg("models.ep_remove", gr.Button(t("models.ep_remove"), elem_id="models-ep-remove"))
+        w["ep_msg"] = gr.Markdown(elem_id="models-ep-msg")
 
-    # ------------------------------------------------------------------------------------------------ handlers
-    pickers = [teacher, c_teacher, c_student]
 
-    def extra_items(text: str | None) -> list[str]:
-        return [x.strip() for x in (text or "").replace("\n", ",").split(",") if x.strip()]
+# ------------------------------------------------------------------------------------------------ wiring
+
+def _pickers(w: dict[str, Any]) -> list[Any]:
+    """The model pickers that follow the table (a derived model appears in them)."""
+    return [w["derive"].comps["teacher"], w["c_teacher"], w["c_student"]]
+
+
+def _wire_table(ui: UIContext, w: dict[str, Any]) -> None:
+    ws = ui.workspace
 
     def on_refresh(text: str | None):
-        names = local_model_names(ws)
         try:
-            data, msg = table_rows(ws, extra_items(text)), ""
-        except (PathOutsideWorkspace, BackendError) as e:
-            data, msg = table_rows(ws, []), f"⚠️ {e}"
-        return ({"headers": headers, "data": data}, msg, *[gr.update(choices=names) for _ in pickers])
+            data, msg = model_rows(ws, text), ""
+        except (UserError, BackendError) as e:  # a folder outside the workspace, a hub id that cannot be read
+            data, msg = model_rows(ws), f"⚠️ {e}"
+        names = local_model_names(ws)
+        return ({"headers": w["headers"], "data": data}, msg,
+                gr.update(choices=picker_choices(ui, "model")), gr.update(choices=names), gr.update(choices=names))
 
-    refresh.click(on_refresh, extra, [table, table_msg, *pickers])
-    extra.submit(on_refresh, extra, [table, table_msg, *pickers])
+    w["on_refresh"] = on_refresh
+    outputs = [w["table"], w["table_msg"], *_pickers(w)]
+    w["refresh"].click(on_refresh, w["extra"], outputs)
+    w["extra"].submit(on_refresh, w["extra"], outputs)
 
-    def on_teacher(name: str | None, n, strat: str):
-        if not name:
-            return gr.update(), gr.update(), ""
-        info = registry.inspect_model_dir(ws.models / name, name)
-        total = info.num_layers or 0
-        keep = int(n) if n else max(1, total // 2)
-        return keep, f"{name}-{keep}l", describe(name, keep, strat)
 
-    def describe(name: str | None, n, strat: str) -> str:
-        from core.models.derive import estimate_params, select_layers
+def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
+    t, derive = ui.t, w["derive"]
+    teacher, layers, strategy, out_name = (derive.comps[n] for n in ("teacher", "layers", "strategy", "out_name"))
 
+    def describe(name: str | None, n: Any, strat: str) -> str:
         if not name or not n:
             return ""
-        info = registry.inspect_model_dir(ws.models / name, name)
-        if info.error or not info.num_layers:
-            return f"⚠️ {info.error or t('models.no_layers')}"
         try:
-            keep = select_layers(info.num_layers, int(n), strat)
-            before, after = estimate_params(ws.models / name, keep)
-        except (ValueError, BackendError, OSError) as e:
+            p = preview(ui.workspace, name, int(n), strat)
+        except UserError as e:
             return f"⚠️ {e}"
-        return t("models.preview", n=len(keep), total=info.num_layers, kept=keep,
-                 before=registry.human_params(before), after=registry.human_params(after))
+        return t("models.preview", n=len(p.kept), total=p.total, kept=p.kept,
+                 before=registry.human_params(p.params_before), after=registry.human_params(p.params_after))
 
-    teacher.change(on_teacher, [teacher, layers, strategy], [layers, out_name, preview])
-    layers.change(describe, [teacher, layers, strategy], preview)
-    strategy.change(describe, [teacher, layers, strategy], preview)
-
-    def on_derive(name: str | None, n, strat: str, out: str | None):
-        from core.config.train import DeriveJob
-
-        out = (out or "").strip()
+    def on_teacher(name: str | None, n: Any, strat: str):
         if not name:
-            return t("models.need_teacher"), gr.update(), gr.update()
-        if not n or int(n) < 1:
-            return t("models.need_layers"), gr.update(), gr.update()
-        if not NAME_RE.match(out):
-            return t("models.bad_name"), gr.update(), gr.update()
-        if (ws.models / out).exists():
-            return t("models.name_taken", name=out), gr.update(), gr.update()
+            return gr.update(), gr.update(), ""
         try:
-            job_id = ui.jobs().submit(DeriveJob(teacher=name, layers=int(n), strategy=strat, output=out))
-        except Exception as e:  # a config the job system refuses: a message, not a traceback
-            return f"⚠️ {type(e).__name__}: {e}", gr.update(), gr.update()
+            keep, out = propose(ui.workspace, name, int(n) if n else None)
+        except UserError as e:
+            return gr.update(), gr.update(), f"⚠️ {e}"
+        return keep, out, describe(name, keep, strat)
+
+    teacher.change(on_teacher, [teacher, layers, strategy], [layers, out_name, w["preview"]])
+    layers.change(describe, [teacher, layers, strategy], w["preview"])
+    strategy.change(describe, [teacher, layers, strategy], w["preview"])
+
+    def submit(view: FormView, data: dict[Any, Any]):
+        try:
+            job_id = ui.jobs().submit(view.build(data))
+        except UserError as e:  # a field to fix, a device request this machine cannot meet
+            return f"⚠️ {e}", gr.update(), gr.update()
         return t("models.submitted", job=job_id), job_id, gr.Timer(active=True)
 
-    derive_btn.click(on_derive, [teacher, layers, strategy, out_name], [job_msg, job_state, timer])
+    started = [w["job_msg"], w["job_state"], w["timer"]]
+    w["derive_btn"].click(lambda data: submit(derive, data), derive.inputs(), started)
+    w["demo_btn"].click(lambda data: submit(w["demo"], data), w["demo"].inputs(), started)
 
-    def on_demo(n):
-        from core.config.train import PrepareDemoJob
-
-        if not n or not 1 <= int(n) <= 30:
-            return t("models.need_layers"), gr.update(), gr.update()
-        try:
-            job_id = ui.jobs().submit(PrepareDemoJob(student_layers=int(n or 15)))
-        except Exception as e:
-            return f"⚠️ {type(e).__name__}: {e}", gr.update(), gr.update()
-        return t("models.submitted", job=job_id), job_id, gr.Timer(active=True)
-
-    demo_btn.click(on_demo, demo_layers, [job_msg, job_state, timer])
+    keep_pickers = [gr.update() for _ in _pickers(w)]
 
     def poll(job_id: str, text: str | None):
         if not job_id:
-            return gr.update(), gr.Timer(active=False), gr.update(), *[gr.update() for _ in pickers]
+            return gr.update(), gr.Timer(active=False), gr.update(), *keep_pickers
         try:
-            jm = ui.jobs()
-            info = jm.get(job_id)
-            events = [m["event"] for m in jm.metrics(job_id) if "event" in m]
-        except Exception as e:
-            return f"⚠️ {e}", gr.Timer(active=False), gr.update(), *[gr.update() for _ in pickers]
-        pct = "" if info.progress is None else f" {round(100 * info.progress)}%"
-        msg = t("models.job_status", job=job_id, status=info.status, pct=pct)
-        if events:
-            msg += "\n\n" + events[-1]
-        if info.reason:
-            msg += f"\n\n{info.reason}"
-        if not info.finished:
-            return msg, gr.Timer(active=True), gr.update(), *[gr.update() for _ in pickers]
-        report = Path(info.run_dir) / "output" / "derive_report.json"
-        if info.status == "succeeded" and report.exists():
-            from core.models.derive import DeriveReport
-
-            msg += "\n\n" + DeriveReport(**json.loads(report.read_text())).summary()
-        table_update, _, *picker_updates = on_refresh(text)
+            msg, finished = job_report(ui.jobs(), job_id, ui.job_words())
+        except UserError as e:  # the job was deleted in the Jobs tab meanwhile
+            return f"⚠️ {e}", gr.Timer(active=False), gr.update(), *keep_pickers
+        if not finished:
+            return msg, gr.Timer(active=True), gr.update(), *keep_pickers
+        table_update, _, *picker_updates = w["on_refresh"](text)
         return msg, gr.Timer(active=False), table_update, *picker_updates
 
-    timer.tick(poll, [job_state, extra], [job_msg, timer, table, *pickers], show_progress="hidden")
+    w["timer"].tick(poll, [w["job_state"], w["extra"]], [w["job_msg"], w["timer"], w["table"], *_pickers(w)],
+                    show_progress="hidden")
+
+
+def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:
+    t, ws = ui.t, ui.workspace
 
     def on_check(a: str | None, b: str | None):
         if not a or not b:
@@ -238,9 +203,9 @@ def build(ui: UIContext) -> None:
             return f"⚠️ {e}"
         return ("✅ " if res.ok else "❌ ") + res.message
 
-    c_btn.click(on_check, [c_teacher, c_student], c_msg)
+    w["c_btn"].click(on_check, [w["c_teacher"], w["c_student"]], w["c_msg"])
 
-    def entry(name, url, model, key_env) -> registry.EndpointEntry:
+    def entry(name: str | None, url: str | None, model: str | None, key_env: str | None) -> registry.EndpointEntry:
         return registry.EndpointEntry((name or "").strip(), (url or "").strip(), (model or "").strip() or None,
                                       (key_env or "").strip() or None)
 
@@ -249,7 +214,7 @@ def build(ui: UIContext) -> None:
             registry.save_endpoint(ws, entry(name, url, model, key_env))
         except BackendError as e:
             return f"⚠️ {e}", gr.update()
-        return t("models.ep_saved", name=name), on_refresh(text)[0]
+        return t("models.ep_saved", name=name), w["on_refresh"](text)[0]
 
     def on_ep_test(name, url, model, key_env):
         e = entry(name, url, model, key_env)
@@ -266,8 +231,9 @@ def build(ui: UIContext) -> None:
     def on_ep_remove(name, text):
         if not registry.remove_endpoint(ws, (name or "").strip()):
             return t("models.ep_unknown", name=name), gr.update()
-        return t("models.ep_removed", name=name), on_refresh(text)[0]
+        return t("models.ep_removed", name=name), w["on_refresh"](text)[0]
 
-    ep_save.click(on_ep_save, [ep_name, ep_url, ep_model, ep_key, extra], [ep_msg, table])
-    ep_test.click(on_ep_test, [ep_name, ep_url, ep_model, ep_key], ep_msg)
-    ep_remove.click(on_ep_remove, [ep_name, extra], [ep_msg, table])
+    ep_fields = [w["ep_name"], w["ep_url"], w["ep_model"], w["ep_key"]]
+    w["ep_save"].click(on_ep_save, [*ep_fields, w["extra"]], [w["ep_msg"], w["table"]])
+    w["ep_test"].click(on_ep_test, ep_fields, w["ep_msg"])
+    w["ep_remove"].click(on_ep_remove, [w["ep_name"], w["extra"]], [w["ep_msg"], w["table"]])
