@@ -1,0 +1,216 @@
+"""What a person does to jobs: submit, stop (graceful), cancel (immediate), resume and delete. Each action checks the
+job's state and refuses with a JobStateError that says why; the state change itself is a transition."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets as pysecrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.jobs import procs
+from core.jobs.errors import JobStateError
+from core.jobs.inventory import Inventory
+from core.jobs.queries import JobQueries
+from core.jobs.rundir import (
+    ACTIVE,
+    CONFIG_FILE,
+    FINAL,
+    LOG_FILE,
+    QUEUED,
+    STARTING,
+    STOPPING,
+    SUCCEEDED,
+    clear_flags,
+    set_flag,
+)
+from core.jobs.scheduler import Request, resolve_request
+from core.jobs.store import Store
+from core.jobs.transitions import RESUMABLE, Transitions
+from core.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+def new_job_id(kind: str) -> str:
+    safe = re.sub(r"[^a-z0-9_]+", "-", kind.lower()).strip("-") or "job"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{pysecrets.token_hex(2)}"
+
+
+class JobControl:
+    """`refresh()` is the manager's reconcile-and-schedule pass, run after each change so a freed or queued job moves
+    at once."""
+
+    def __init__(
+        self, workspace: Workspace, store: Store, transitions: Transitions, queries: JobQueries, inventory: Inventory,
+        secrets: dict[str, dict[str, str]], refresh: Callable[[], None],
+    ) -> None:
+        self.workspace = workspace
+        self.store = store
+        self.transitions = transitions
+        self.queries = queries
+        self.inventory = inventory
+        self._secrets = secrets  # shared with the manager: inline keys held in this process's memory only
+        self._refresh = refresh
+        self._watchdog: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # submit -------------------------------------------------------------------------------------------------------
+
+    def submit(self, config: Any, devices: Any = None, name: str | None = None) -> str:
+        from core.config.base import JobBase
+        from core.config.io import externalize_secrets, to_dict
+
+        if not isinstance(config, JobBase):
+            raise TypeError(f"submit() takes a job config (JobBase), got {type(config).__name__}")
+        request = resolve_request(devices if devices is not None else config.gpus, config,
+                                  self.inventory.gpu_indices())
+        clean, env = externalize_secrets(config)
+        job_id = new_job_id(config.kind)
+        run_dir = self.workspace.runs / job_id
+        (run_dir / "output").mkdir(parents=True)
+        now = time.time()
+        label = name or config.name or f"{config.kind} {time.strftime('%m-%d %H:%M:%S', time.localtime(now))}"
+        header = f"# job {job_id} ({config.kind}), devices requested: {request.describe()}\n"
+        body = yaml.safe_dump(to_dict(clean), sort_keys=False, allow_unicode=True)
+        (run_dir / CONFIG_FILE).write_text(header + body, encoding="utf-8")
+        steps = [s.name for s in getattr(clean, "steps", [])] if config.kind == "pipeline" else []
+        row = {
+            "id": job_id, "name": label, "kind": config.kind, "status": QUEUED, "request": request.to_json(),
+            "devices": [], "attempt": 1, "created_at": now, "queued_at": now, "run_dir": str(run_dir),
+            "needs_secrets": 1 if env else 0,
+        }
+        if env:
+            me = os.getpid()
+            row.update(owner_pid=me, owner_ctime=procs.create_time(me))
+            self._secrets[job_id] = env
+        self.transitions.create(row, steps)
+        self._refresh()
+        return job_id
+
+    # stop / cancel ------------------------------------------------------------------------------------------------
+
+    def request_end(self, job_id: str, mode: str, timeout: float) -> None:
+        """mode 'stop': flag file + STOPPING (the reconciler escalates after `timeout`); 'cancel': SIGTERM now."""
+        # A job may change state under us (a worker registering, finishing): act on the state the update saw.
+        for _ in range(5):
+            row = self.queries.row(job_id)
+            st = row["status"]
+            if st in FINAL:
+                raise JobStateError(f"job {job_id} already ended ({st})")
+            if st in (QUEUED, STARTING) and not row["pid"]:
+                reason = "stopped before it started" if mode == "stop" else "cancelled before it started"
+                if self.transitions.end_unstarted(row, reason):
+                    self._refresh()
+                    return
+                continue
+            run_dir = Path(row["run_dir"])
+            if mode == "stop":
+                if st == STOPPING:
+                    return  # already stopping (or cancelling)
+                set_flag(run_dir, "stop")
+                if self.transitions.stopping(job_id, timeout):
+                    self._watch()
+                    return
+            else:
+                set_flag(run_dir, "cancel")
+                if self.transitions.cancelling(job_id):
+                    procs.signal_group(row["pid"], row["pid_ctime"], signal.SIGTERM)
+                    self._watch()
+                    return
+        raise JobStateError(f"job {job_id} keeps changing state; try again")
+
+    def _watch(self) -> None:
+        """While jobs are stopping, poll once a second so the SIGTERM/SIGKILL escalation happens even if nobody
+        looks (the browser was closed). Ends when nothing is stopping; dies with this process."""
+        with self._lock:
+            if self._watchdog is not None and self._watchdog.is_alive():
+                return
+
+            def loop() -> None:
+                while True:
+                    time.sleep(1.0)
+                    try:
+                        if not self.store.rows((STOPPING,)):
+                            return
+                        self._refresh()
+                    except Exception:  # a daemon thread: keep watching, log what went wrong
+                        log.exception("stop watchdog")
+
+            self._watchdog = threading.Thread(target=loop, daemon=True, name="jobs-stop-watchdog")
+            self._watchdog.start()
+
+    # resume / delete ----------------------------------------------------------------------------------------------
+
+    def resume(self, job_id: str) -> str:
+        """A new attempt in the same run folder: the entry sees ctx.resumed and continues from what is there."""
+        from core.config.io import parse_config
+
+        row = self.queries.row(job_id)
+        if row["status"] not in RESUMABLE:
+            what = "it succeeded" if row["status"] == SUCCEEDED else f"it is {row['status']}"
+            raise JobStateError(f"job {job_id} cannot be resumed: {what}; only stopped, failed or cancelled jobs can")
+        run_dir = Path(row["run_dir"])
+        data = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        config = parse_config(data, str(run_dir / CONFIG_FILE))
+        held = dict(self._secrets.get(job_id, {}))
+        for name in secret_env_names(data):
+            if name not in held and os.environ.get(name):
+                held[name] = os.environ[name]  # exported by the user for this resume
+        missing = sorted(n for n in secret_env_names(data) if n not in held)
+        if missing:
+            raise JobStateError(
+                f"job {job_id} used an API key given inline in its config; it is kept only in the memory of the "
+                f"process that submitted it, which no longer holds it ({', '.join(missing)}). Put the key in an "
+                "environment variable, reference it with api_key_env, and submit the job again"
+            )
+        request = Request.from_json(row["request"])
+        resolve_request(list(request.indices) if request.indices is not None else (request.count or "cpu"),
+                        config, self.inventory.gpu_indices())
+        attempt = int(row["attempt"]) + 1
+        clear_flags(run_dir)
+        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
+            f.write(f"\n===== attempt {attempt} (resumed {time.strftime('%Y-%m-%d %H:%M:%S')}) =====\n")
+        if held:
+            self._secrets[job_id] = held
+        if not self.transitions.requeue(job_id, run_dir, attempt, owned=bool(held)):
+            raise JobStateError(f"job {job_id} changed state meanwhile; look again")
+        self._refresh()
+        return job_id
+
+    def delete(self, job_id: str) -> None:
+        """Remove a job and its run folder. Refuses jobs that run (stop them first)."""
+        row = self.queries.row(job_id)
+        if row["status"] in ACTIVE:
+            raise JobStateError(f"job {job_id} is {row['status']}; stop or cancel it before deleting")
+        if not self.transitions.remove(job_id, row["status"]):
+            raise JobStateError(f"job {job_id} started meanwhile; stop it before deleting")
+        run_dir = Path(row["run_dir"]).resolve()
+        if run_dir.parent == self.workspace.runs.resolve() and run_dir.is_dir():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self.queries.forget(job_id)
+        self._secrets.pop(job_id, None)
+
+
+def secret_env_names(data: Any) -> set[str]:
+    """Env-var names that externalize_secrets invented for inline keys (EDS_SECRET_*)."""
+    out: set[str] = set()
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k == "api_key_env" and isinstance(v, str) and v.startswith("EDS_SECRET_"):
+                out.add(v)
+            else:
+                out |= secret_env_names(v)
+    elif isinstance(data, list):
+        for v in data:
+            out |= secret_env_names(v)
+    return out
