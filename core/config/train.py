@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.config.base import BackendSpec, JobBase, Sampling, StrictModel
 
@@ -86,37 +86,176 @@ class OnPolicyKdJob(TrainCommon):
     max_new_tokens: int = Field(128, ge=1, description="length of each student answer")
 
 
+DpoLoss = Literal[
+    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+]
+# Losses that compare pairs across the batch (sorted log-ratios): a β per pair has no meaning there.
+BATCH_LOSSES = ("aot", "aot_unpaired")
+
+
+def _parse_mapping(v: Any) -> Any:
+    """"easy=0.2, hard=0.05" (a form's text box) -> {"easy": 0.2, "hard": 0.05}; dicts pass through."""
+    if not isinstance(v, str):
+        return v
+    out: dict[str, float] = {}
+    for part in v.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        key, sep, val = part.partition("=") if "=" in part else part.partition(":")
+        if not sep or not key.strip():
+            raise ValueError(f"'{part.strip()}' is not name=value (e.g. easy=0.2, medium=0.1, hard=0.05)")
+        try:
+            out[key.strip()] = float(val)
+        except ValueError:
+            raise ValueError(f"'{part.strip()}': {val.strip()!r} is not a number") from None
+    return out
+
+
+def _parse_floats(v: Any) -> Any:
+    """"1, 0.5" (a form's text box) -> [1.0, 0.5]; lists pass through, an empty text is None."""
+    if not isinstance(v, str):
+        return v
+    parts = [p.strip() for p in v.replace(";", ",").split(",") if p.strip()]
+    try:
+        return [float(p) for p in parts] or None
+    except ValueError:
+        raise ValueError(f"'{v}' is not a list of numbers separated by commas (e.g. 1, 0.5)") from None
+
+
 class DpoJob(TrainCommon):
-    """DPO on (prompt, chosen, rejected); CogPO when `beta_column` gives a per-pair β."""
+    """DPO on (prompt, chosen, rejected); CogPO when `beta_column` or `pair_type_beta` give a β per pair."""
 
     ENTRY = "core.train.dpo:run"
     kind: Literal["train_dpo"] = "train_dpo"
-    beta: float = Field(0.1, gt=0)
-    beta_column: str | None = Field(None, description="CogPO: column with a per-pair β")
+    dataset: str = Field(description="preference pairs: prompt/instruction + chosen + rejected (workspace name or "
+                         "file); with `rejected_from`, a dataset of teacher answers (output)")
+    beta: float = Field(0.1, gt=0, le=10, description="β: how far the policy may move from the reference (larger = "
+                        "closer); the β of every pair without its own")
+    loss_type: DpoLoss = Field("sigmoid", description="sigmoid = DPO −log σ(β·Δ); ipo, hinge, robust, ... (TRL's "
+                               "DPO loss family)")
+    beta_column: str | None = Field(None, description="CogPO: the dataset column holding each pair's β (rows "
+                                    "without a value use pair_type_beta, then beta)")
+    pair_type_beta: dict[str, float] = Field(
+        default_factory=dict, description="CogPO: β per pair type, e.g. easy=0.2, medium=0.1, hard=0.05 (a small "
+        "preference gap wants a larger β)")
+    pair_type_column: str = Field("pair_type", description="the column pair_type_beta looks the pair's type up in")
     rejected_from: str | None = Field(
         None, description="a dataset of student answers: pairs = (teacher answer in `dataset`, this), matched by id"
     )
-    loss_type: str = "sigmoid"
+    reference: str | None = Field(
+        None, description="the reference model; default: the student itself (a frozen copy, or with LoRA the base "
+        "with the adapter disabled)")
+    precompute_ref_log_probs: bool = Field(
+        False, description="score every pair with the reference once before training (no reference in memory "
+        "while training)")
     learning_rate: float = Field(5e-7, gt=0)
+    num_train_epochs: float = Field(1.0, gt=0)
+
+    @field_validator("pair_type_beta", mode="before")
+    @classmethod
+    def _pair_betas(cls, v: Any) -> Any:
+        v = _parse_mapping(v)
+        if isinstance(v, dict):
+            bad = [k for k, b in v.items() if not isinstance(b, (int, float)) or b <= 0]
+            if bad:
+                raise ValueError(f"β must be a number > 0 (pair type {', '.join(map(str, bad))})")
+        return v
+
+    @model_validator(mode="after")
+    def _per_row_beta(self):
+        if self.per_row_beta and self.loss_type in BATCH_LOSSES:
+            raise ValueError(f"loss_type '{self.loss_type}' compares pairs across the batch; a β per pair "
+                             "(beta_column / pair_type_beta) needs a per-pair loss such as sigmoid or ipo")
+        return self
+
+    @property
+    def per_row_beta(self) -> bool:
+        return bool(self.beta_column or self.pair_type_beta)
 
 
 class RewardJob(TrainCommon):
-    """A Bradley–Terry reward model on (chosen, rejected)."""
+    """A Bradley–Terry reward model on (chosen, rejected): −log σ(r(x, y_c) − r(x, y_r))."""
 
     ENTRY = "core.train.reward:run"
     kind: Literal["train_reward"] = "train_reward"
+    dataset: str = Field(description="preference pairs: prompt/instruction + chosen + rejected (workspace name or "
+                         "file); with `rejected_from`, a dataset of teacher answers (output)")
+    rejected_from: str | None = Field(
+        None, description="a dataset of student answers: pairs = (teacher answer in `dataset`, this), matched by id"
+    )
+    num_train_epochs: float = Field(1.0, gt=0)
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0, description="pulls rewards towards mean zero (0.01 is usual); empty = off")
+
+
+GrpoReward = Literal["math_verify", "format", "length", "reward_model", "judge"]
 
 
 class GrpoJob(TrainCommon):
-    """GRPO with rule-based, reward-model or judge rewards."""
+    """GRPO (or RLOO): the student samples a group of answers per prompt, rewards rank them within the group."""
 
     ENTRY = "core.train.grpo:run"
     kind: Literal["train_grpo"] = "train_grpo"
-    reward_funcs: list[str] = Field(default_factory=lambda: ["math_verify", "format"])
-    reward_model: str | None = None
-    num_generations: int = Field(4, ge=2)
-    max_completion_length: int = Field(256, ge=1)
-    beta: float = Field(0.0, ge=0)
+    dataset: str = Field(description="prompts (instruction or messages); math_verify also needs the reference "
+                         "answer column")
+    trainer: Literal["grpo", "rloo"] = Field(
+        "grpo", description="grpo: group-normalised advantages (TRL GRPOTrainer); rloo: leave-one-out baseline "
+        "(TRL RLOOTrainer; what EasyDistill 1.x's rl_ppo runs as, TRL has no PPO trainer any more)")
+    reward_funcs: list[GrpoReward] = Field(
+        default_factory=lambda: ["math_verify", "format"],
+        description="math_verify: the answer matches the reference column; format: reasoning tags present; length: "
+        "answer length within bounds; reward_model: a trained reward model; judge: an LLM judge's 0-9 score")
+    reward_weights: list[float] | None = Field(
+        None, description="one weight per reward function, in order (e.g. 1, 0.5); empty = all 1")
+    answer_field: str | None = Field(
+        None, description="column with the reference answer; default: the first of answer, gold, reference, "
+        "solution, output")
+    reasoning_tag: str = Field("think", description="format reward: the answer must be <tag>reasoning</tag> then "
+                               "the answer")
+    min_length: int = Field(0, ge=0, description="length reward: fewest answer tokens that earn the full reward")
+    max_length_tokens: int = Field(
+        256, ge=1, description="length reward: most answer tokens that earn the full reward (beyond: max/length)")
+    reward_model: str | None = Field(None, description="reward_model reward: a trained reward model (train_reward)")
+    judge: BackendSpec | None = Field(None, description="judge reward: the judging model or endpoint")
+    judge_template: str | None = Field(
+        None, description="judge prompt file with {question}, {response}, {reference}, ending in <score>N</score> "
+        "(0-9); default: the built-in one")
+    num_generations: int = Field(4, ge=2, le=64, description="group size: answers sampled per prompt")
+    max_completion_length: int = Field(256, ge=1, description="longest answer generated (tokens)")
+    temperature: float = Field(1.0, gt=0, le=2, description="sampling temperature of the group's answers")
+    beta: float = Field(0.0, ge=0, le=1, description="KL weight to the reference (0 = no reference model loaded)")
+    loss_type: Literal["grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo"] = Field(
+        "dapo", description="how token losses are averaged (grpo only): dapo = over the batch's tokens (no length "
+        "bias); grpo = per answer; dr_grpo = by a constant")
+    use_vllm: bool = Field(False, description="generate with vLLM (colocated on the training GPU); needs a GPU "
+                           "and vllm installed")
+    learning_rate: float = Field(1e-6, gt=0)
+    num_train_epochs: float = Field(1.0, gt=0)
+
+    @field_validator("reward_weights", mode="before")
+    @classmethod
+    def _weights(cls, v: Any) -> Any:
+        return _parse_floats(v)
+
+    @model_validator(mode="after")
+    def _rewards(self):
+        if not self.reward_funcs:
+            raise ValueError("reward_funcs: choose at least one of math_verify, format, length, reward_model, judge")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ValueError(f"reward_weights: {len(self.reward_weights)} weight(s) for {len(self.reward_funcs)} "
+                             f"reward function(s) ({', '.join(self.reward_funcs)}); give one each or none")
+        if "reward_model" in self.reward_funcs and not self.reward_model:
+            raise ValueError("reward_model: the reward_model reward needs a trained reward model")
+        if "judge" in self.reward_funcs and self.judge is None:
+            raise ValueError("judge: the judge reward needs a judging model or endpoint")
+        if self.min_length > self.max_length_tokens:
+            raise ValueError("min_length: larger than max_length_tokens")
+        batch = self.per_device_train_batch_size * self.gradient_accumulation_steps
+        if batch % self.num_generations:
+            raise ValueError(f"num_generations: per_device_train_batch_size × gradient_accumulation_steps = {batch} "
+                             f"must be a multiple of the group size {self.num_generations} (whole groups per step)")
+        return self
 
 
 class ExportJob(JobBase):

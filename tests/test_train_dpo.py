@@ -1,0 +1,123 @@
+"""DPO / CogPO jobs on tiny models: the per-pair β loss against the formula, learning on a toy preference set,
+stop and resume. One toy task: the chosen answer states the sum, the rejected one dodges it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("trl")
+
+from core.config.train import DpoJob  # noqa: E402
+from core.jobs.context import STOP_FLAG  # noqa: E402
+from core.workspace import Workspace  # noqa: E402
+from tests.test_train import StopAfter, make_ctx, metrics  # noqa: E402
+
+pytestmark = pytest.mark.timeout(600)
+
+SMALL = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "logging_steps": 1, "warmup_ratio": 0.0}
+DODGES = ("I do not know.", "Sorry, no idea.", "Maybe ask someone else.", "That is hard to say.")
+TYPES = ("easy", "hard")
+
+
+def _pairs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        a, b = rng.randint(1, 30), rng.randint(1, 30)
+        rows.append({"id": f"p{seed}-{i}", "instruction": f"Add {a} and {b}.", "chosen": f"{a} plus {b} is {a + b}.",
+                     "rejected": rng.choice(DODGES), "pair_type": TYPES[i % 2], "beta": 0.1 if i % 2 else 0.5})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory, tiny_models):
+    ws = Workspace.open(tmp_path_factory.mktemp("dpo") / "ws")
+    rows = _pairs(48, 0)
+    (ws.datasets / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return ws
+
+
+def _sequence_logps(model, batch) -> torch.Tensor:
+    """Σ log π(token) over each sequence's completion tokens, computed here from plain logits (not TRL's code)."""
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, batch["input_ids"][:, 1:, None]).squeeze(-1)
+    return (logp * batch["completion_mask"][:, 1:]).sum(dim=1)
+
+
+def _loss_and_formula(ws, tiny, job: str, **cfg) -> tuple[float, float, torch.Tensor]:
+    """TRL-side loss of one batch of 4 pairs vs −mean log σ(β_i·Δ_i) from independent log-probs (reference = the
+    tiny teacher, so Δ ≠ 0 before any training step)."""
+    from transformers import AutoModelForCausalLM
+
+    from core.train import dpo
+
+    config = DpoJob(student=str(tiny.student), dataset="prefs", reference=str(tiny.teacher), output=f"{job}-out",
+                    **SMALL, **cfg)
+    trainer, *_ = dpo.build(config, make_ctx(ws, job))
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    batch = trainer.data_collator(rows)
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, dict(batch)).item()
+    policy = _sequence_logps(trainer.model, batch)
+    ref = _sequence_logps(AutoModelForCausalLM.from_pretrained(str(tiny.teacher), dtype=torch.float32), batch)
+    pc, pr = policy.chunk(2)
+    rc, rr = ref.chunk(2)
+    delta = (pc - rc) - (pr - rr)
+    beta = batch["beta"] if "beta" in batch else torch.full_like(delta, config.beta)
+    expected = -torch.nn.functional.logsigmoid(beta * delta).mean().item()
+    return loss, expected, beta
+
+
+def test_per_pair_beta_loss_is_the_formula_and_no_column_means_the_global_beta(ws, tiny_models):
+    by_column, want, betas = _loss_and_formula(ws, tiny_models, "beta-col", beta_column="beta")
+    assert sorted(set(betas.tolist()), key=float) == pytest.approx([0.1, 0.5])  # two rows, two different β
+    assert by_column == pytest.approx(want, rel=1e-4, abs=1e-5)
+    by_type, want_t, betas_t = _loss_and_formula(ws, tiny_models, "beta-type", pair_type_beta="easy=0.5, hard=0.1")
+    assert betas_t.tolist() == pytest.approx(betas.tolist())  # the same β per row, from the pair types
+    assert by_type == pytest.approx(want_t, rel=1e-4, abs=1e-5) and by_type == pytest.approx(by_column, rel=1e-4)
+    plain, want_g, betas_g = _loss_and_formula(ws, tiny_models, "beta-global", beta=0.3)
+    assert betas_g.tolist() == pytest.approx([0.3] * 4)
+    assert plain == pytest.approx(want_g, rel=1e-4, abs=1e-5)
+    assert abs(plain - by_column) > 1e-4  # β really changes the loss
+
+
+def test_dpo_raises_the_held_out_margin_and_publishes(ws, tiny_models):
+    from core.train import dpo
+
+    ctx = make_ctx(ws, "dpo-learn")
+    dpo.run(DpoJob(student=str(tiny_models.student), dataset="prefs", eval_split=0.25, output="student-dpo",
+                   max_steps=12, save_steps=12, learning_rate=5e-4, beta=0.1, **SMALL), ctx)
+    m = metrics(ctx)
+    margins = [r["eval_rewards/margins"] for r in m if "eval_rewards/margins" in r]
+    assert margins[0] == pytest.approx(0.0, abs=1e-4)  # evaluated before the first step: policy = reference
+    assert margins[-1] > 0.5, margins
+    assert [r for r in m if "eval_rewards/accuracies" in r][-1]["eval_rewards/accuracies"] > 0.5
+    assert any("rewards/chosen" in r and "rewards/rejected" in r for r in m)
+    prov = json.loads((ws.models / "student-dpo" / "eds_model.json").read_text())
+    assert prov["method"] == "dpo" and prov["beta"] == 0.1
+
+
+def test_dpo_stop_saves_a_checkpoint_and_resume_finishes(ws, tiny_models):
+    from core.train import dpo
+
+    cfg = DpoJob(student=str(tiny_models.student), dataset="prefs", output="student-dpo-stop", max_steps=6,
+                 save_steps=100, learning_rate=1e-4, beta_column="beta", **SMALL)
+    ctx = make_ctx(ws, "dpo-stop", StopAfter, stop_at_check=2)
+    dpo.run(cfg, ctx)
+    assert sorted(p.name for p in (ctx.output_dir / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (ws.models / "student-dpo-stop").exists()
+    (ctx.run_dir / STOP_FLAG).unlink()
+    resumed = make_ctx(ws, "dpo-stop", attempt=2)
+    dpo.run(cfg, resumed)
+    m = metrics(resumed)
+    start = m.index(next(r for r in m if "resuming" in r.get("event", "")))
+    steps = [r["step"] for r in m[start:] if "loss" in r]
+    assert min(steps) == 3 and max(steps) == 6
+    prov = json.loads((ws.models / "student-dpo-stop" / "eds_model.json").read_text())
+    assert prov["method"] == "cogpo"
