@@ -11,6 +11,7 @@ from pydantic import Field
 
 from core.config.base import JobBase, StrictModel
 from core.config.data_jobs import CaptureJob, CurateJob, JudgeJob, SynthJob
+from core.config.pairs_jobs import CrvJob, PairsJob
 from core.config.selftest import SelftestJob
 from core.config.train import (
     DeriveJob,
@@ -27,8 +28,8 @@ from core.config.train import (
 )
 
 StepConfig = Annotated[
-    SelftestJob | SynthJob | JudgeJob | CurateJob | CaptureJob | SftJob | KdJob | OnPolicyKdJob | DpoJob | RewardJob
-    | GrpoJob | ExportJob | EvaluateJob | ServeJob | DeriveJob | PrepareDemoJob,
+    SelftestJob | SynthJob | JudgeJob | CurateJob | CaptureJob | PairsJob | CrvJob | SftJob | KdJob | OnPolicyKdJob
+    | DpoJob | RewardJob | GrpoJob | ExportJob | EvaluateJob | ServeJob | DeriveJob | PrepareDemoJob,
     Field(discriminator="kind"),
 ]
 
@@ -51,7 +52,7 @@ JobConfig = Annotated[StepConfig | PipelineJob, Field(discriminator="kind")]
 KINDS: dict[str, type[JobBase]] = {
     cls.model_fields["kind"].default: cls
     for cls in (
-        SelftestJob, SynthJob, JudgeJob, CurateJob, CaptureJob, SftJob, KdJob, OnPolicyKdJob, DpoJob, RewardJob,
-        GrpoJob, ExportJob, EvaluateJob, ServeJob, DeriveJob, PrepareDemoJob, PipelineJob,
+        SelftestJob, SynthJob, JudgeJob, CurateJob, CaptureJob, PairsJob, CrvJob, SftJob, KdJob, OnPolicyKdJob, DpoJob,
+        RewardJob, GrpoJob, ExportJob, EvaluateJob, ServeJob, DeriveJob, PrepareDemoJob, PipelineJob,
     )
 }

@@ -27,6 +27,9 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     # judge rubrics (core.cot): the response being graded is the required placeholder
     **{f"judge_{m}": ("response", "instruction") for m in (
         "rv", "cd", "correctness", "informativeness", "helpfulness", "generalization")},
+    # CogPO's Critique–Rethink–Verify (core.pairs.crv): the critic's label, the verifier's same-answer check
+    "crv_critique": ("cot", "instruction", "student"),
+    "crv_verify": ("rewrite", "instruction", "original"),
 }
 # EasyDistill 1.x `inference.prompt` mode: the request is the prompt, a newline, then this block.
 V1_BLOCKS: dict[str, str] = {
