@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,9 @@ def precision_flags(precision: str, cpu: bool) -> dict[str, bool]:
     return {"bf16": torch.cuda.is_bf16_supported(), "fp16": not torch.cuda.is_bf16_supported()}
 
 
-def load_model(path: Path, cfg: TrainCommon, cpu: bool, trainable: bool = True):
-    """The student (fp32 master weights; a frozen LoRA base in bf16 on GPUs) or a frozen teacher."""
+def load_model(path: Path, cfg: TrainCommon, cpu: bool, trainable: bool = True, auto_class: Any = None, **kw: Any):
+    """The student (fp32 master weights; a frozen LoRA base in bf16 on GPUs) or a frozen teacher / reference.
+    `auto_class` (default AutoModelForCausalLM) and `kw` load another head on the same weights (a reward model)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -89,13 +91,14 @@ def load_model(path: Path, cfg: TrainCommon, cpu: bool, trainable: bool = True):
     flags = precision_flags(cfg.precision, cpu)
     if not cpu and (not trainable or cfg.lora is not None) and flags["bf16"]:
         dtype = torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    model = (auto_class or AutoModelForCausalLM).from_pretrained(str(path), dtype=dtype, **kw)
     if not trainable:
         model.eval().requires_grad_(False)
     return model
 
 
-def lora_config(cfg: TrainCommon):
+def lora_config(cfg: TrainCommon, task_type: str = "CAUSAL_LM"):
+    """peft's LoraConfig from our spec; a reward model is SEQ_CLS (its new score head is then trained in full)."""
     if cfg.lora is None:
         return None
     from peft import LoraConfig
@@ -103,7 +106,7 @@ def lora_config(cfg: TrainCommon):
     spec = cfg.lora
     return LoraConfig(
         r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, target_modules=spec.target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 
@@ -231,9 +234,12 @@ def write_provenance(folder: Path, **fields: Any) -> None:
 
 def train_and_publish(
     trainer, ctx: JobContext, cfg: TrainCommon, tokenizer, callback, method: str, student_path: Path,
-    extra_provenance: dict | None = None,
+    extra_provenance: dict | None = None, merge: Callable[[Path, Path, Path], Path] | None = None,
 ) -> Path | None:
     """Train (resuming from the last checkpoint), then save the model under workspace/models/<name>.
+
+    `merge(adapter_dir, base, target)` folds a LoRA adapter into its base (default: a causal LM's; a reward model
+    passes its sequence-classification one).
 
     Returns the published folder, or None when a stop request ended training early (a checkpoint was saved and the
     job can be resumed).
@@ -255,9 +261,9 @@ def train_and_publish(
         trainer.save_model(str(adapter_dir))
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(str(adapter_dir))
-            from core.models.export import merge_adapter
-
-            merge_adapter(adapter_dir, student_path, target)
+            if merge is None:
+                from core.models.export import merge_adapter as merge
+            merge(adapter_dir, student_path, target)
     else:
         trainer.save_model(str(target))
         if trainer.is_world_process_zero():
