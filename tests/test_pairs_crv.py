@@ -1,0 +1,220 @@
+"""The Critique–Rethink–Verify job against the scripted OpenAI-compatible test server: labels, rewrites and
+verification recorded per row, typed pairs (pair_type) right, medium / unverified / failed rows kept as rejects with the
+reason; a stopped run resumed without asking any (row, stage) twice."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from core.config.pairs_jobs import CrvJob
+from core.data.io import write_records
+from core.jobs.context import JobContext
+from core.pairs import crv
+from core.synth.parsing import ParseFailure
+from tests.fake_openai_server import FakeOpenAIServer
+
+LABELS = ("easy", "medium", "hard")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def _stage(messages: list[dict]) -> tuple[int, str]:
+    """(question number, stage) of a request, from the default templates' wording."""
+    user = messages[-1]["content"]
+    n = int(re.search(r"Question (\d+)\?", user).group(1))
+    if "suits that student" in user:
+        return n, "critique"
+    if "Extend it" in user:
+        return n, "short2long"
+    if "Simplify it" in user:
+        return n, "long2short"
+    if "Rewritten solution" in user:
+        return n, "verify"
+    raise AssertionError(f"unexpected request: {user[:200]}")
+
+
+def label_of(n: int) -> str:
+    return LABELS[n % 3]
+
+
+def scripted(messages: list[dict]) -> str:
+    """Critic: easy / medium / hard by n mod 3 (question 10 gets no label); rethinker: an extended or shortened chain
+    (question 6 loses its answer); verifier judge: 1 when the rewrite keeps the original's boxed answer."""
+    n, stage = _stage(messages)
+    if stage == "critique":
+        if n == 10:
+            return "I cannot decide."
+        return f"The steps are uneven for this student. <label>{label_of(n)}</label>"
+    if stage == "short2long":
+        boxed = 999 if n == 6 else n
+        return f"First, read the question. Then compute carefully, step by step. So \\boxed{{{boxed}}}"
+    if stage == "long2short":
+        return f"Directly: \\boxed{{{n}}}"
+    user = messages[-1]["content"]
+    original, rewrite = user.split("Rewritten solution:")
+    answers = [re.findall(r"boxed\{(\d+)\}", t)[-1] for t in (original, rewrite)]
+    return f"Compared. <score>{int(answers[0] == answers[1])}</score>"
+
+
+def _rows(n: int) -> list[dict]:
+    rows = [{"id": f"c{i:02d}", "instruction": f"Question {i}?",
+             "output": f"<think>hmm, let me think about {i}, wait, again</think> The answer is \\boxed{{{i}}}",
+             "answer": str(i), "source": "unit"} for i in range(n)]
+    return rows
+
+
+def _check_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
+    ok, bad = _lines(ws.datasets / f"{name}.jsonl"), _lines(ws.datasets / f"{name}.rejects.jsonl")
+    got = [r["id"] for r in ok] + [r["id"] for r in bad]
+    assert len(got) == len(set(got)), "a row was written twice"
+    assert sorted(got) == sorted(ids), "a row was lost"
+    return ok, bad
+
+
+def _endpoint(srv, **kw) -> dict:
+    return {"type": "openai", "endpoint": {"base_url": srv.base_url, "concurrency": 4, "max_retries": 0,
+                                           "timeout_s": 0.5, **kw}}
+
+
+def _run(cfg, ws, tmp_path, attempt: int = 1) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    crv.run(cfg, JobContext("c", run_dir, ws, attempt=attempt))
+
+
+def test_parse_label():
+    assert crv.parse_label("Too long for it. <label>Hard</label>") == "hard"
+    assert crv.parse_label("<think>easy? medium?</think>It is medium, not easy... I say easy") == "easy"
+    with pytest.raises(ParseFailure):
+        crv.parse_label("no idea")
+
+
+def test_crv_records_labels_rewrites_verdicts_and_keeps_rejects(workspace, tmp_path):
+    rows = _rows(12)
+    rows[9]["answer"] = ""  # no reference: the rewrite is checked against the original's final answer
+    rows[11] = {"id": "c11", "instruction": "Question 11?"}  # no chain of thought: an input reject
+    write_records(workspace.datasets / "cot.jsonl", rows)
+    ids = [r["id"] for r in rows]
+    with FakeOpenAIServer(answer=scripted, model="critic-m", fault_rate=0.25, seed=2, hang_s=1.0,
+                          retry_after=0.01) as srv:
+        cfg = CrvJob(input="cot", critic=_endpoint(srv), student_size="1.5B")
+        _run(cfg, workspace, tmp_path)
+        ok, bad = _check_once(workspace, "cot-crv", ids)
+        assert any(r["stage"] == "request" for r in bad), "with 25% faults and no retry some requests fail"
+        asked_first = Counter(_stage(r.messages) for r in srv.answered())
+        srv.fault_rate = 0.0
+        _run(cfg.model_copy(update={"retry_rejects": True}), workspace, tmp_path, attempt=2)
+        ok, bad = _check_once(workspace, "cot-crv", ids)
+        asked_all = Counter(_stage(r.messages) for r in srv.answered())
+    # what was answered in the first run is on record and not asked again
+    again = [k for k in asked_first if asked_all[k] > 1 and k != (10, "critique")]  # 10's reply had no label
+    assert not again, "a recorded critique or rewrite was asked for again"
+    by_id = {r["id"]: r for r in ok}
+    rejects = {r["id"]: r for r in bad}
+    assert sorted(by_id) == ["c00", "c02", "c03", "c05", "c08", "c09"]
+    for rid, r in by_id.items():
+        n = int(rid[1:])
+        original = rows[n]["output"]
+        assert r["difficulty"] == label_of(n) and r["critic"] == "critic-m" and "label>" in r["critique"]
+        assert r["rejected"] == original and r["instruction"] == f"Question {n}?" and r["source"] == "unit"
+        assert r["verified"] is True and r["verified_by"] == "math-verify"
+        if label_of(n) == "easy":
+            assert r["pair_type"] == "short2long" and r["chosen"].startswith("First, read")
+            assert r["expansion_ratio"] == round(len(r["chosen"]) / len(original), 4)
+        else:
+            assert r["pair_type"] == "long2short" and r["chosen"] == f"Directly: \\boxed{{{n}}}"
+            assert r["compression_ratio"] == round(len(r["chosen"]) / len(original), 4)
+    assert by_id["c09"]["verified_against"] == "original" and by_id["c00"]["verified_against"] == "reference"
+    assert {k: (r.get("drop") or r["stage"]) for k, r in rejects.items()} == {
+        "c01": "medium", "c04": "medium", "c07": "medium", "c06": "unverified", "c10": "parse", "c11": "input"}
+    c06 = rejects["c06"]["input"]
+    assert c06["difficulty"] == "easy" and "999" in c06["rewrite"] and c06["verified"] is False
+    assert rejects["c01"]["input"]["difficulty"] == "medium" and "rewrite" not in rejects["c01"]["input"]
+    # the ledger holds one critique per labelled row, one rewrite per easy/hard row
+    ledger = _lines(workspace.datasets / "cot-crv.crv.ndjson")
+    assert Counter(e["what"] for e in ledger) == {"critique": 10, "rethink": 7}
+    meta = json.loads((workspace.datasets / "cot-crv.meta.json").read_text())
+    assert meta["stats"]["pair_types"] == {"long2short": 3, "short2long": 3}
+    assert meta["stats"]["labels"] == {"easy": 4, "hard": 3, "medium": 3}
+
+
+def test_crv_judge_verifier_and_corrupted_pairs(workspace, tmp_path):
+    rows = _rows(9)
+    write_records(workspace.datasets / "cot.jsonl", rows)
+    with FakeOpenAIServer(answer=scripted, model="critic-m") as critic, \
+            FakeOpenAIServer(answer=scripted, model="judge-m") as judge:
+        cfg = CrvJob(input="cot", critic=_endpoint(critic), verifier="judge", verify_judge=_endpoint(judge),
+                     corrupted_pairs=True)
+        _run(cfg, workspace, tmp_path)
+        assert {_stage(r.messages)[1] for r in judge.answered()} == {"verify"}
+        assert len(judge.answered()) == 6 and all(r.body["temperature"] == 0 for r in judge.answered())
+    ok, bad = _check_once(workspace, "cot-crv", [r["id"] for r in rows])
+    by_id = {r["id"]: r for r in ok}
+    assert sorted(by_id) == ["c00", "c02", "c03", "c05", "c06", "c08"]
+    assert all(r["verified_by"] == "judge-m" for r in ok)
+    # question 6's extension lost the answer: with corrupted_pairs the correct original is chosen over it
+    c06 = by_id["c06"]
+    assert c06["pair_type"] == "corrupted" and c06["chosen"] == rows[6]["output"] and "999" in c06["rejected"]
+    assert c06["verified"] is False
+    assert {r["id"] for r in bad} == {"c01", "c04", "c07"}
+
+
+class ScriptedLocal:
+    """A local (batched) model double answering like the server, counting (question, stage) calls, raising the stop
+    flag after a given number of calls."""
+
+    name = "local-m"
+
+    def __init__(self, on_call=None):
+        self.calls: list[tuple[int, str]] = []
+        self.on_call = on_call
+
+    def chat(self, conversations, params, top_logprobs=0):
+        from core.llm.base import Completion
+
+        out = []
+        for conv in conversations:
+            self.calls.append(_stage(conv))
+            if self.on_call:
+                self.on_call(len(self.calls))
+            out.append(Completion(scripted(conv), 10, 5))
+        return out
+
+    def close(self):
+        pass
+
+
+def test_crv_stop_and_resume_asks_nothing_twice(workspace, tmp_path, monkeypatch):
+    from core.jobs.context import STOP_FLAG
+    from core.pairs import common
+
+    rows = _rows(9)
+    write_records(workspace.datasets / "cot.jsonl", rows)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    def stop_at(n):
+        if n == 11:  # in the rethink stage's first batch
+            (run_dir / STOP_FLAG).touch()
+
+    first = ScriptedLocal(on_call=stop_at)
+    monkeypatch.setattr(common, "make_model", lambda spec, ws, **kw: first)
+    cfg = CrvJob(input="cot", critic={"type": "transformers", "model": "x", "batch_size": 4})
+    crv.run(cfg, JobContext("s", run_dir, workspace))
+    assert len(first.calls) == 9 + 4  # all critiques, then one rethink batch
+    assert json.loads((workspace.datasets / "cot-crv.meta.json").read_text())["stopped"]
+    (run_dir / STOP_FLAG).unlink()
+    second = ScriptedLocal()
+    monkeypatch.setattr(common, "make_model", lambda spec, ws, **kw: second)
+    crv.run(cfg, JobContext("s", run_dir, workspace, attempt=2))
+    assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 9 + 6
+    ok, bad = _check_once(workspace, "cot-crv", [r["id"] for r in rows])
+    assert len(ok) == 5 and {r["id"] for r in bad} == {"c01", "c04", "c06", "c07"}
+    assert all(r["critic"] == "local-m" and r["rethinker"] == "local-m" for r in ok)
