@@ -73,8 +73,8 @@ def test_every_job_type_imports(files, job_type):
     expected = {
         "kd_black_box_local": ["synth", "train_sft"], "kd_black_box_api": ["synth", "train_sft"],
         "kd_black_box_train_only": ["train_sft"], "kd_white_box": ["synth", "capture", "train_kd"],
-        "kd_white_box_train_only": ["capture", "train_kd"], "rank_dpo_local": ["synth", "synth", "train_dpo"],
-        "rank_dpo_api": ["synth", "synth", "train_dpo"], "rl_reward_local": ["train_reward"],
+        "kd_white_box_train_only": ["capture", "train_kd"], "rank_dpo_local": ["synth", "pairs", "train_dpo"],
+        "rank_dpo_api": ["synth", "pairs", "train_dpo"], "rl_reward_local": ["train_reward"],
         "rl_reward_api": ["train_reward"], "rl_grpo": ["train_grpo"], "rl_ppo": ["train_grpo"],
         "cot_eval_api": ["judge"], "instruct_eval_api": ["judge"],
     }.get(job_type, ["synth"])

@@ -345,3 +345,54 @@ def test_pairs_with_the_tiny_local_student(workspace, tmp_path, tiny_models):
     for r, src in zip(sorted(ok, key=lambda r: r["id"]), rows, strict=True):
         assert r["chosen"] == src["output"] and r["rejected"] and r["rejected"] != r["chosen"]
         assert r["rejected_by"]
+
+
+# ------------------------------------------------------------------------------------------------ EasyDistill 1.x
+
+
+class LocalStudent:
+    name = "local-student"
+
+    def chat(self, conversations, params, top_logprobs=0):
+        from core.llm.base import Completion
+
+        return [Completion(f"student says {_qnum(c)}", 5, 3) for c in conversations]
+
+    def close(self):
+        pass
+
+
+def test_rank_dpo_v1_config_runs_teacher_answers_then_pairs(workspace, tmp_path, monkeypatch):
+    from core.config import PipelineJob, load_config_file
+    from core.pairs import common
+    from core.synth import job as synth_job
+
+    (tmp_path / "instructions.json").write_text(json.dumps([{"instruction": f"Question {i}?"} for i in range(5)]))
+    labeled = tmp_path / "labeled.json"
+    with FakeOpenAIServer(answer=lambda m: f"Teacher answer {_qnum(m)}.", model="teach") as srv:
+        v1 = {"job_type": "rank_dpo_api", "models": {"teacher": "teach", "student": "student-model"},
+              "dataset": {"instruction_path": "instructions.json", "labeled_path": "labeled.json"},
+              "inference": {"base_url": srv.base_url, "max_new_tokens": 64, "system_prompt": "Be kind."},
+              "training": {"beta": 0.2, "output_dir": "./dpo-out"}}
+        (tmp_path / "rank.json").write_text(json.dumps(v1))
+        job, notes = load_config_file(str(tmp_path / "rank.json"))
+        assert isinstance(job, PipelineJob) and [s.name for s in job.steps] == ["teacher_answers", "pairs", "train"]
+        label, pairs, train = (s.job for s in job.steps)
+        assert pairs.input == label.output and pairs.output == str(labeled) == train.dataset
+        assert pairs.student.model == "student-model" and pairs.system_prompt == "Be kind." and train.beta == 0.2
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        synth_job.run(label, JobContext("v", run_dir, workspace))
+        monkeypatch.setattr(common, "make_model", lambda spec, ws, **kw: LocalStudent())
+        pairs_job.run(pairs, JobContext("v", run_dir, workspace, step_name="pairs"))
+    rows = json.loads(labeled.read_text())  # a JSON array, as 1.x wrote labeled_path
+    assert [(r["instruction"], r["chosen"], r["rejected"]) for r in rows] == [
+        (f"Question {i}?", f"Teacher answer {i}.", f"student says {i}") for i in range(5)]
+    assert all(r["rejected_by"] == "local-student" for r in rows)
+
+    # upstream's rank_dpo_local.json says rank_dpo_api but names no endpoint: a local teacher is meant
+    del v1["inference"]["base_url"]
+    (tmp_path / "local.json").write_text(json.dumps(v1))
+    job, notes = load_config_file(str(tmp_path / "local.json"))
+    assert job.steps[0].job.teacher.type in ("transformers", "vllm") and job.steps[0].job.teacher.model == "teach"
+    assert any("without inference.base_url" in n for n in notes)

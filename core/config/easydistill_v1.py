@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.config.data_jobs import SynthJob
 from core.config.errors import ConfigError
 
 SYNTH_OPERATORS = {
@@ -304,16 +305,30 @@ class _Importer:
         return self.pipeline(*steps)
 
     def rank_dpo(self, remote: bool) -> dict:
+        """Teacher answers, then the pairs job (chosen = teacher, rejected = the student's answer, ties and identical
+        pairs dropped) writing `labeled_path` as 1.x did, then DPO on those pairs."""
+        if remote and not self.section("inference").get("base_url"):
+            remote = False  # upstream's rank_dpo_local.json says rank_dpo_api but names no endpoint
+            self.notes.append(f"{self.job_type} without inference.base_url: the teacher runs locally "
+                              f"({self.local_backend})")
         chosen = self.synth("label", remote, "instruction_path", "labeled_path")
-        student = {**chosen, "teacher": self.backend("student", remote=False),
-                   "output": str(Path(chosen["output"]).with_suffix("")) + "-student.jsonl"}
-        train = self.training("train_dpo", chosen["output"])
-        train["rejected_from"] = student["output"]
+        labeled = chosen["output"]
+        chosen["output"] = str(Path(labeled).with_suffix("")) + "-teacher.json"  # a JSON array in input order
+        pairs: dict[str, Any] = {
+            "kind": "pairs", "mode": "student", "input": chosen["output"], "output": labeled,
+            "student": self.backend("student", remote=False),
+            # the student sees the conversation the teacher saw
+            "system_prompt": chosen.get("system_prompt") or SynthJob.model_fields["system_prompt"].default,
+        }
+        if chosen.get("sampling"):
+            pairs["sampling"] = chosen["sampling"]
+        train = self.training("train_dpo", labeled)
         beta = self.get("training", "beta", _NUM)
         if beta is not None:
             train["beta"] = beta
-        self.notes.append("rank_dpo: chosen = teacher answers, rejected = student answers, paired by row id")
-        return self.pipeline(("teacher_answers", chosen), ("student_answers", student), ("train", train))
+        self.notes.append(f"{self.job_type}: the teacher answers (chosen) go to {Path(chosen['output']).name}; the "
+                          f"pairs job adds the student's (rejected) and writes {Path(labeled).name}; DPO trains on it")
+        return self.pipeline(("teacher_answers", chosen), ("pairs", pairs), ("train", train))
 
     @staticmethod
     def pipeline(*steps: tuple[str, dict]) -> dict:
