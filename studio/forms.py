@@ -57,7 +57,7 @@ class FormView:
         t, key = self.ui.t, f"{self.prefix}.{f.name}"
         self.ui.shared.setdefault("form_fields", set()).add((self.prefix, f.name))  # tests check translations
         info_key = f"{key}_info"
-        info = t(info_key) if has(info_key) else f.help
+        info = "" if f.widget == "code" else (t(info_key) if has(info_key) else f.help)  # gr.Code takes no info
         common: dict[str, Any] = {"label": t(key), "elem_id": elem_id(key), **f.extra.get("gradio", {}), **kwargs}
         if info:
             common["info"] = info
