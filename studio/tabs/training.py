@@ -60,6 +60,7 @@ def _main_section(w: dict[str, Any]) -> None:
         with gr.Column(visible=shown["teacher_box"], min_width=160) as w["teacher_box"]:
             view.render("teacher")
         view.render("dataset")
+    view.ui.shared["training.dataset"] = view.comps["dataset"]  # other tabs open a dataset here (Curation)
     with gr.Row():
         view.render("output", "eval_split", "gpus")
 

@@ -1,0 +1,106 @@
+"""The CoT Curation tab in a real Chromium: a scored dataset loads with its counts and plots, moving the RV/CD
+sliders (and a student-size preset) changes the counts and the after-selection heatmap, a heatmap cell shows its
+chain of thought, and a curate job writes exactly the selected traces as System-2 SFT rows that open in Training."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+
+def _rows() -> list[dict]:
+    """60 traces: RV = i % 10, CD = i // 10 (0..5), incorrect when i % 9 == 0, teachers A and B."""
+    return [{"id": f"t{i}", "question_id": f"q{i}", "instruction": f"What is {i} + 1?", "rv": i % 10,
+             "cd": i // 10, "correctness": int(i % 9 != 0), "teacher": "A" if i % 2 else "B",
+             "thought": f"Add one to {i}.", "solution": f"{i + 1}",
+             "output": f"<think>Add one to {i}.</think>\n\n{i + 1}"} for i in range(60)]
+
+
+def _counts(page) -> str:
+    return page.locator("#curation-counts").inner_text()
+
+
+def _wait_counts(page, text: str) -> None:
+    page.wait_for_function("([t]) => document.querySelector('#curation-counts').innerText.includes(t)", arg=[text])
+
+
+def _after_heatmap(page) -> list[list[int]]:
+    """The z matrix of the 'selected' heatmap as plotly drew it (rows RV, columns CD)."""
+    return page.evaluate("() => document.querySelector('#curation-heatmap .js-plotly-plot').data[1].z")
+
+
+def _set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+    box.blur()
+
+
+def _fill(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.locator("#curation-intro").click()  # blur commits the value
+
+
+def test_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
+    ws = tmp_path / "ws"
+    (ws / "datasets").mkdir(parents=True)
+    (ws / "datasets" / "scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
+    sp = studio()
+    page = browser_page
+    page.goto(sp.url)
+    page.get_by_role("tab", name="CoT Curation", exact=True).click()
+
+    _fill(page, "curation-curate-input", "scored")
+    _wait_counts(page, "of 60 traces selected")
+    assert "53" in _counts(page)  # correct traces only, at rest
+    page.locator("#curation-heatmap .js-plotly-plot").wait_for()
+    assert sum(map(sum, _after_heatmap(page))) == 53
+
+    _set_slider(page, "curation-curate-rv-min", 3)  # RV 3..9: 42 rows, 36 of them correct
+    _wait_counts(page, "36 of 60")
+    _set_slider(page, "curation-curate-cd-max", 2)  # and CD 0..2: 21 rows, 18 correct
+    _wait_counts(page, "18 of 60")
+    z = _after_heatmap(page)
+    assert sum(map(sum, z)) == 18 and z[2][0] == 0 and z[3][0] == 1 and z[9][3] == 0
+
+    # The 1.5B preset (ThoughtX: correct, RV 3-5, CD 4): t43 and t44 (t45 is incorrect).
+    page.locator("#curation-size input").click()
+    page.get_by_role("option", name="1.5B", exact=False).click()
+    _wait_counts(page, "2 of 60")
+    z = _after_heatmap(page)
+    assert z[3][4] == z[4][4] == 1 and sum(map(sum, z)) == 2
+
+    # A heatmap cell's chain of thought, reasoning folded.
+    page.locator("#curation-cell-rv input").click()
+    page.get_by_role("option", name="4", exact=True).click()
+    page.locator("#curation-cell-cd input").click()
+    page.get_by_role("option", name="4", exact=True).click()
+    page.wait_for_function("document.querySelector('#curation-cell-chat').innerText.includes('What is 44 + 1?')")
+    assert "45" in page.locator("#curation-cell-chat").inner_text()
+
+    # Write the selection as System-2 SFT rows.
+    page.get_by_label("System-2 SFT (with reasoning)").check()
+    _fill(page, "curation-curate-output", "picked")
+    page.locator("#curation-curate-start").click()
+    deadline, status = time.time() + 60, ""
+    while time.time() < deadline:
+        status = page.locator("#curation-curate-status").inner_text()
+        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
+            break
+        time.sleep(0.5)
+    page.screenshot(path=str(artifacts_dir / "curation-tab.png"), full_page=True)
+    assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
+    out = [json.loads(x) for x in (ws / "datasets" / "picked.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == ["t43", "t44"]
+    assert out[0]["output"] == "<think>\nAdd one to 43.\n</think>\n\n44" and out[0]["instruction"] == "What is 43 + 1?"
+
+    page.locator("#curation-open-training").click()
+    page.wait_for_function("document.querySelector('#training-dataset input').value === 'picked'")
+    assert page.get_by_role("tab", name="Training", exact=True).get_attribute("aria-selected") == "true"
