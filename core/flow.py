@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from core.config import PipelineJob, PipelineStep
 from core.config.base import BackendSpec, JobBase
 from core.endpoints import spec_for
+from core.errors import UserError
 from core.presets import find_preset
 from core.workspace import Workspace
 
@@ -143,13 +144,17 @@ def compare_job(plan: FlowPlan, logit_kd: bool) -> PipelineJob:
 DEMO_DATASET = "demo-instructions"
 
 
+class FlowError(UserError, ValueError):
+    """The guided flow's choices cannot make a plan (one is missing, or teacher and student are the same)."""
+
+
 def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws: Workspace) -> FlowPlan:
     """The user's three choices, checked: each missing one is named."""
     missing = [what for what, v in (("teacher", teacher), ("student", student), ("data", dataset)) if not v]
     if missing:
-        raise ValueError("choose " + ", ".join(missing) + " first")
+        raise FlowError("choose " + ", ".join(missing) + " first")
     if teacher == student:
-        raise ValueError("teacher and student are the same model: pick a smaller student (or derive one)")
+        raise FlowError("teacher and student are the same model: pick a smaller student (or derive one)")
     return FlowPlan(spec_for(teacher, ws), student, dataset)
 
 

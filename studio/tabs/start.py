@@ -20,9 +20,6 @@ from core.presets import check_machine, find_preset, list_presets
 from studio.ui import UIContext
 
 STAGES = ("synth", "train", "compare")
-# What a stage can refuse: a person's mistake (UserError), and core.flow.make_plan's ValueError for a missing or
-# repeated choice (to narrow to UserError once make_plan raises one).
-REFUSALS = (UserError, ValueError)
 
 
 def stage_line(ui: UIContext, job_id: str | None, produces: str) -> str:
@@ -167,7 +164,7 @@ def _wire_stages(ui: UIContext, g: _Guided) -> None:
             plan = flow.make_plan(t, s, d, ws)
             flow.prepare_data(plan, ws)
             job = ui.jobs().submit(flow.synthesize_job(plan))
-        except REFUSALS as e:
+        except UserError as e:
             return _refused(ui, e), st, gr.Timer(active=bool(st))
         st = {**st, "synth": job, "synth_out": f"{plan.labelled}, {plan.heldout_labelled}"}
         return ui.t("start.synth_submitted", datasets=st["synth_out"]), st, gr.Timer(active=True)
@@ -179,7 +176,7 @@ def _wire_stages(ui: UIContext, g: _Guided) -> None:
                 return ui.t("start.error", error=ui.t("start.synth_first")), st, gr.Timer(active=bool(st))
             kd, why = flow.logit_kd_possible(plan, ws)
             job = ui.jobs().submit(flow.train_job(plan, kd))
-        except REFUSALS as e:
+        except UserError as e:
             return _refused(ui, e), st, gr.Timer(active=bool(st))
         out = flow.final_student(plan, kd)
         st = {**st, "train": job, "train_out": out, "kd": kd}
@@ -220,7 +217,7 @@ def _wire_compare(ui: UIContext, g: _Guided) -> None:
                 return ui.t("start.error", error=ui.t("start.train_first", model=final)), st, \
                     gr.Timer(active=bool(st)), *keep
             job = ui.jobs().submit(flow.compare_job(plan, kd))
-        except REFUSALS as e:
+        except UserError as e:
             return _refused(ui, e), st, gr.Timer(active=bool(st)), *keep
         st = {**st, "compare": job, "compare_out": ui.t("start.compare_out")}
         models = pickers.model_choices(ws)
@@ -231,6 +228,6 @@ def _wire_compare(ui: UIContext, g: _Guided) -> None:
     g.buttons["compare"].click(compare, g.choices, outputs)
 
 
-def _refused(ui: UIContext, e: Exception) -> str:
-    """A refusal as the message under the stage buttons."""
-    return ui.t("start.error", error=e.report() if isinstance(e, UserError) else e)
+def _refused(ui: UIContext, e: UserError) -> str:
+    """A refusal (a missing choice, an unknown model, a refused device request) as the message under the buttons."""
+    return ui.t("start.error", error=e.report())
