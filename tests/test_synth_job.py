@@ -111,6 +111,23 @@ def test_label_job_against_faulty_server(workspace, tmp_path):
         assert len(ok2) == 60 and not bad2
 
 
+def test_duplicate_input_id_is_rejected_under_its_own_id(workspace, tmp_path):
+    """The kept row's id must never land in the rejects file: a resumed job would take that row as done."""
+    write_records(workspace.datasets / "dups.jsonl", [{"id": "d1", "instruction": "First?"},
+                                                      {"id": "d1", "instruction": "Second?"},
+                                                      {"id": "d2", "instruction": "Third?"}])
+    with FakeOpenAIServer() as srv:
+        cfg = SynthJob(input="dups", operator="label", teacher={"type": "openai",
+                                                                "endpoint": {"base_url": srv.base_url}})
+        run_dir = tmp_path / "run"
+        run_dir.mkdir()
+        synth_job.run(cfg, JobContext("t", run_dir, workspace))
+    ok = _lines(workspace.datasets / "dups-label.jsonl")
+    bad = _lines(workspace.datasets / "dups-label.rejects.jsonl")
+    assert sorted(r["id"] for r in ok) == ["d1", "d2"] and ok[0]["output"].startswith("echo: ")
+    assert [r["id"] for r in bad] == ["d1#duplicate-at-1"] and "duplicate" in bad[0]["reason"]
+
+
 def test_killed_worker_resumes_without_loss_or_duplicates(workspace):
     ids = [f"k{i:03d}" for i in range(120)]
     write_records(workspace.datasets / "many.jsonl", [{"id": i, "instruction": f"Ask {i}"} for i in ids])

@@ -108,9 +108,10 @@ def run(config: SynthJob, ctx: JobContext) -> None:
     rejects_now += [reject_record(f"input-line-{e.line}", f"invalid input row: {e}", "input") for e in input_errors]
     seen: set[str] = set()
     unique = []
-    for u in units:
-        if u.id in seen:
-            rejects_now.append(reject_record(u.id, "duplicate id in the input (kept the first row)", "input", u.row))
+    for k, u in enumerate(units):
+        if u.id in seen:  # its own reject id: the kept row's id in the rejects file would mark that row as done
+            rejects_now.append(reject_record(f"{u.id}#duplicate-at-{k}", "duplicate id in the input (kept the first "
+                                             "row)", "input", u.row))
         else:
             seen.add(u.id)
             unique.append(u)
