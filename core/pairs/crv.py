@@ -105,8 +105,9 @@ class Templates:
 class CrvPipeline:
     """Moves rows through critique → rethink → verify and writes each out once it is settled."""
 
-    def __init__(self, config: CrvJob, templates: Templates, sink: Sink, ledger: Ledger):
+    def __init__(self, config: CrvJob, templates: Templates, sink: Sink, ledger: Ledger, states: dict[str, CrvState]):
         self.config, self.templates, self.sink, self.ledger = config, templates, sink, ledger
+        self.states = states
 
     def _system(self) -> list[dict]:
         return [{"role": "system", "content": self.config.system_prompt}] if self.config.system_prompt else []
@@ -139,16 +140,13 @@ class CrvPipeline:
         return {"id": unit.id, "label": parse_label(text), "reply": text}
 
     def parse_rethink(self, unit: Unit, text: str, params: OpParams) -> dict:
-        row = unit.row
-        op = OPERATOR[self.label_of(str(row["id"]))]
+        op = OPERATOR[self.states[str(unit.row["id"])].label or ""]
         out = parse_reply(op, unit, text, params)  # the synthesis operator's own parser: strips <think>, ratio
         return {"id": unit.id, "operator": op, "rewrite": out["output"], RATIO[op]: out[RATIO[op]], "reply": text}
 
     @staticmethod
     def parse_verdict(unit: Unit, text: str, params: OpParams) -> dict:
         return {"id": unit.id, "verified": parse_score(text, "correctness"), "reply": text}
-
-    label_of: Callable[[str], str]  # set by run(): a row's label, for the rethink parser
 
     # ---------------------------------------------------------------------------------------------- state
     def restore(self, st: CrvState) -> None:
@@ -157,8 +155,8 @@ class CrvPipeline:
         st.rewrite = self.ledger.get(f"{st.id}{SEP}rethink")
         st.verdict = self.ledger.get(f"{st.id}{SEP}verify")
 
-    def on_outcome(self, states: dict[str, CrvState], stage: str, name_of: Callable[[], str], o: Outcome) -> None:
-        st = states[o.unit.id.rsplit(SEP, 1)[0]]
+    def on_outcome(self, stage: str, name_of: Callable[[], str], o: Outcome) -> None:
+        st = self.states[o.unit.id.rsplit(SEP, 1)[0]]
         self.sink.count(o)
         if o.row is None:
             st.failed = (str(o.reject["stage"]), f"{stage}: {o.reject['reason']}")
@@ -291,8 +289,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
         for r in inputs.rejects_now:
             if r["id"] not in done:
                 sink.bad(r)
-        pipe = CrvPipeline(config, templates, sink, ledger)
-        pipe.label_of = lambda rid: states[rid].label or ""
+        pipe = CrvPipeline(config, templates, sink, ledger, states)
         for st in states.values():
             pipe.restore(st)
             pipe.advance(st)
@@ -312,7 +309,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
             units = [unit_of(st) for st in states.values() if not st.settled and not st.failed and wants(st)]
             if units:
                 run_stage(units, parser, spec, params, backends, ctx,
-                          partial(pipe.on_outcome, states, stage, partial(backends.name, spec)),
+                          partial(pipe.on_outcome, stage, partial(backends.name, spec)),
                           parse_retries=config.parse_retries)
         stopped = sink.n_ok + sink.n_bad < inputs.total
         stats = crv_stats(target.rows, target.rejects)
