@@ -136,10 +136,10 @@ def build(ui: UIContext) -> None:
 
     v.table.select(pick, [v.sig], [v.selected, v.sig, v.config, v.message, v.armed_delete],
                    show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    act_outputs = [v.message, v.armed_delete, v.config, v.selected]
     for action, button in v.buttons.items():
-        button.click(_action(ui, action), [v.selected, v.armed_delete], [v.message, v.armed_delete, v.config,
-                                                                          v.selected],
-                     show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+        button.click(_action(ui, action), [v.selected, v.armed_delete], act_outputs, show_progress="hidden").then(
+            tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
 
     def run_selftest(steps: float | None):
         from core.config.selftest import SelftestJob
