@@ -218,3 +218,29 @@ def test_crv_stop_and_resume_asks_nothing_twice(workspace, tmp_path, monkeypatch
     ok, bad = _check_once(workspace, "cot-crv", [r["id"] for r in rows])
     assert len(ok) == 5 and {r["id"] for r in bad} == {"c01", "c04", "c06", "c07"}
     assert all(r["critic"] == "local-m" and r["rethinker"] == "local-m" for r in ok)
+
+
+def test_crv_runs_headless_from_a_yaml_config(tmp_path):
+    """`easydistill --config crv.yaml` in its own process: the kind is registered and its entry runs."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from core.workspace import Workspace
+
+    ws = Workspace.open(tmp_path / "ws")
+    write_records(ws.datasets / "cot.jsonl", _rows(6))
+    with FakeOpenAIServer(answer=scripted, model="critic-m") as srv:
+        cfg = tmp_path / "crv.yaml"
+        cfg.write_text(yaml.safe_dump({"kind": "crv", "name": "crv-cli", "input": "cot", "output": "cogpo",
+                                       "student_size": "7B", "critic": _endpoint(srv)}))
+        proc = subprocess.run([sys.executable, "-m", "core.cli.main", "--workspace", str(ws.root), "--config",
+                               str(cfg)], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        critiques = [r for r in srv.answered() if _stage(r.messages)[1] == "critique"]
+        assert len(critiques) == 6 and all("about 7B parameters" in r.last_user for r in critiques)
+    ok, bad = _check_once(ws, "cogpo", [f"c{i:02d}" for i in range(6)])
+    assert sorted((r["id"], r["pair_type"]) for r in ok) == [
+        ("c00", "short2long"), ("c02", "long2short"), ("c03", "short2long"), ("c05", "long2short")]
+    assert {r["id"]: r["drop"] for r in bad} == {"c01": "medium", "c04": "medium"}
