@@ -248,11 +248,14 @@ class _Importer:
             self.get("models", "teacher")
             return self.training("train_reward", self.path("dataset", "labeled_path", must_exist=True))
         if jt in ("rl_grpo", "rl_ppo"):
-            if jt == "rl_ppo":
-                self.notes.append("rl_ppo: TRL 1.16 has no PPO trainer any more; the job runs GRPO instead")
             data = self.path("dataset", "instruction_path", must_exist=False, required=False) or self.path(
                 "dataset", "labeled_path", must_exist=True)
             job = self.training("train_grpo", data)
+            if jt == "rl_ppo":
+                job["trainer"] = "rloo"  # the job log says so too (core.train.grpo)
+                self.notes.append("rl_ppo: TRL 1.16 has no PPO trainer any more; the job runs RLOO (TRL RLOOTrainer: "
+                                  "REINFORCE with a leave-one-out baseline over a group of samples) on the same "
+                                  "reward instead")
             reward = self.get("models", "reward", str)
             if reward:
                 job["reward_model"] = self._model_path(reward)
