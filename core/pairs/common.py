@@ -137,6 +137,17 @@ class Backends:
     def name(self, spec: BackendSpec) -> str:
         return getattr(self.get(spec), "name", "") or spec.model
 
+    def release(self, spec: BackendSpec, keep: Iterable[BackendSpec | None] = ()) -> None:
+        """Close the backend of `spec` unless a later stage (`keep`) uses it: a local student leaves the GPU before
+        a local judge loads."""
+        key = spec.model_dump_json()
+        if any(k is not None and k.model_dump_json() == key for k in keep):
+            return
+        b = self._made.pop(key, None)
+        close = getattr(b, "close", None)
+        if close:
+            close()
+
     def close(self) -> None:
         for b in self._made.values():
             close = getattr(b, "close", None)

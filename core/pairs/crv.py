@@ -303,7 +303,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
         if config.verifier == "judge":
             stages.append(("verify", verifier, lambda s: s.rewrite is not None and s.verdict is None,
                            pipe.verify_unit, pipe.parse_verdict, SamplingParams.from_sampling(config.critic_sampling)))
-        for stage, spec, wants, unit_of, parser, params in stages:
+        for i, (stage, spec, wants, unit_of, parser, params) in enumerate(stages):
             if ctx.should_stop():
                 break
             units = [unit_of(st) for st in states.values() if not st.settled and not st.failed and wants(st)]
@@ -311,6 +311,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
                 run_stage(units, parser, spec, params, backends, ctx,
                           partial(pipe.on_outcome, stage, partial(backends.name, spec)),
                           parse_retries=config.parse_retries)
+            backends.release(spec, keep=[later[1] for later in stages[i + 1:]])
         stopped = sink.n_ok + sink.n_bad < inputs.total
         stats = crv_stats(target.rows, target.rejects)
         sink.report(force=True)

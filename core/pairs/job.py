@@ -313,6 +313,7 @@ def run(config: PairsJob, ctx: JobContext) -> None:
                           partial(builder.on_sample, states, partial(backends.name, gen_spec)))
             for st in states.values():  # rows whose last unit was never sent (stop) stay pending
                 st.waiting = 0
+        backends.release(gen_spec, keep=[config.judge])
         if template is not None and config.judge is not None and not ctx.should_stop():
             units = []
             for st in states.values():
