@@ -244,3 +244,23 @@ def test_crv_runs_headless_from_a_yaml_config(tmp_path):
     assert sorted((r["id"], r["pair_type"]) for r in ok) == [
         ("c00", "short2long"), ("c02", "long2short"), ("c03", "short2long"), ("c05", "long2short")]
     assert {r["id"]: r["drop"] for r in bad} == {"c01": "medium", "c04": "medium"}
+
+
+def test_train_dpo_reads_crv_pairs_with_a_beta_per_pair_type(workspace, tmp_path):
+    """The contract with the trainer: CRV rows load as DPO pairs, pair_type picks each pair's β (CogPO)."""
+    from core.config.train import DpoJob
+    from core.train.preference import load_pairs
+
+    write_records(workspace.datasets / "cot.jsonl", _rows(9))
+    with FakeOpenAIServer(answer=scripted) as srv:
+        _run(CrvJob(input="cot", critic=_endpoint(srv), corrupted_pairs=True), workspace, tmp_path)
+    dpo = DpoJob(student="s", dataset="cot-crv", beta=0.1,
+                 pair_type_beta={"short2long": 0.3, "long2short": 0.5})
+    pairs = load_pairs(JobContext("d", tmp_path / "run", workspace), dpo, with_beta=True)
+    by_id = {p["id"]: p for p in pairs.train}
+    assert sorted(by_id) == ["c00", "c02", "c03", "c05", "c06", "c08"]
+    assert {i: by_id[i]["beta"] for i in by_id} == {"c00": 0.3, "c03": 0.3, "c02": 0.5, "c05": 0.5, "c08": 0.5,
+                                                    "c06": 0.1}  # corrupted: no type β given -> the global β
+    assert by_id["c02"]["prompt"] == [{"role": "user", "content": "Question 2?"}]
+    assert by_id["c02"]["chosen"][0]["content"] == "Directly: \\boxed{2}"
+    assert by_id["c02"]["rejected"][0]["content"] == _rows(9)[2]["output"]

@@ -345,6 +345,14 @@ def test_pairs_with_the_tiny_local_student(workspace, tmp_path, tiny_models):
     for r, src in zip(sorted(ok, key=lambda r: r["id"]), rows, strict=True):
         assert r["chosen"] == src["output"] and r["rejected"] and r["rejected"] != r["chosen"]
         assert r["rejected_by"]
+    # what train_dpo will read: the prompt as a user turn, the teacher's answer chosen over the student's
+    from core.config.train import DpoJob
+    from core.train.preference import load_pairs
+
+    pairs = load_pairs(JobContext("d", tmp_path / "run", workspace), DpoJob(student=str(tiny_models.student),
+                                                                            dataset="tiny-dpo"))
+    assert sorted((p["prompt"][-1]["content"], p["chosen"][0]["content"]) for p in pairs.train) == sorted(
+        (r["instruction"], r["output"]) for r in rows)
 
 
 # ------------------------------------------------------------------------------------------------ EasyDistill 1.x
