@@ -264,3 +264,39 @@ def test_train_dpo_reads_crv_pairs_with_a_beta_per_pair_type(workspace, tmp_path
     assert by_id["c02"]["prompt"] == [{"role": "user", "content": "Question 2?"}]
     assert by_id["c02"]["chosen"][0]["content"] == "Directly: \\boxed{2}"
     assert by_id["c02"]["rejected"][0]["content"] == _rows(9)[2]["output"]
+
+
+def test_killed_crv_job_resumes_without_loss_or_repeated_calls(workspace):
+    import os
+    import signal
+    import time
+
+    from core.jobs.manager import JobManager
+
+    rows = _rows(60)
+    write_records(workspace.datasets / "many.jsonl", rows)
+    jm = JobManager(workspace)
+    side = workspace.datasets / "many-crv.crv.ndjson"
+    with FakeOpenAIServer(answer=scripted, latency=0.03) as srv:
+        job_id = jm.submit(CrvJob(input="many", critic=_endpoint(srv, max_retries=2)))
+        deadline = time.monotonic() + 120
+        while len(_lines(side)) < 25:
+            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
+            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)} {jm.logs(job_id)}"
+            time.sleep(0.05)
+        os.kill(jm.get(job_id).pid, signal.SIGKILL)
+        assert jm.wait(job_id, timeout=60).status == "failed"
+        recorded = {(e["row_id"], e["what"]) for e in _lines(side)}
+        resumed_at = time.time()
+        jm.resume(job_id)
+        info = jm.wait(job_id, timeout=180)
+        assert info.status == "succeeded", jm.logs(job_id)
+        again = {_stage(r.messages) for r in srv.answered() if r.started >= resumed_at}
+    stage_of = {"critique": "critique", "short2long": "rethink", "long2short": "rethink"}
+    assert not {(f"c{n:02d}", stage_of[s]) for n, s in again} & recorded, "a recorded call was made again"
+    entries = _lines(side)
+    # a critique per row but c10 (its reply has no label), a rewrite per easy/hard row
+    assert len(entries) == len({e["id"] for e in entries}) == 59 + 40
+    ok, bad = _check_once(workspace, "many-crv", [r["id"] for r in rows])
+    assert len(ok) == 39  # c06's rewrite lost its answer
+    assert Counter(r.get("drop") or r["stage"] for r in bad) == {"medium": 19, "unverified": 1, "parse": 1}
