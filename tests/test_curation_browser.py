@@ -1,6 +1,8 @@
-"""The CoT Curation tab in a real Chromium: a scored dataset loads with its counts and plots, moving the RV/CD
-sliders (and a student-size preset) changes the counts and the after-selection heatmap, a heatmap cell shows its
-chain of thought, and a curate job writes exactly the selected traces as System-2 SFT rows that open in Training."""
+"""The CoT Curation tab in a real Chromium: a judge job scores traces through a registered endpoint (the scripted
+OpenAI-compatible test server) and its output opens in the curate form; a scored dataset loads with its counts and
+plots, moving the RV/CD sliders (and a student-size preset) changes the counts and the after-selection heatmap, a
+heatmap cell shows its chain of thought, and a curate job writes exactly the selected traces as System-2 SFT rows
+that open in Training."""
 
 from __future__ import annotations
 
@@ -48,14 +50,43 @@ def _fill(page, elem_id: str, value: str) -> None:
     page.locator("#curation-intro").click()  # blur commits the value
 
 
-def test_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
+def _wait_status(page, part: str, timeout_s: float = 60) -> str:
+    deadline, status = time.time() + timeout_s, ""
+    while time.time() < deadline:
+        status = page.locator(f"#curation-{part}-status").inner_text()
+        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
+            break
+        time.sleep(0.5)
+    return status
+
+
+def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
+    from core.endpoints import EndpointEntry, save_endpoint
+    from core.workspace import Workspace
+    from tests.fake_openai_server import FakeOpenAIServer
+    from tests.test_cot_judge_job import scripted_judge
+
     ws = tmp_path / "ws"
     (ws / "datasets").mkdir(parents=True)
     (ws / "datasets" / "scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
-    sp = studio()
-    page = browser_page
-    page.goto(sp.url)
-    page.get_by_role("tab", name="CoT Curation", exact=True).click()
+    traces = [{"id": f"c{i}", "instruction": f"Question {i}?", "output": f"<think>step {i}</think> answer {i}"}
+              for i in range(6)]
+    (ws / "datasets" / "cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces))
+    with FakeOpenAIServer(answer=scripted_judge) as srv:
+        save_endpoint(Workspace.open(ws), EndpointEntry(name="fake", base_url=srv.base_url, model="fake-model"))
+        sp = studio()
+        page = browser_page
+        page.goto(sp.url)
+        page.get_by_role("tab", name="CoT Curation", exact=True).click()
+        page.get_by_text("① Judge chains of thought", exact=False).click()
+        _fill(page, "curation-judge-input", "cot")
+        _fill(page, "curation-judge-judge", "endpoint:fake")
+        page.locator("#curation-judge-start").click()
+        status = _wait_status(page, "judge")
+        assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
+        assert len(srv.chat_records()) == 6 * 3  # one call per trace and metric
+    page.locator("#curation-to-curate").click()  # the judged traces open in the curate form: odd ones are correct
+    _wait_counts(page, "3 of 6 traces selected")
 
     _fill(page, "curation-curate-input", "scored")
     _wait_counts(page, "of 60 traces selected")
@@ -89,12 +120,7 @@ def test_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
     page.get_by_label("System-2 SFT (with reasoning)").check()
     _fill(page, "curation-curate-output", "picked")
     page.locator("#curation-curate-start").click()
-    deadline, status = time.time() + 60, ""
-    while time.time() < deadline:
-        status = page.locator("#curation-curate-status").inner_text()
-        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
-            break
-        time.sleep(0.5)
+    status = _wait_status(page, "curate")
     page.screenshot(path=str(artifacts_dir / "curation-tab.png"), full_page=True)
     assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
     out = [json.loads(x) for x in (ws / "datasets" / "picked.jsonl").read_text().splitlines()]
@@ -102,5 +128,5 @@ def test_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
     assert out[0]["output"] == "<think>\nAdd one to 43.\n</think>\n\n44" and out[0]["instruction"] == "What is 43 + 1?"
 
     page.locator("#curation-open-training").click()
-    page.wait_for_function("document.querySelector('#training-dataset input').value === 'picked'")
+    page.wait_for_function("(document.querySelector('#training-dataset input') || {}).value === 'picked'")
     assert page.get_by_role("tab", name="Training", exact=True).get_attribute("aria-selected") == "true"

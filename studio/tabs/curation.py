@@ -38,6 +38,7 @@ def build(ui: UIContext) -> None:
     _wire_jobs(ui, w, "judge")
     _wire_jobs(ui, w, "curate")
     _wire_tick(ui, w)
+    _wire_to_curate(ui, w)
     ui.after_build(lambda: _wire_open_training(ui, w))
 
 
@@ -56,6 +57,7 @@ def _judge_section(ui: UIContext, w: dict[str, Any]) -> None:
         view.render("output", "name")
     view.tools()
     _run_row(ui, w, "judge")
+    w["to_curate"] = ui.reg("curation.to_curate", gr.Button(ui.t("curation.to_curate"), elem_id="curation-to-curate"))
 
 
 def _export_section(ui: UIContext, w: dict[str, Any]) -> None:
@@ -123,6 +125,36 @@ def _wire_tick(ui: UIContext, w: dict[str, Any]) -> None:
         job.change(line, job, status, show_progress="hidden")
 
 
+def _written_dataset(ui: UIContext, job_id: str | None) -> tuple[str | None, str]:
+    """(the dataset a judge / curate job wrote, or None with the message saying why not)."""
+    from core.cot.form import output_dataset
+    from core.forms.loading import config_of_job
+    from core.pickers import dataset_choices
+
+    if not job_id:
+        return None, ui.t("curation.no_job")
+    try:
+        name = output_dataset(ui.workspace, config_of_job(ui.jobs(), job_id))
+    except UserError as e:
+        return None, f"⚠️ {e.report()}"
+    if name is None or name not in dataset_choices(ui.workspace):
+        return None, ui.t("curation.not_written", job=job_id)
+    return name, ""
+
+
+def _wire_to_curate(ui: UIContext, w: dict[str, Any]) -> None:
+    """'Curate its output': the judge job's dataset becomes the curate form's input (its preview follows)."""
+    target = w["curate"].comps["input"]
+
+    def to_curate(job_id: str | None) -> tuple[Any, Any]:
+        name, why = _written_dataset(ui, job_id)
+        if name is None:
+            return why, gr.update()
+        return ui.t("curation.to_curate_done", dataset=name), gr.update(value=name)
+
+    w["to_curate"].click(to_curate, w["judge_job"], [w["judge_message"], target])
+
+
 def _wire_open_training(ui: UIContext, w: dict[str, Any]) -> None:
     """'Open in Training': the curate job's dataset in the Training tab's dataset picker, and that tab shown."""
     tabs, picker = ui.shared.get("tabs"), ui.shared.get("training.dataset")
@@ -131,22 +163,13 @@ def _wire_open_training(ui: UIContext, w: dict[str, Any]) -> None:
     message = w["curate_message"]
 
     def open_training(job_id: str | None) -> tuple[Any, Any, Any]:
-        from core.cot.form import output_dataset
-        from core.forms.loading import config_of_job
         from core.pickers import dataset_choices
 
-        keep = (gr.update(), gr.update())
-        if not job_id:
-            return ui.t("curation.no_job"), *keep
-        try:
-            name = output_dataset(ui.workspace, config_of_job(ui.jobs(), job_id))
-        except UserError as e:
-            return f"⚠️ {e.report()}", *keep
-        names = dataset_choices(ui.workspace)
-        if name is None or name not in names:
-            return ui.t("curation.not_written", job=job_id), *keep
-        return ui.t("curation.opened", dataset=name), gr.Tabs(selected="training"), gr.update(choices=names,
-                                                                                               value=name)
+        name, why = _written_dataset(ui, job_id)
+        if name is None:
+            return why, gr.update(), gr.update()
+        return (ui.t("curation.opened", dataset=name), gr.Tabs(selected="training"),
+                gr.update(choices=dataset_choices(ui.workspace), value=name))
 
     w["open_training"].click(open_training, w["curate_job"], [message, tabs, picker])
 
