@@ -76,7 +76,7 @@ class FormView:
             labelled = [(t(k) if has(k) else str(v), v) for k, v in choices]
             if w == "multi":
                 comp = gr.CheckboxGroup(labelled, value=list(f.default or []), **common)
-            elif len(labelled) <= RADIO_MAX:
+            elif len(labelled) <= RADIO_MAX or f.extra.get("radio"):  # a form's main switch stays radios
                 comp = gr.Radio(labelled, value=f.default, **common)
             else:
                 comp = gr.Dropdown(labelled, value=f.default, **common)

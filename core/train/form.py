@@ -1,6 +1,7 @@
-"""The training form: SFT (black-box KD), white-box KD from a teacher logit cache, on-policy KD.
+"""The training form: SFT (black-box KD), white-box KD from a teacher logit cache, on-policy KD, DPO / CogPO, reward
+model, GRPO / RLOO.
 
-One form, three job classes: `method` picks the config (`config_for`), and fields that only one method uses carry
+One form, six job classes: `method` picks the config (`config_for`), and fields that only one method uses carry
 its kind. White-box KD without a cache (or with "capture first" ticked) becomes one pipeline job, capture → train_kd,
 so the teacher's logits are written at the KD temperature and the trainer reads exactly that cache.
 
@@ -16,14 +17,16 @@ from typing import Any
 from core.config.base import BackendSpec, JobBase
 from core.config.data_jobs import CaptureJob
 from core.config.registry import PipelineJob, PipelineStep
-from core.config.train import KdJob, OnPolicyKdJob, SftJob
+from core.config.train import DpoJob, GrpoJob, KdJob, OnPolicyKdJob, RewardJob, SftJob
 from core.endpoints import ENDPOINT_PREFIX
 from core.forms.fields import FieldSpec, coerce, field, locate
 from core.forms.form import FormError, JobForm
 from core.pickers import local_model_names
 from core.workspace import Workspace
 
-METHODS: dict[str, type[JobBase]] = {"sft": SftJob, "kd": KdJob, "onpolicy": OnPolicyKdJob}
+METHODS: dict[str, type[JobBase]] = {
+    "sft": SftJob, "kd": KdJob, "onpolicy": OnPolicyKdJob, "dpo": DpoJob, "reward": RewardJob, "grpo": GrpoJob,
+}
 METHOD_OF_KIND = {cls.model_fields["kind"].default: m for m, cls in METHODS.items()}
 LORA_LR_FACTOR = 10.0  # an adapter has far fewer weights: it wants a larger step than full fine-tuning
 GPU_CHOICES = ("auto", "cpu", "1", "2", "4", "8")
@@ -32,16 +35,19 @@ SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_wi
 CAPTURE_STEP, TRAIN_STEP = "capture", "train"
 
 KD, OP = ("train_kd",), ("train_onpolicy",)
+DPO, RM, RL = ("train_dpo",), ("train_reward",), ("train_grpo",)
 CUSTOM = {"gradio": {"allow_custom_value": True}}
 LOCAL_MODELS = {"choices_of": local_model_names}  # training loads the weights itself: no endpoints in its pickers
 
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec(name="method", path="", widget="choice", choices=tuple(METHODS), default="sft",
+    FieldSpec(name="method", path="", widget="choice", choices=tuple(METHODS), default="sft", extra={"radio": True},
               help="sft: learn the teacher's written answers; kd: also its token distributions (logit cache); "
-                   "onpolicy: the student writes, the teacher scores"),
+                   "onpolicy: the student writes, the teacher scores; dpo: prefer chosen over rejected answers "
+                   "(CogPO with a β per pair); reward: a reward model on pairs; grpo: RL from rewards"),
     field(SftJob, "student", widget="model", extra=LOCAL_MODELS),
     field(KdJob, "teacher", widget="model", kinds=KD + OP, extra=LOCAL_MODELS),
     field(SftJob, "dataset", widget="dataset"),
+    field(DpoJob, "rejected_from", widget="dataset", kinds=DPO + RM, required=False, optional=True),
     field(SftJob, "output"),
     field(SftJob, "eval_split", default=0.05, maximum=0.3),
     field(SftJob, "gpus", widget="choice", choices=GPU_CHOICES, extra=CUSTOM),
@@ -62,6 +68,33 @@ FIELDS: tuple[FieldSpec, ...] = (
     field(OnPolicyKdJob, "beta", name="op_beta", kinds=OP, group="onpolicy"),
     field(OnPolicyKdJob, "temperature", name="op_temperature", kinds=OP, group="onpolicy"),
     field(OnPolicyKdJob, "max_new_tokens", kinds=OP, group="onpolicy"),
+    # DPO / CogPO
+    field(DpoJob, "beta", name="dpo_beta", kinds=DPO, group="dpo"),
+    field(DpoJob, "loss_type", name="dpo_loss_type", kinds=DPO, group="dpo"),
+    field(DpoJob, "reference", widget="model", kinds=DPO, group="dpo", optional=True, extra=LOCAL_MODELS),
+    field(DpoJob, "precompute_ref_log_probs", kinds=DPO, group="dpo"),
+    field(DpoJob, "pair_type_beta", widget="text", default="", kinds=DPO, group="cogpo"),
+    field(DpoJob, "pair_type_column", kinds=DPO, group="cogpo"),
+    field(DpoJob, "beta_column", kinds=DPO, group="cogpo"),
+    # reward model
+    field(RewardJob, "center_rewards_coefficient", kinds=RM, group="reward"),
+    # GRPO / RLOO
+    field(GrpoJob, "trainer", name="rl_trainer", kinds=RL, group="grpo"),
+    field(GrpoJob, "reward_funcs", kinds=RL, group="grpo"),
+    field(GrpoJob, "reward_weights", kinds=RL, group="grpo"),
+    field(GrpoJob, "num_generations", kinds=RL, group="grpo"),
+    field(GrpoJob, "max_completion_length", kinds=RL, group="grpo"),
+    field(GrpoJob, "temperature", name="rl_temperature", kinds=RL, group="grpo"),
+    field(GrpoJob, "beta", name="rl_beta", kinds=RL, group="grpo"),
+    field(GrpoJob, "loss_type", name="rl_loss_type", kinds=RL, group="grpo"),
+    field(GrpoJob, "use_vllm", kinds=RL, group="grpo"),
+    field(GrpoJob, "answer_field", kinds=RL, group="rewards"),
+    field(GrpoJob, "reasoning_tag", kinds=RL, group="rewards"),
+    field(GrpoJob, "min_length", kinds=RL, group="rewards"),
+    field(GrpoJob, "max_length_tokens", kinds=RL, group="rewards"),
+    field(GrpoJob, "reward_model", widget="model", kinds=RL, group="rewards", optional=True, extra=LOCAL_MODELS),
+    field(GrpoJob, "judge", widget="model", kinds=RL, group="rewards", optional=True),
+    field(GrpoJob, "judge_template", kinds=RL, group="rewards"),
     # LoRA
     FieldSpec(name="use_lora", path="", widget="bool", default=False, group="lora",
               help="train a LoRA adapter instead of all weights"),
@@ -151,7 +184,7 @@ class TrainingForm(JobForm):
         """The train job's data: the base mapping, then LoRA on/off, the device request, the logits of a capture."""
         kind = self.kind_of(values)
         needed = {"student": "the student model", "dataset": "a training dataset"}
-        if kind != "train_sft":
+        if kind in KD + OP:
             needed["teacher"] = "the teacher model"
         for name, what in needed.items():
             value = str(values.get(name) or "").strip()
@@ -212,6 +245,10 @@ class TrainingForm(JobForm):
         )
         if train.kind == "train_kd":
             values["logits"] = "" if capture else train.logits
+        if isinstance(train, DpoJob):  # the text boxes of a mapping and a list
+            values["pair_type_beta"] = ", ".join(f"{k}={v:g}" for k, v in train.pair_type_beta.items())
+        if isinstance(train, GrpoJob):
+            values["reward_weights"] = ", ".join(f"{w:g}" for w in train.reward_weights or [])
         return values
 
     def kinds(self) -> tuple[str, ...]:
@@ -241,5 +278,6 @@ FORM = TrainingForm()
 
 
 def build_job(ws: Workspace, values: dict[str, Any], confine: bool = True) -> JobBase:
-    """The form's values as a train_sft / train_kd / train_onpolicy job or a capture → train_kd pipeline."""
+    """The form's values as a train_sft / _kd / _onpolicy / _dpo / _reward / _grpo job or a capture → train_kd
+    pipeline."""
     return FORM.build_job(ws, values, confine)

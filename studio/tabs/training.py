@@ -1,4 +1,5 @@
-"""The Training tab: SFT (black-box KD), white-box KD from a teacher logit cache, on-policy KD.
+"""The Training tab: SFT (black-box KD), white-box KD from a teacher logit cache, on-policy KD, DPO / CogPO, reward
+model, GRPO / RLOO.
 
 Widgets and wiring only. The form is core.train.form's TrainingForm rendered by FormView (fields, defaults, bounds and
 help from the job configs; its YAML / command preview, presets and loading), so what the preview shows is exactly
@@ -20,7 +21,8 @@ from studio.forms import FormView
 from studio.ui import UIContext
 
 # Sections shown only for some methods, and the field whose kinds decide it.
-SECTIONS = {"teacher_box": "teacher", "kd_box": "kd_ratio", "op_box": "lmbda"}
+SECTIONS = {"teacher_box": "teacher", "pairs_box": "rejected_from", "kd_box": "kd_ratio", "op_box": "lmbda",
+            "dpo_box": "dpo_beta", "rm_box": "center_rewards_coefficient", "rl_box": "num_generations"}
 FORM_SPECS = {f.name: f for f in FORM.fields}
 START_KIND = FORM.kind_of(FORM.defaults())  # the method the form opens with
 
@@ -31,6 +33,9 @@ def build(ui: UIContext) -> None:
     _main_section(w)
     _kd_section(ui, w)
     _onpolicy_section(ui, w)
+    _dpo_section(ui, w)
+    _reward_section(ui, w)
+    _rl_section(ui, w)
     _lora_section(ui, w)
     _hp_section(ui, w)
     w["form"].tools(on_loaded=lambda values: _sections(w, FORM.kind_of(values)),
@@ -60,6 +65,8 @@ def _main_section(w: dict[str, Any]) -> None:
         with gr.Column(visible=shown["teacher_box"], min_width=160) as w["teacher_box"]:
             view.render("teacher")
         view.render("dataset")
+        with gr.Column(visible=shown["pairs_box"], min_width=160) as w["pairs_box"]:
+            view.render("rejected_from")
     view.ui.shared["training.dataset"] = view.comps["dataset"]  # other tabs open a dataset here (Curation)
     with gr.Row():
         view.render("output", "eval_split", "gpus")
@@ -83,6 +90,40 @@ def _onpolicy_section(ui: UIContext, w: dict[str, Any]) -> None:
     with ui.reg("training.op_title", box) as w["op_box"]:
         with gr.Row():
             w["form"].render(group="onpolicy")
+
+
+def _dpo_section(ui: UIContext, w: dict[str, Any]) -> None:
+    box = gr.Accordion(ui.t("training.dpo_title"), open=True, visible=_shown(START_KIND)["dpo_box"])
+    with ui.reg("training.dpo_title", box) as w["dpo_box"]:
+        with gr.Row():
+            w["form"].render(group="dpo")
+        ui.reg("training.cogpo_note", gr.Markdown(ui.t("training.cogpo_note")), "value")
+        with gr.Row():
+            w["form"].render(group="cogpo")
+
+
+def _reward_section(ui: UIContext, w: dict[str, Any]) -> None:
+    box = gr.Accordion(ui.t("training.rm_title"), open=True, visible=_shown(START_KIND)["rm_box"])
+    with ui.reg("training.rm_title", box) as w["rm_box"]:
+        ui.reg("training.rm_note", gr.Markdown(ui.t("training.rm_note")), "value")
+        with gr.Row():
+            w["form"].render(group="reward")
+
+
+def _rl_section(ui: UIContext, w: dict[str, Any]) -> None:
+    view = w["form"]
+    box = gr.Accordion(ui.t("training.rl_title"), open=True, visible=_shown(START_KIND)["rl_box"])
+    with ui.reg("training.rl_title", box) as w["rl_box"]:
+        with gr.Row():
+            view.render("rl_trainer", "reward_funcs", "reward_weights")
+        with gr.Row():
+            view.render("num_generations", "max_completion_length", "rl_temperature", "rl_beta")
+        with gr.Row():
+            view.render("rl_loss_type", "use_vllm", "answer_field", "reasoning_tag")
+        with gr.Row():
+            view.render("min_length", "max_length_tokens")
+        with gr.Row():
+            view.render("reward_model", "judge", "judge_template")
 
 
 def _lora_section(ui: UIContext, w: dict[str, Any]) -> None:
