@@ -92,9 +92,10 @@ class CrvJob(JobBase):
     templates; a verifier checks the rewrite reaches the same answer (math-verify against `answer_field`, else the
     original's final answer; or a judge). A verified rewrite becomes a typed pair — chosen = rewrite, rejected =
     original, `pair_type` short2long / long2short; with `corrupted_pairs` a rewrite that lost the answer becomes a
-    `corrupted` pair (chosen = original, rejected = rewrite). The β per pair type is the trainer's (`train_dpo`'s
-    `beta_column`). Medium rows and failed rows go to the rejects file with the reason; labels, rewrites and verdicts
-    are recorded per row in `<output>.crv.ndjson`.
+    `corrupted` pair (chosen = original, rejected = rewrite); each pair also carries its `difficulty` label. The β per
+    pair type is the trainer's (`train_dpo`'s `pair_type_beta`, looked up in `pair_type` or, with `pair_type_column:
+    difficulty`, by label). Medium rows and failed rows go to the rejects file with the reason; labels, rewrites and
+    verdicts are recorded per row in `<output>.crv.ndjson`.
     """
 
     ENTRY = "core.pairs.crv:run"
