@@ -61,3 +61,21 @@ def test_method_switch_applies_each_configs_schedule():
     assert method_defaults("dpo")["learning_rate"] == DpoJob.model_fields["learning_rate"].default
     assert method_defaults("grpo")["learning_rate"] == GrpoJob.model_fields["learning_rate"].default
     assert method_defaults("reward")["num_train_epochs"] == 1.0
+
+
+def test_metrics_figure_shows_dpo_margins_and_grpo_rewards_per_function():
+    from core.jobs.plots import metrics_figure
+
+    dpo = [{"step": s, "loss": 0.7 - s * 0.01, "rewards/chosen": 0.1 * s, "rewards/rejected": -0.1 * s,
+            "rewards/margins": 0.2 * s, "rewards/accuracies": 0.9, "logps/chosen": -20.0, "logits/chosen": 0.1,
+            "entropy": 5.0, "lr": 1e-6, "grad_norm": 1.0} for s in range(1, 4)]
+    dpo.append({"step": 3, "eval_loss": 0.6, "eval_rewards/margins": 0.5, "eval_rewards/chosen": 0.3})
+    titles = [a.text for a in metrics_figure(dpo).layout.annotations]
+    assert titles[:3] == ["loss", "rewards/margins", "rewards/chosen"]
+    grpo = [{"step": s, "loss": 0.0, "reward": 0.2 * s, "rewards/length/mean": 0.1 * s, "rewards/format/mean": 0.1,
+             "rewards/length/std": 0.1, "kl": 0.01 * s, "completions/mean_length": 12.0 - s, "lr": 1e-6}
+            for s in range(1, 4)]
+    fig = metrics_figure(grpo)
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:4] == ["loss", "reward", "kl", "completions/mean_length"]
+    assert {"reward", "rewards/length/mean", "rewards/format/mean"} <= {tr.name for tr in fig.data}

@@ -9,10 +9,30 @@ from typing import Any
 from core.jobs.progress import series
 
 MAX_PANELS = 6
-PREFERRED = ("loss", "eval_loss", "kd_loss", "reward", "learning_rate", "lr", "grad_norm", "tokens_per_s")
+PREFERRED = ("loss", "eval_loss", "kd_loss", "rewards/margins", "rewards/chosen", "reward", "kl",
+             "completions/mean_length", "accuracy", "heldout_accuracy", "learning_rate", "lr", "grad_norm",
+             "tokens_per_s")
 # Curves drawn in one panel (same scale, compared with each other), titled by the key.
-OVERLAYS = {"loss": ("loss", "ce", "kd", "kd_loss", "eval_loss", "eval_ce", "eval_kd")}
+OVERLAYS = {
+    "loss": ("loss", "ce", "kd", "kd_loss", "eval_loss", "eval_ce", "eval_kd"),
+    # DPO / CogPO: β·log-ratio of policy to reference, train and held out
+    "rewards/margins": ("rewards/margins", "eval_rewards/margins"),
+    "rewards/chosen": ("rewards/chosen", "rewards/rejected", "eval_rewards/chosen", "eval_rewards/rejected"),
+    # reward model: pairwise accuracy during training, on held-out pairs, and the final held-out report
+    "accuracy": ("accuracy", "eval_accuracy", "heldout_accuracy"),
+}
 UNPLOTTED = ("epoch",)  # a counter that rises with step: a panel of it tells nothing
+
+
+def _panel_of(name: str) -> str:
+    """The panel a curve is drawn in: its OVERLAYS group; GRPO's per-function rewards (rewards/<fn>/mean) join the
+    total reward; every other name has its own."""
+    group = next((t for t, members in OVERLAYS.items() if name in members), None)
+    if group:
+        return group
+    if name.startswith("rewards/") and name.endswith("/mean"):
+        return "reward"
+    return name
 
 
 def metric_names(records: list[dict]) -> list[str]:
@@ -21,10 +41,10 @@ def metric_names(records: list[dict]) -> list[str]:
 
 
 def panels(names: list[str]) -> list[tuple[str, list[str]]]:
-    """(title, curves) of each panel: names in an `OVERLAYS` group share its panel, every other name has its own."""
+    """(title, curves) of each panel: names in an `OVERLAYS` group share its panel (see `_panel_of`)."""
     out: dict[str, list[str]] = {}
     for n in names:
-        out.setdefault(next((t for t, members in OVERLAYS.items() if n in members), n), []).append(n)
+        out.setdefault(_panel_of(n), []).append(n)
     return list(out.items())
 
 
