@@ -62,7 +62,7 @@ def _judge_section(ui: UIContext, w: dict[str, Any]) -> None:
 
 def _export_section(ui: UIContext, w: dict[str, Any]) -> None:
     view = w["curate"]
-    ui.reg("curation.export_title", gr.Markdown(f"#### {ui.t('curation.export_title')}"), "value")
+    ui.reg("curation.export_title", gr.Markdown(ui.t("curation.export_title")), "value")
     with gr.Row():
         view.render("export", "output", "name")
     view.tools()

@@ -48,7 +48,7 @@ def layout(ui: UIContext, w: dict[str, Any]) -> None:
 
 def _cell_layout(ui: UIContext, w: dict[str, Any]) -> None:
     t = ui.t
-    ui.reg("curation.cell_title", gr.Markdown(f"#### {t('curation.cell_title')}"), "value")
+    ui.reg("curation.cell_title", gr.Markdown(t("curation.cell_title")), "value")
     within = (("curation.within_selected", "selected"), ("curation.within_all", "all"))
     with gr.Row():
         w["cell_rv"] = ui.reg("curation.cell_rv", gr.Dropdown(LEVELS, value=None, label=t("curation.cell_rv"),
@@ -167,6 +167,6 @@ def _wire_cell(ui: UIContext, w: dict[str, Any]) -> None:
 
 
 def _sizes(ui: UIContext) -> list[tuple[str, str]]:
-    """The student-size presets, the published one marked."""
-    key = {True: "curation.size_published", False: "curation.size_extrapolated"}
-    return [(ui.t(key[s in PUBLISHED], size=s), s) for s in STUDENT_SIZES]
+    """The student-size presets; the published recipe is marked by its name (language-neutral, so the labels need no
+    switching with the page's language)."""
+    return [(f"{s} (ThoughtX)" if s in PUBLISHED else s, s) for s in STUDENT_SIZES]
