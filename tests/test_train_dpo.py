@@ -121,3 +121,27 @@ def test_dpo_stop_saves_a_checkpoint_and_resume_finishes(ws, tiny_models):
     assert min(steps) == 3 and max(steps) == 6
     prov = json.loads((ws.models / "student-dpo-stop" / "eds_model.json").read_text())
     assert prov["method"] == "cogpo"
+
+
+def test_cogpo_yaml_runs_headless_through_the_cli(tmp_path, tiny_models):
+    """`easydistill --config cogpo.yaml`: the job runs in its own worker process and publishes the model."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    ws = tmp_path / "ws"
+    Workspace.open(ws)
+    (ws / "datasets" / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _pairs(8, 3)))
+    cfg = {"kind": "train_dpo", "student": str(tiny_models.student), "dataset": "prefs", "output": "cli-cogpo",
+           "pair_type_beta": {"easy": 0.3, "hard": 0.05}, "max_steps": 2, "gpus": "cpu", **SMALL}
+    (tmp_path / "cogpo.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "core.cli.main", "--workspace", str(ws), "--config",
+                           str(tmp_path / "cogpo.yaml")], capture_output=True, text=True, timeout=540, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    prov = json.loads((ws / "models" / "cli-cogpo" / "eds_model.json").read_text())
+    assert prov["method"] == "cogpo" and prov["steps"] == 2
+    log = next((ws / "runs").iterdir()) / "metrics.jsonl"
+    assert "per-pair β: 8 from pair_type" in log.read_text(encoding="utf-8")
