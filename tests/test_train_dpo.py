@@ -103,6 +103,19 @@ def test_dpo_raises_the_held_out_margin_and_publishes(ws, tiny_models):
     assert prov["method"] == "dpo" and prov["beta"] == 0.1
 
 
+def test_dpo_with_lora_uses_the_adapter_disabled_base_as_reference(ws, tiny_models):
+    from core.train import dpo
+
+    ctx = make_ctx(ws, "dpo-lora")
+    dpo.run(DpoJob(student=str(tiny_models.student), dataset="prefs", output="student-dpo-lora", max_steps=3,
+                   save_steps=100, learning_rate=5e-3, lora={"r": 4, "alpha": 8, "dropout": 0.0}, **SMALL), ctx)
+    m = metrics(ctx)
+    assert any("reference: the LoRA-disabled base" in r.get("event", "") for r in m)
+    first = next(r for r in m if "loss" in r)
+    assert first["loss"] == pytest.approx(0.6931, abs=1e-3)  # a fresh adapter (B = 0): policy = reference, −log σ(0)
+    assert (ws.models / "student-dpo-lora" / "model.safetensors").is_file()
+
+
 def test_dpo_stop_saves_a_checkpoint_and_resume_finishes(ws, tiny_models):
     from core.train import dpo
 
