@@ -87,6 +87,29 @@ def test_per_pair_beta_loss_is_the_formula_and_no_column_means_the_global_beta(w
     assert abs(plain - by_column) > 1e-4  # β really changes the loss
 
 
+def test_pairs_from_teacher_and_student_datasets_by_id(tmp_path):
+    """1.x rank_dpo's shape: chosen = the teacher's output, rejected = the student's answer with the same id; ties,
+    empty answers and ids the student lacks are dropped and said; an eval_dataset supplies the held-out pairs."""
+    from core.jobs.context import JobContext
+    from core.train.preference import load_pairs
+
+    ws = Workspace.open(tmp_path / "ws")
+    teacher = [{"id": f"r{i}", "instruction": f"Q{i}?", "output": f"A{i}."} for i in range(6)]
+    student = [{"id": "r0", "output": "no"}, {"id": "r1", "output": "A1."}, {"id": "r2", "output": ""},
+               {"id": "r3", "output": "maybe"}, {"id": "r4", "output": "eh"}]
+    for name, rows in (("teacher", teacher), ("student", student), ("held", _pairs(3, 9))):
+        (ws.datasets / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DpoJob(student="s", dataset="teacher", rejected_from="student", eval_dataset="held", beta_column="beta")
+    pairs = load_pairs(JobContext("j", tmp_path / "run", ws), cfg, with_beta=True)
+    assert [p["id"] for p in pairs.train] == ["r0", "r3", "r4"]
+    assert pairs.train[0]["prompt"] == [{"role": "user", "content": "Q0?"}]
+    assert pairs.train[0]["chosen"][0]["content"] == "A0." and pairs.train[0]["rejected"][0]["content"] == "no"
+    assert pairs.train[0]["beta"] == 0.1  # no β column in these rows: the global β
+    notes = " | ".join(pairs.notes)
+    assert "1 row(s) of teacher have no answer" in notes and "same skipped" in notes and "without both" in notes
+    assert len(pairs.eval) == 3 and {p["beta"] for p in pairs.eval} == {0.1, 0.5}
+
+
 def test_dpo_raises_the_held_out_margin_and_publishes(ws, tiny_models):
     from core.train import dpo
 

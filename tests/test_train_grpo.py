@@ -42,10 +42,11 @@ def test_grpo_with_a_length_reward_raises_mean_reward(ws, tiny_models):
     grpo.run(GrpoJob(student=str(tiny_models.student), dataset="prompts", output="student-grpo",
                      reward_funcs=["length"], min_length=0, max_length_tokens=3, max_completion_length=12,
                      num_generations=8, per_device_train_batch_size=16, gradient_accumulation_steps=1,
-                     learning_rate=5e-3, lr_scheduler_type="constant", warmup_ratio=0.0, max_steps=30,
-                     save_steps=100, logging_steps=1), ctx)
+                     learning_rate=5e-3, lr_scheduler_type="constant", warmup_ratio=0.0, max_steps=36,
+                     save_steps=100, logging_steps=1, beta=0.001), ctx)
     m = [r for r in metrics(ctx) if "reward" in r]
-    assert len(m) == 30 and all("rewards/length/mean" in r for r in m)
+    assert len(m) == 36 and all("rewards/length/mean" in r and "kl" in r for r in m)  # per function, KL (β > 0)
+    assert m[-1]["kl"] > 0
     first, last = _mean(m[:5], "reward"), _mean(m[-5:], "reward")
     assert last > first + 0.1, [round(r["reward"], 3) for r in m]
     assert (ws.models / "student-grpo" / "model.safetensors").is_file()
