@@ -22,9 +22,10 @@ import yaml
 
 from core.config.base import BackendSpec, EndpointSpec
 from core.config.train import ServeJob
-from core.endpoints import ENDPOINT_PREFIX, find_endpoint  # noqa: F401 - re-exported
+from core.endpoints import ENDPOINT_PREFIX, find_endpoint, spec_for
 from core.errors import UserError
 from core.jobs.rundir import CONFIG_FILE, QUEUED, RUNNING, STOPPING
+from core.jobs.summary import queue_note
 from core.llm.serve import read_endpoint
 from core.workspace import Workspace
 
@@ -117,7 +118,7 @@ class ModelServers:
         from core.models.registry import resolve_model
 
         resolve_model(model, self.ws, confine=True)  # a clear error for an unknown model before any job starts
-        spec = BackendSpec(type=backend, model=model, dtype=dtype)
+        spec = spec_for(model, self.ws, backend).model_copy(update={"dtype": dtype})  # type: ignore[union-attr]
         config = ServeJob(model=spec, name=f"chat: {model}", gpus=gpus)
         job_id = self.jobs.submit(config)
         self._model_of[job_id] = (spec.model, backend)
@@ -155,7 +156,7 @@ class ModelServers:
         st = ServerState(model=model, status=LOADING, job_id=info.id, devices=list(info.devices or []), pid=info.pid)
         if info.status == QUEUED:
             st.status = QUEUED_S
-            st.message = f"waiting for a device (position {info.queue_position})" if info.queue_position else ""
+            st.message = queue_note(info)
             return st
         if info.status == STOPPING:
             st.status = STOPPING_S
