@@ -37,12 +37,13 @@ def layout(ui: UIContext, w: dict[str, Any]) -> None:
     with ui.reg("curation.mixer_title", gr.Accordion(t("curation.mixer_title"), open=False)):
         with gr.Row():
             view.render("samples_per_bin", "cd_edges", "rv_target", "one_per_question", "seed")
-    w["counts"] = gr.Markdown(elem_id="curation-counts")
-    w["hist"] = gr.Plot(elem_id="curation-hist", show_label=False)
-    w["heatmap"] = gr.Plot(elem_id="curation-heatmap", show_label=False)
-    with gr.Row():
-        w["length"] = gr.Plot(elem_id="curation-length", show_label=False)
-        w["teachers_plot"] = gr.Plot(elem_id="curation-teachers", show_label=False)
+    w["counts"] = gr.Markdown(t("curation.no_dataset"), elem_id="curation-counts")
+    with gr.Column(visible=False) as w["plots"]:  # shown once a dataset is previewed
+        w["hist"] = gr.Plot(elem_id="curation-hist", show_label=False)
+        w["heatmap"] = gr.Plot(elem_id="curation-heatmap", show_label=False)
+        with gr.Row():
+            w["length"] = gr.Plot(elem_id="curation-length", show_label=False)
+            w["teachers_plot"] = gr.Plot(elem_id="curation-teachers", show_label=False)
     _cell_layout(ui, w)
 
 
@@ -71,7 +72,7 @@ def _cell_layout(ui: UIContext, w: dict[str, Any]) -> None:
 
 def wire(ui: UIContext, w: dict[str, Any]) -> None:
     view = w["curate"]
-    outputs = [w["counts"], w["hist"], w["heatmap"], w["length"], w["teachers_plot"]]
+    outputs = [w["counts"], w["plots"], w["hist"], w["heatmap"], w["length"], w["teachers_plot"]]
 
     def refresh(data: dict[Any, Any]) -> tuple[Any, ...]:
         return _preview(ui, view.values(data))
@@ -91,20 +92,22 @@ def wire(ui: UIContext, w: dict[str, Any]) -> None:
 
 
 def _preview(ui: UIContext, values: dict[str, Any]) -> tuple[Any, ...]:
-    """Counts and the four figures of the form's curation over its dataset (core's select on the score frame)."""
+    """Counts, the plots' visibility and the four figures of the form's curation over its dataset (core's select
+    on the score frame)."""
     from core.cot import explore, plots
 
     t = ui.t
     if not str(values.get("input") or "").strip():
-        return t("curation.no_dataset"), None, None, None, None
+        return t("curation.no_dataset"), gr.update(visible=False), None, None, None, None
     try:
         spec = CURATE_FORM.spec(ui.workspace, values)
         p = explore.preview(ui.workspace, values["input"], spec)
     except UserError as e:  # a field to fix, a dataset that is not there (or outside the workspace)
-        return f"⚠️ {e.report()}", gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return f"⚠️ {ui.error_text(e)}", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     names = (t("curation.plot_all"), t("curation.plot_selected"))
     return (
         _counts_text(ui, p),
+        gr.update(visible=True),
         plots.score_histograms(p.stats, (t("curation.plot_rv"), t("curation.plot_cd")), names),
         plots.rv_cd_heatmaps(p.stats, names, t("curation.axis_rv"), t("curation.axis_cd")),
         plots.length_by_rv(p.stats, t("curation.plot_length"), names, t("curation.axis_rv"),
@@ -148,7 +151,7 @@ def _wire_cell(ui: UIContext, w: dict[str, Any]) -> None:
             spec = CURATE_FORM.spec(ui.workspace, values)
             rows = explore.cell_rows(ui.workspace, values["input"], spec, int(rv), int(cd), within)
         except UserError as e:
-            return [], gr.update(choices=[], value=None), [], f"⚠️ {e.report()}"
+            return [], gr.update(choices=[], value=None), [], f"⚠️ {ui.error_text(e)}"
         if not rows:
             return [], gr.update(choices=[], value=None), [], ui.t("curation.cell_empty", rv=rv, cd=cd)
         choices = [(explore.row_label(r), i) for i, r in enumerate(rows)]
