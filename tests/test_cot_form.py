@@ -191,3 +191,16 @@ def test_preview_follows_an_edited_dataset_and_stays_confined(workspace, tmp_pat
     outside.write_text(json.dumps(rows[0]) + "\n")
     with pytest.raises(PathOutsideWorkspace):
         explore.preview(workspace, str(outside), spec)
+
+
+def test_the_thoughtx_preset_loads_into_the_curate_form(workspace):
+    from core.forms.loading import config_from_file
+    from core.presets import BUNDLED
+
+    job = config_from_file(str(BUNDLED / "thoughtx-curation.yaml"))
+    assert CURATE_FORM.accepts(job) and not JUDGE_FORM.accepts(job)
+    values = CURATE_FORM.values_of(job, workspace)
+    assert (values["rv_min"], values["rv_max"], values["cd_min"], values["cd_max"]) == (3, 5, 4, 4)
+    assert values["export"] == "system2" and values["input"] == "omnithought"
+    assert {k: v for k, v in values.items() if k in values_for_size("1.5B")} == values_for_size("1.5B")
+    assert CURATE_FORM.build_job(workspace, values).model_dump() == job.model_dump()
