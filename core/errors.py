@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class UserError(Exception):
-    """Something the person can fix; `str(e)` says what to change (naming the field, file and line where known)."""
+    """Something the person can fix; `str(e)` says what to change (naming the field, file and line where known).
+
+    `code` (with `params`) names the problem for the studio, which words it in the page's language where it has a
+    text for `errors.<code>`; the English message stays the fallback and what the CLI prints.
+    """
+
+    code: str | None = None
+    params: dict = {}  # noqa: RUF012 - read-only class default; instances that set a code set their own
 
     def report(self) -> str:
         """The full text to show (multi-line where the error has several problems)."""

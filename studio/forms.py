@@ -17,7 +17,7 @@ import gradio as gr
 
 from core.errors import UserError
 from core.forms.fields import FieldSpec
-from core.forms.form import JobForm
+from core.forms.form import FormError, JobForm
 from studio.i18n import has
 from studio.ui import UIContext, elem_id
 
@@ -106,7 +106,11 @@ class FormView:
 
     def build(self, data: dict[Any, Any]) -> Any:
         """The job config the widgets describe (raises FormError / PathOutsideWorkspace, both UserErrors)."""
-        return self.form.build_job(self.ui.workspace, self.values(data))
+        try:
+            return self.form.build_job(self.ui.workspace, self.values(data))
+        except FormError as e:
+            e.where = self.prefix  # so `ui.error_text` names the field by its label in the page's language
+            raise
 
     def updates(self, values: dict[str, Any]) -> dict[Any, Any]:
         """Component updates that show `values` (from `JobForm.values_of`)."""
@@ -146,7 +150,7 @@ class FormView:
             try:
                 return self.form.preview(ui.workspace, self.build(data))
             except UserError as e:
-                return f"# {e}", ""
+                return f"# {self.ui.error_text(e)}", ""
 
         for comp in self.comps.values():
             comp.change(preview, inputs=self.inputs(), outputs=[yaml_box, cli_box], show_progress="hidden")
@@ -160,7 +164,7 @@ class FormView:
             try:
                 path = save(self.build(data), name, ui.workspace)
             except UserError as e:
-                return f"⚠️ {e.report()}"
+                return f"⚠️ {self.ui.error_text(e)}"
             return t("forms.preset_saved", path=ui.workspace.relative(path))
 
         save.click(save_preset, inputs={preset, *self.inputs()}, outputs=note)
@@ -185,7 +189,7 @@ class FormView:
             try:
                 return load(config_from_file(path))
             except UserError as e:
-                return {note: f"⚠️ {e.report()}"}
+                return {note: f"⚠️ {self.ui.error_text(e)}"}
 
         def load_job(job_id: str | None):
             from core.forms.loading import config_of_job
@@ -195,7 +199,7 @@ class FormView:
             try:
                 return load(config_of_job(ui.jobs(), job_id))
             except UserError as e:
-                return {note: f"⚠️ {e.report()}"}
+                return {note: f"⚠️ {self.ui.error_text(e)}"}
 
         upload.upload(load_file, upload, outputs)
         past.input(load_job, past, outputs)

@@ -64,6 +64,20 @@ class UIContext:
             return f"⚠️ {e}"
         return self.t(done_key, job=job_id)
 
+    def error_text(self, e: Exception, where: str | None = None) -> str:
+        """A UserError as the person reads it: in the page's language where there is a text for its code, with a
+        form field named by its label; otherwise core's message (English, as the CLI prints it)."""
+        report = e.report() if hasattr(e, "report") else str(e)
+        field, where = getattr(e, "field", None), getattr(e, "where", None) or where
+        code = getattr(e, "code", None)
+        label = self.t(f"{where}.{field}") if field and where and has(f"{where}.{field}") else field
+        if code and has(f"errors.{code}"):
+            text = self.t(f"errors.{code}", **getattr(e, "params", {}))
+            return f"{label}: {text}" if label else text
+        if label and label != field and report.startswith(f"{field}: "):
+            return f"{label}: {report[len(field) + 2:]}"
+        return report
+
     def job_words(self) -> dict[str, str]:
         """The words `core.jobs.summary` renders a job's status with, in the page's language (states, ETA, step)."""
         from core.jobs.rundir import ALL_STATES

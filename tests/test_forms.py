@@ -164,3 +164,28 @@ def test_every_rendered_form_field_speaks_both_languages(tmp_path):
     en, zh = strings("en"), strings("zh")
     missing = [f"{p}.{n}" for p, n in sorted(rendered) if f"{p}.{n}" not in zh or f"{p}.{n}" not in en]
     assert not missing, f"form fields without a label in both languages: {missing}"
+
+
+def test_form_errors_read_in_the_page_language(workspace):
+    """A missing value is named by its label and worded in Chinese on a Chinese page; core keeps English for the CLI."""
+    import gradio as gr
+
+    from core.config.train import SftJob
+    from core.forms.form import JobForm
+    from studio.forms import FormView
+    from studio.ui import UIContext
+
+    class SftOnly(JobForm):
+        config = SftJob
+        fields = (field(SftJob, "student", widget="model"), field(SftJob, "dataset", widget="dataset"))
+
+    for lang, words in (("zh", "请选择或填写"), ("en", "choose or enter a value")):
+        ui = UIContext(workspace=workspace, lang=lang)
+        with gr.Blocks():
+            view = FormView(ui, "training", SftOnly())
+            view.render("student", "dataset")
+        data = {view.comps["student"]: "", view.comps["dataset"]: "d"}
+        with pytest.raises(FormError) as e:
+            view.build(data)
+        assert str(e.value) == "student: choose or enter a value"
+        assert ui.error_text(e.value) == f"{ui.t('training.student')}: {words}"

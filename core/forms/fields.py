@@ -135,6 +135,10 @@ def field(model: type[BaseModel], path: str, *, name: str | None = None, widget:
         step=(0.01 if widget == "slider" and hi is not None and lo is not None and hi - lo <= 1 else None),
         help=info.description or "", required=default is _MISSING, optional=optional,
     )
+    if optional and spec.default is None and widget in ("int", "float") and (lo or 0) > 0:
+        # An empty Number widget shows 0, which a minimum of 1 would make the browser refuse: the form says
+        # "0 = not set" instead (limit: 0 = all rows), and `coerce` turns that 0 back into None.
+        spec = replace(spec, minimum=0.0, default=0, extra={"zero_is_none": True})
     extra = overrides.pop("extra", {})
     spec = replace(spec, **overrides)
     if extra:

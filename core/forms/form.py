@@ -22,8 +22,10 @@ from core.workspace import Workspace
 class FormError(UserError, ValueError):
     """The form cannot become a job; `field` names the form field at fault (when one is), the message says why."""
 
-    def __init__(self, message: str, field: str | None = None):
-        self.field = field
+    def __init__(self, message: str, field: str | None = None, code: str | None = None, **params: object):
+        self.field, self.message = field, message
+        self.code, self.params = code, params
+        self.where: str | None = None  # the form's i18n prefix, set by the studio so the field reads as its label
         super().__init__(f"{field}: {message}" if field and not message.startswith(f"{field}") else message)
 
 
@@ -74,7 +76,7 @@ class JobForm:
             if f.widget == "model" and _is_backend(cls, f.path):
                 value = self.backend_for(ws, values, f, value)
             if value is None and f.required:
-                raise FormError("choose or enter a value", f.name)
+                raise FormError("choose or enter a value", f.name, code="required")
             if value is None and not f.optional:
                 continue  # leave the config's default
             _seed_parents(cls, data, f.path)

@@ -111,7 +111,7 @@ def _wire_submit(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             job_id = ui.jobs().submit(view.build(data))
         except UserError as e:  # a field to fix (named), a path outside the workspace, an unmet device request
-            return ui.t("evaluate.error", error=_first_line(e)), gr.update(), gr.update(), gr.update()
+            return ui.t("evaluate.error", error=ui.error_text(e).splitlines()[0]), gr.update(), gr.update(), gr.update()
         choices = evaluation_runs(ui.jobs())
         return (ui.t("evaluate.submitted", job=job_id), gr.update(choices=choices, value=job_id),
                 gr.update(choices=choices), gr.update(choices=choices))

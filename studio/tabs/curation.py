@@ -97,7 +97,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any], part: str) -> None:
         try:
             job_id = ui.jobs().submit(view.build(data))
         except UserError as e:  # a field to fix, a path outside the workspace
-            return {message: f"⚠️ {e.report()}"}
+            return {message: f"⚠️ {ui.error_text(e)}"}
         return {message: ui.t("curation.started", job=job_id), job: gr.update(choices=_jobs(ui, part), value=job_id)}
 
     w[f"{part}_start"].click(on_start, inputs=view.inputs(), outputs=[message, job])
@@ -117,7 +117,7 @@ def _wire_tick(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             return status_line(ui.jobs().get(job_id), ui.job_words())
         except UserError as e:  # deleted, or an id typed by hand that names no job
-            return f"⚠️ {e.report()}"
+            return f"⚠️ {ui.error_text(e)}"
 
     jobs, lines = [w["judge_job"], w["curate_job"]], [w["judge_status"], w["curate_status"]]
     w["timer"].tick(lambda a, b: (line(a), line(b)), jobs, lines, show_progress="hidden")
@@ -136,7 +136,7 @@ def _written_dataset(ui: UIContext, job_id: str | None) -> tuple[str | None, str
     try:
         name = output_dataset(ui.workspace, config_of_job(ui.jobs(), job_id))
     except UserError as e:
-        return None, f"⚠️ {e.report()}"
+        return None, f"⚠️ {ui.error_text(e)}"
     if name is None or name not in dataset_choices(ui.workspace):
         return None, ui.t("curation.not_written", job=job_id)
     return name, ""

@@ -260,7 +260,7 @@ def _action(ui: UIContext, action: str) -> Callable[..., tuple]:
             m.delete(job_id)
             return t("jobs.msg_deleted", id=job_id), None, "", None
         except UserError as e:
-            return f"⚠️ {e.report()}", None, gr.skip(), job_id
+            return f"⚠️ {ui.error_text(e)}", None, gr.skip(), job_id
 
     return handler
 

@@ -166,7 +166,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             job_id = ui.jobs().submit(view.build(data))
         except UserError as e:  # a field to fix, a device request this machine cannot meet
-            return f"⚠️ {e}", gr.update(), gr.update()
+            return f"⚠️ {ui.error_text(e)}", gr.update(), gr.update()
         return t("models.submitted", job=job_id), job_id, gr.Timer(active=True)
 
     started = [w["job_msg"], w["job_state"], w["timer"]]

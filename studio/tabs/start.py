@@ -96,7 +96,7 @@ def _presets(ui: UIContext) -> None:
         try:
             job = ui.jobs().submit(p.config, name=p.name)
         except UserError as e:
-            return ui.t("start.error", error=e.report())
+            return ui.t("start.error", error=ui.error_text(e))
         return ui.t("start.submitted", job=job)
 
     preset.change(show_preset, preset, [preset_info, preset_yaml])
@@ -230,4 +230,4 @@ def _wire_compare(ui: UIContext, g: _Guided) -> None:
 
 def _refused(ui: UIContext, e: UserError) -> str:
     """A refusal (a missing choice, an unknown model, a refused device request) as the message under the buttons."""
-    return ui.t("start.error", error=e.report())
+    return ui.t("start.error", error=ui.error_text(e))

@@ -55,8 +55,8 @@ class Parts:
     timer: Any = None
 
 
-def _problem(e: Exception) -> str:
-    return f"⚠️ {e.report() if isinstance(e, UserError) else e}"
+def _problem(ui: UIContext, e: Exception) -> str:
+    return f"⚠️ {ui.error_text(e, where='synthesis')}"
 
 
 def build(ui: UIContext) -> None:
@@ -181,7 +181,7 @@ def _wire_templates(ui: UIContext, view: FormView, p: Parts) -> None:
         try:
             text = template_text(ws, operator, choice)
         except UserError as e:
-            return gr.update(), gr.update(), _problem(e)
+            return gr.update(), gr.update(), _problem(ui, e)
         return text, choice or "", ""
 
     c["template"].input(on_choice, [c["operator"], c["template"]], [c["template_text"], p.template_name,
@@ -191,7 +191,7 @@ def _wire_templates(ui: UIContext, view: FormView, p: Parts) -> None:
         try:
             path = save_template(ws, name or "", operator, text or "")
         except UserError as e:
-            return _problem(e), gr.update()
+            return _problem(ui, e), gr.update()
         return (t("synthesis.template_saved", path=ws.relative(path)),
                 gr.update(choices=picker_choices(ui, "text", True, list_templates), value=path.stem))
 
@@ -209,7 +209,7 @@ def _wire_jobs(ui: UIContext, view: FormView, p: Parts) -> None:
         try:
             res = FORM.trial(ws, view.values(data), data[p.n_try])
         except (UserError, BackendError) as e:  # an endpoint that refuses, a model that cannot load: say so
-            return _problem(e), gr.update()
+            return _problem(ui, e), gr.update()
         ok = sum(r.status == "ok" for r in res.rows)
         head = t("synthesis.trial_done", ok=ok, n=len(res.rows), seconds=res.seconds,
                  tokens=res.prompt_tokens + res.completion_tokens)
@@ -223,7 +223,7 @@ def _wire_jobs(ui: UIContext, view: FormView, p: Parts) -> None:
         try:
             job_id, job = FORM.submit(ws, ui.jobs(), view.values(data), retry)
         except UserError as e:
-            return _problem(e), gr.update(), gr.update()
+            return _problem(ui, e), gr.update(), gr.update()
         return t("synthesis.submitted", job=job_id, output=output_label(job)), job_id, gr.Timer(active=True)
 
     outputs = [p.msg, p.job_state, p.timer]
@@ -240,7 +240,7 @@ def _wire_jobs(ui: UIContext, view: FormView, p: Parts) -> None:
             jobs = ui.jobs()
             info, counts = jobs.get(job_id), progress_counts(jobs.metrics(job_id))
         except UserError as e:
-            return _problem(e), gr.Timer(active=False)
+            return _problem(ui, e), gr.Timer(active=False)
         line = status_line(dataclasses.replace(info, done=None, total=None), ui.job_words())  # rows: next line
         return f"{line}  \n{t('synthesis.job_counts', **counts)}", gr.Timer(active=not info.finished)
 
@@ -261,7 +261,7 @@ def _wire_balance(ui: UIContext, view: FormView, p: Parts) -> None:
         try:
             name, n, table = balance_dataset(ui.workspace, view.values(data))
         except UserError as e:
-            return _problem(e)
+            return _problem(ui, e)
         head = f"| {t('synthesis.col_category')} | {t('synthesis.col_before')} | {t('synthesis.col_target')} | " \
                f"{t('synthesis.col_after')} |\n|---|---|---|---|\n"
         return t("synthesis.balanced", name=name, rows=n) + "\n\n" + head + "\n".join(

@@ -192,7 +192,7 @@ def _wire_run(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             job_id = ui.jobs().submit(view.build(data))
         except UserError as e:  # a field to fix, a path outside the workspace, devices this machine lacks
-            return {message: f"⚠️ {e.report()}"}
+            return {message: f"⚠️ {ui.error_text(e)}"}
         return {message: ui.t("training.started", job=job_id),
                 job: gr.update(choices=_training_jobs(ui), value=job_id)}
 
@@ -211,7 +211,7 @@ def _wire_run(ui: UIContext, w: dict[str, Any]) -> None:
             jm = ui.jobs()
             info, records = jm.get(job_id), jm.metrics(job_id)
         except UserError as e:  # the job was deleted, or an id typed by hand names none
-            return f"⚠️ {e.report()}", gr.skip()
+            return f"⚠️ {ui.error_text(e)}", gr.skip()
         return status_line(info, ui.job_words()), metrics_figure(records)
 
     w["timer"].tick(on_tick, inputs=job, outputs=[w["status"], w["plot"]], show_progress="hidden")
@@ -231,7 +231,7 @@ def _cache_text(ui: UIContext, name: str) -> str:
     try:
         s = cache_summary(ui.workspace, name)
     except UserError as e:
-        return f"⚠️ {e.report()}"
+        return f"⚠️ {ui.error_text(e)}"
     per = s["bytes_per_token"]
     per_token = ui.t("training.cache_per_token", bytes=f"{per:.0f}") if per else ui.t("training.cache_empty")
     return ui.t("training.cache_info", **{**s, "per_token": per_token})
