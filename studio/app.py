@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     demo, ui = build_app(opts)
     print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
     demo.queue(default_concurrency_limit=8).launch(
+        **_no_reachability_probe(),
         server_name=opts.host,
         server_port=opts.port,
         root_path=opts.root_path or None,
@@ -102,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         allowed_paths=[str(ui.workspace.root)],
     )
     return 0
+
+
+def _no_reachability_probe() -> dict[str, bool]:
+    """Gradio's launch() sends one HEAD / with a 3 s timeout and, on a timeout, refuses to start unless a public share
+    link is made ("localhost is not accessible", meant for Colab). On a busy machine the first page render takes
+    longer than that (measured 3.5 s at load 9 on 2 cores) and the studio died at start. We never make share links
+    and check our own health, so the probe is skipped; `_frontend` gates nothing else in launch()."""
+    import inspect
+
+    return {"_frontend": False} if "_frontend" in inspect.signature(gr.Blocks.launch).parameters else {}
 
 
 if __name__ == "__main__":
