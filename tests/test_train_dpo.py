@@ -81,6 +81,8 @@ def test_per_pair_beta_loss_is_the_formula_and_no_column_means_the_global_beta(w
     by_type, want_t, betas_t = _loss_and_formula(ws, tiny_models, "beta-type", pair_type_beta="easy=0.5, hard=0.1")
     assert betas_t.tolist() == pytest.approx(betas.tolist())  # the same β per row, from the pair types
     assert by_type == pytest.approx(want_t, rel=1e-4, abs=1e-5) and by_type == pytest.approx(by_column, rel=1e-4)
+    pre, want_p, _ = _loss_and_formula(ws, tiny_models, "beta-pre", beta_column="beta", precompute_ref_log_probs=True)
+    assert pre == pytest.approx(want_p, rel=1e-4, abs=1e-5) and pre == pytest.approx(by_column, rel=1e-4)
     plain, want_g, betas_g = _loss_and_formula(ws, tiny_models, "beta-global", beta=0.3)
     assert betas_g.tolist() == pytest.approx([0.3] * 4)
     assert plain == pytest.approx(want_g, rel=1e-4, abs=1e-5)
