@@ -57,3 +57,18 @@ def test_reward_model_with_lora_merges_its_score_head(ws, tiny_models):
     ids = torch.tensor([[1, 422, 261, 201, 882]])
     with torch.no_grad():
         assert model(ids).logits.shape == (1, 1)
+
+
+def test_pairs_longer_than_max_length_are_dropped_and_said(ws, tiny_models):
+    """TRL's RewardTrainer filters pairs whose chosen or rejected conversation exceeds max_length, silently; the job
+    log says how many."""
+    from core.train import reward
+
+    ctx = make_ctx(ws, "rm-short")
+    trainer, *_ = reward.build(RewardJob(student=str(tiny_models.student), dataset="prefs", max_length=30,
+                                         max_steps=1, **SMALL), ctx)
+    events = [r["event"] for r in metrics(ctx) if "event" in r]
+    dropped = next(e for e in events if "dropped" in e)
+    kept = len(trainer.train_dataset)
+    assert kept < 64 and dropped.startswith(f"{64 - kept} training pair(s) dropped") and "max_length=30" in dropped
+    assert f"reward model on {kept} pairs" in events[-1]

@@ -147,6 +147,16 @@ def to_hf_dataset(items: list[Example]):
     return Dataset.from_list([e.to_record() for e in items])
 
 
+def note_dropped(ctx: JobContext, trainer, kept_before: int, held_before: int, why: str) -> None:
+    """Say how many rows a TRL trainer's own preprocessing dropped (DPO / reward filter by `max_length`), which it
+    does silently."""
+    for name, before, ds in (("training", kept_before, trainer.train_dataset), ("held-out", held_before,
+                                                                               trainer.eval_dataset)):
+        lost = before - (len(ds) if ds is not None else 0)
+        if lost > 0:
+            ctx.event(f"{lost} {name} pair(s) dropped: {why}; raise max_length to keep them")
+
+
 # ---------------------------------------------------------------------------------------------------- trainer args
 
 

@@ -97,10 +97,13 @@ def build(config: DpoJob, ctx: JobContext):
         eval_dataset=to_dataset(pairs.eval) if pairs.eval else None, processing_class=tokenizer,
         peft_config=common.lora_config(config), callbacks=[callback], **kw,
     )
+    common.note_dropped(ctx, trainer, len(pairs.train), len(pairs.eval),
+                        f"the prompt alone fills max_length={config.max_length}")
     ref = config.reference or ("the LoRA-disabled base" if config.lora else "a frozen copy of the student")
     betas = ", ".join(f"{n} from {src}" for src, n in sorted(pairs.beta_counts.items()))
+    n_held = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
     ctx.event(f"{'CogPO' if config.per_row_beta else 'DPO'} ({config.loss_type}, β={config.beta}"
-              f"{'; per-pair β: ' + betas if betas else ''}) on {len(pairs.train)} pairs ({len(pairs.eval)} held "
+              f"{'; per-pair β: ' + betas if betas else ''}) on {len(trainer.train_dataset)} pairs ({n_held} held "
               f"out), reference: {ref}, {'LoRA r=' + str(config.lora.r) if config.lora else 'full fine-tuning'}")
     return trainer, tokenizer, callback, student_path
 

@@ -61,7 +61,10 @@ def build(config: RewardJob, ctx: JobContext):
         model=model, args=args, train_dataset=to_dataset(pairs.train), eval_dataset=held, processing_class=tokenizer,
         peft_config=common.lora_config(config, task_type="SEQ_CLS"), callbacks=[callback],
     )
-    ctx.event(f"reward model on {len(pairs.train)} pairs ({len(pairs.eval)} held out), "
+    common.note_dropped(ctx, trainer, len(pairs.train), len(pairs.eval),
+                        f"the chosen or rejected conversation is longer than max_length={config.max_length}")
+    n_held = len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0
+    ctx.event(f"reward model on {len(trainer.train_dataset)} pairs ({n_held} held out), "
               f"{'LoRA r=' + str(config.lora.r) if config.lora else 'full fine-tuning'}")
     return trainer, tokenizer, callback, student_path, held
 
