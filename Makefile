@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
 
-.PHONY: setup studio test lint bench demo browser vllm-env clean-venv
+.PHONY: setup studio test test-fast lint bench demo browser vllm-env clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -35,6 +35,11 @@ test: setup browser vllm-env
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/arch_report.py
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
+
+# The edit loop: no browser, no vLLM engine, nothing marked slow (CI still runs everything through `make test`).
+test-fast: setup
+	$(BIN)/ruff check .
+	bash scripts/run_tests.sh -m "not browser and not vllm and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

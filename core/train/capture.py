@@ -25,11 +25,13 @@ class CaptureError(UserError, ValueError):
 
 
 def cache_name(config: CaptureJob) -> str:
-    if config.output:
-        return config.output
-    teacher = Path((config.teacher.model or "teacher").rstrip("/")).name
-    stem = Path(config.input).stem
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{stem}-{teacher}-k{config.top_k}")
+    return config.output or default_cache_name(config.input, config.teacher.model, config.top_k)
+
+
+def default_cache_name(dataset: str, teacher_model: str, top_k: int) -> str:
+    """<dataset>-<teacher>-k<k>: the cache a capture writes when no name is given (the Training form shows it)."""
+    teacher = Path((teacher_model or "teacher").rstrip("/")).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{Path(dataset).stem}-{teacher}-k{top_k}")
 
 
 def cache_folder(ctx: JobContext, name: str) -> Path:

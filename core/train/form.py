@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from core.config.base import BackendSpec, JobBase
+from core.config.base import JobBase
 from core.config.data_jobs import CaptureJob
 from core.config.registry import PipelineJob, PipelineStep
 from core.config.train import DpoJob, GrpoJob, KdJob, OnPolicyKdJob, RewardJob, SftJob
-from core.endpoints import ENDPOINT_PREFIX
+from core.endpoints import ENDPOINT_PREFIX, spec_for
 from core.forms.fields import FieldSpec, coerce, field, locate
 from core.forms.form import FormError, JobForm
 from core.pickers import local_model_names
@@ -159,9 +159,9 @@ def gpus_text(request: Any) -> str:
 
 def capture_cache_name(dataset: str, teacher: str, top_k: int) -> str:
     """The logit cache a capture step writes for this data, teacher and k (the capture job's own naming rule)."""
-    from core.train.capture import cache_name
+    from core.train.capture import default_cache_name
 
-    return cache_name(CaptureJob(input=dataset, teacher=BackendSpec(model=teacher), top_k=top_k))
+    return default_cache_name(dataset, teacher, top_k)
 
 
 class TrainingForm(JobForm):
@@ -221,7 +221,7 @@ class TrainingForm(JobForm):
             return train
         assert isinstance(train, KdJob)
         capture = CaptureJob(
-            input=train.dataset, output=train.logits, teacher=BackendSpec(type="transformers", model=train.teacher),
+            input=train.dataset, output=train.logits, teacher=spec_for(train.teacher, ws),
             top_k=self._top_k(values), temperature=train.temperature, max_length=train.max_length,
             student=train.student, gpus=train.gpus,
         )
