@@ -28,7 +28,7 @@ from core.data.rows import iter_jsonl_rows, prompt_text, response_text
 from core.data.store import load_rows, read_meta, write_meta
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
-from core.synth.job import OutputTarget, dispatch, ids_in, make_teacher, output_target
+from core.synth.job import OutputTarget, dispatch, ids_in, make_teacher, output_target, set_aside_rejects
 from core.synth.operators import OpParams, Unit, reject_record
 from core.synth.runner import run_units
 from core.synth.templates import check_template, load_template, render
@@ -154,12 +154,8 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
             unique.append(r)
     total = len(unique) + len(rejects_now)
 
-    if config.retry_rejects and target.rejects.exists():
-        bak = target.rejects.with_name(target.rejects.name + ".bak")
-        with open(bak, "a", encoding="utf-8") as dst, open(target.rejects, encoding="utf-8") as src:
-            dst.write(src.read())
-        target.rejects.unlink()
-        ctx.event(f"retrying rejects: previous rejects kept in {bak.name}")
+    if config.retry_rejects:
+        set_aside_rejects(target, ctx)
     done_ok, done_bad = ids_in(target.rows), ids_in(target.rejects)
     done = done_ok | done_bad
     replies = read_replies(side, drop_unscored=config.retry_rejects)

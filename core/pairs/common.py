@@ -23,7 +23,7 @@ from core.data.store import load_rows, read_meta, write_meta
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.synth import job as synth_job
-from core.synth.job import OutputTarget, dispatch, ids_in, output_target
+from core.synth.job import OutputTarget, dispatch, ids_in, output_target, set_aside_rejects
 from core.synth.operators import OpParams, Unit, reject_record
 from core.synth.runner import Outcome, Parser, run_units
 from core.workspace import Workspace
@@ -112,12 +112,8 @@ def read_inputs(ws: Workspace, config: Any, target: OutputTarget, ctx: JobContex
             rejects_now.append(reject_record(rid, why, "input", r))
         else:
             unique.append(r)
-    if config.retry_rejects and target.rejects.exists():
-        bak = target.rejects.with_name(target.rejects.name + ".bak")
-        with open(bak, "a", encoding="utf-8") as dst, open(target.rejects, encoding="utf-8") as src:
-            dst.write(src.read())
-        target.rejects.unlink()
-        ctx.event(f"retrying rejects: previous rejects kept in {bak.name}")
+    if config.retry_rejects:
+        set_aside_rejects(target, ctx)
     return Inputs(unique, rejects_now, ids_in(target.rows), ids_in(target.rejects))
 
 

@@ -67,6 +67,17 @@ def output_target(ws: Workspace, config: SynthJob, suffix: str | None = None) ->
     raise DataError(f"output '{out}': a file output must end in .jsonl or .json (or give a dataset name)")
 
 
+def set_aside_rejects(target: OutputTarget, ctx: JobContext) -> None:
+    """`retry_rejects`: move the rejects file to `.bak` (appended, so earlier rounds stay) so its rows run again."""
+    if not target.rejects.exists():
+        return
+    bak = target.rejects.with_name(target.rejects.name + ".bak")
+    with open(bak, "a", encoding="utf-8") as dst, open(target.rejects, encoding="utf-8") as src:
+        dst.write(src.read())
+    target.rejects.unlink()
+    ctx.event(f"retrying rejects: previous rejects kept in {bak.name}")
+
+
 def ids_in(path: Path) -> set[str]:
     if not path.exists():
         return set()
@@ -118,12 +129,8 @@ def run(config: SynthJob, ctx: JobContext) -> None:
     units = unique
     total = len(units) + len(rejects_now)
 
-    if config.retry_rejects and target.rejects.exists():
-        bak = target.rejects.with_name(target.rejects.name + ".bak")
-        with open(bak, "a", encoding="utf-8") as dst, open(target.rejects, encoding="utf-8") as src:
-            dst.write(src.read())
-        target.rejects.unlink()
-        ctx.event(f"retrying rejects: previous rejects kept in {bak.name}")
+    if config.retry_rejects:
+        set_aside_rejects(target, ctx)
     done_ok, done_bad = ids_in(target.rows), ids_in(target.rejects)
     done = done_ok | done_bad
     pending = [u for u in units if u.id not in done]
