@@ -109,10 +109,9 @@ def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts
     assert z[3][4] == z[4][4] == 1 and sum(map(sum, z)) == 2
 
     # A heatmap cell's chain of thought, reasoning folded.
-    page.locator("#curation-cell-rv input").click()
-    page.get_by_role("option", name="4", exact=True).click()
-    page.locator("#curation-cell-cd input").click()
-    page.get_by_role("option", name="4", exact=True).click()
+    for picker in ("#curation-cell-rv", "#curation-cell-cd"):  # each picker's own list: both offer "4"
+        page.locator(f"{picker} input").click()
+        page.locator(picker).get_by_role("option", name="4", exact=True).click()
     page.wait_for_function("document.querySelector('#curation-cell-chat').innerText.includes('What is 44 + 1?')")
     assert "45" in page.locator("#curation-cell-chat").inner_text()
 

@@ -81,7 +81,7 @@ def test_async_handlers_keep_their_kind(edge):
         got = [i async for i in _until_error(w_agen(2))]
         return await w_coro(1), got
 
-    result, got = asyncio.run(run())
+    result, got = _run_async(run())
     assert result == 2 and got == [0, 1, "stop here"]
 
 
@@ -112,5 +112,13 @@ def test_guard_all_wraps_every_handler_and_gradio_still_sees_select_data(edge):
     select_fn, stream_fn = demo.fns.values()
     assert inspect.isgeneratorfunction(stream_fn.fn) and stream_fn.types_generator
     data = gr.SelectData(table, {"index": [0, 1], "value": 1, "row_value": ["a", 1], "selected": True})
-    result = asyncio.run(demo.call_function(select_fn, [], event_data=data))
+    result = _run_async(demo.call_function(select_fn, [], event_data=data))
     assert result["prediction"] == "row 0"
+
+
+def _run_async(coro):
+    """asyncio.run in a thread of its own: in the full suite Playwright's sync API keeps a loop running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
