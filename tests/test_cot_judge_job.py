@@ -17,6 +17,7 @@ from core.cot import judge_job
 from core.data.io import write_records
 from core.jobs.context import JobContext
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.scripted_backend import ScriptedBackend
 
 RUBRIC = {"Reasoning Verbosity": "rv", "Cognitive Difficulty": "cd", "logical correctness": "correctness"}
 
@@ -143,29 +144,11 @@ def test_killed_judge_resumes_without_loss_or_duplicate_calls(workspace):
     assert all(r["stage"] == "request" for r in bad)
 
 
-class ScriptedLocalJudge:
-    """A local (batched) judge double: answers like the scripted server, counts calls, can raise the stop flag."""
-
-    name = "local-judge"
+class ScriptedLocalJudge(ScriptedBackend):
+    """A local (batched) judge double: answers like the scripted server, greedy only."""
 
     def __init__(self, on_call=None):
-        self.calls: list[tuple[int, str]] = []
-        self.on_call = on_call
-
-    def chat(self, conversations, params, top_logprobs=0):
-        from core.llm.base import Completion
-
-        assert params.temperature == 0
-        out = []
-        for conv in conversations:
-            self.calls.append(_key(conv))
-            if self.on_call:
-                self.on_call(len(self.calls))
-            out.append(Completion(scripted_judge(conv), 10, 5))
-        return out
-
-    def close(self):
-        pass
+        super().__init__(scripted_judge, _key, "local-judge", on_call, greedy=True)
 
 
 def test_local_batched_judge_stop_and_resume(workspace, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from core.jobs.context import JobContext
 from core.pairs import crv
 from core.synth.parsing import ParseFailure
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.scripted_backend import ScriptedBackend
 
 LABELS = ("easy", "medium", "hard")
 
@@ -166,29 +167,11 @@ def test_crv_judge_verifier_and_corrupted_pairs(workspace, tmp_path):
     assert {r["id"] for r in bad} == {"c01", "c04", "c07"}
 
 
-class ScriptedLocal:
-    """A local (batched) model double answering like the server, counting (question, stage) calls, raising the stop
-    flag after a given number of calls."""
-
-    name = "local-m"
+class ScriptedLocal(ScriptedBackend):
+    """A local (batched) model double answering like the server, counting (question, stage) calls."""
 
     def __init__(self, on_call=None):
-        self.calls: list[tuple[int, str]] = []
-        self.on_call = on_call
-
-    def chat(self, conversations, params, top_logprobs=0):
-        from core.llm.base import Completion
-
-        out = []
-        for conv in conversations:
-            self.calls.append(_stage(conv))
-            if self.on_call:
-                self.on_call(len(self.calls))
-            out.append(Completion(scripted(conv), 10, 5))
-        return out
-
-    def close(self):
-        pass
+        super().__init__(scripted, _stage, "local-m", on_call)
 
 
 def test_crv_stop_and_resume_asks_nothing_twice(workspace, tmp_path, monkeypatch):
