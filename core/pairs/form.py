@@ -162,5 +162,13 @@ class CrvForm(JobForm):
         return out
 
 
+def output_dataset(ws: Workspace, job: JobBase) -> str | None:
+    """The workspace dataset a pairs or CRV job writes (None when it writes a file instead): what the Training tab's
+    'Use for DPO' puts into its dataset picker."""
+    from core.pairs.common import target_for
+
+    return target_for(ws, job, "crv" if job.kind == "crv" else "pairs").dataset
+
+
 PAIRS_FORM = PairsForm()
 CRV_FORM = CrvForm()

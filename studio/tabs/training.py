@@ -18,6 +18,7 @@ import gradio as gr
 from core.errors import UserError
 from core.train.form import FORM, PER_METHOD, method_defaults
 from studio.forms import FormView
+from studio.tabs import training_pairs
 from studio.ui import UIContext
 
 # Sections shown only for some methods, and the field whose kinds decide it.
@@ -31,6 +32,7 @@ def build(ui: UIContext) -> None:
     w: dict[str, Any] = {"form": FormView(ui, "training", FORM)}
     ui.reg("training.intro", gr.Markdown(ui.t("training.intro")), "value")
     _main_section(w)
+    w["pairs"] = training_pairs.layout(ui)  # build the pairs DPO trains on, then "Use for DPO"
     _kd_section(ui, w)
     _onpolicy_section(ui, w)
     _dpo_section(ui, w)
@@ -43,6 +45,7 @@ def build(ui: UIContext) -> None:
     _run_section(ui, w)
     _wire_method(ui, w)
     _wire_run(ui, w)
+    _wire_pairs(ui, w)
 
 
 def _shown(kind: str) -> dict[str, bool]:
@@ -183,6 +186,22 @@ def _wire_method(ui: UIContext, w: dict[str, Any]) -> None:
 
     view.comps["logits"].change(on_cache, inputs=view.comps["logits"], outputs=w["cache_info"],
                                 show_progress="hidden")
+
+
+def _wire_pairs(ui: UIContext, w: dict[str, Any]) -> None:
+    """'Use for DPO' in the pairs section: its dataset picked here, method DPO with its sections and defaults."""
+    from core.pickers import dataset_choices
+
+    view = w["form"]
+    method, dataset = view.comps["method"], view.comps["dataset"]
+    per_method = [view.comps[n] for n in PER_METHOD]
+
+    def to_dpo(name: str, lora: bool) -> dict[Any, Any]:
+        return {**_sections(w, FORM.kind_of({"method": "dpo"})), **view.updates(method_defaults("dpo", lora)),
+                method: gr.update(value="dpo"), dataset: gr.update(choices=dataset_choices(ui.workspace), value=name)}
+
+    training_pairs.wire(ui, w["pairs"], to_dpo, [view.comps["use_lora"]],
+                        [method, dataset, *(w[k] for k in SECTIONS), *per_method])
 
 
 def _wire_run(ui: UIContext, w: dict[str, Any]) -> None:

@@ -1,0 +1,69 @@
+"""The Training tab's "Preference pairs" section in a real Chromium: the best-of-N fields hide in teacher-vs-student
+mode, a pairs job built through a registered endpoint (the fake OpenAI-compatible server answering as the student)
+writes its pairs dataset, and "Use for DPO" puts that dataset into the Training form with the DPO method selected."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+
+def _fill(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.locator("#pairs-build-output textarea, #pairs-build-output input").first.click()  # blur commits the value
+
+
+def _wait_status(page, timeout_s: float = 60) -> str:
+    deadline, status = time.time() + timeout_s, ""
+    while time.time() < deadline:
+        status = page.locator("#pairs-build-status").inner_text()
+        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
+            break
+        time.sleep(0.5)
+    return status
+
+
+def test_build_pairs_and_use_them_for_dpo(studio, browser_page, tmp_path, artifacts_dir):
+    from core.endpoints import EndpointEntry, save_endpoint
+    from core.workspace import Workspace
+    from tests.fake_openai_server import FakeOpenAIServer
+
+    ws = tmp_path / "ws"
+    (ws / "datasets").mkdir(parents=True)
+    rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?", "output": f"{i} + {i} = {2 * i}."} for i in range(4)]
+    (ws / "datasets" / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeOpenAIServer(answer=lambda msgs: "I do not know.") as srv:
+        save_endpoint(Workspace.open(ws), EndpointEntry(name="stud", base_url=srv.base_url, model="student"))
+        sp = studio()
+        page = browser_page
+        page.goto(sp.url)
+        page.get_by_role("tab", name="Training", exact=True).click()
+        page.get_by_text("Preference pairs — build the pairs", exact=False).click()
+        page.locator("#pairs-build-student").wait_for(state="visible")
+        assert not page.locator("#pairs-build-teacher").is_visible()  # best of N only
+        assert not page.locator("#pairs-build-judge").is_visible()  # rank_by judge only
+
+        _fill(page, "pairs-build-input", "qa")
+        _fill(page, "pairs-build-student", "endpoint:stud")
+        page.locator("#pairs-build-start").click()
+        page.wait_for_selector("#pairs-build-message:has-text('Started job')")
+        status = _wait_status(page)
+        assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
+        assert len(srv.chat_records()) == 4  # one student answer per prompt
+    pairs = [json.loads(x) for x in (ws / "datasets" / "qa-pairs.jsonl").read_text().splitlines()]
+    assert len(pairs) == 4 and all(p["rejected"] == "I do not know." for p in pairs)
+    assert {p["chosen"] for p in pairs} == {r["output"] for r in rows}
+
+    page.locator("#pairs-build-use").click()
+    page.wait_for_function("(document.querySelector('#training-dataset input') || {}).value === 'qa-pairs'")
+    assert "qa-pairs" in page.locator("#pairs-build-message").inner_text()
+    assert page.get_by_label("DPO / CogPO (preference pairs)").is_checked()
+    page.get_by_text("β per pair type", exact=True).wait_for()  # the DPO / CogPO section is shown
+    page.screenshot(path=str(artifacts_dir / "training-pairs.png"), full_page=True)
