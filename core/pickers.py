@@ -13,7 +13,8 @@ from core.workspace import Workspace
 
 
 def model_choices(ws: Workspace, endpoints: bool = True) -> list[tuple[str, str]]:
-    """(label, value) of the models a job can use: workspace models (no bare adapters), then registered endpoints."""
+    """(label, value) of the models a job can chat with, generate from or train: workspace models (no bare adapters,
+    no reward / classifier heads: they cannot generate), then registered endpoints."""
     from core.models.registry import list_models
 
     local, remote = [], []
@@ -21,9 +22,18 @@ def model_choices(ws: Workspace, endpoints: bool = True) -> list[tuple[str, str]
         if m.source == "endpoint":
             if endpoints:
                 remote.append((f"🌐 {m.name}", f"{ENDPOINT_PREFIX}{m.name}"))
-        elif not m.is_adapter:
+        elif not m.is_adapter and m.head is None:
             local.append((m.name, m.name))
     return local + remote
+
+
+def reward_model_choices(ws: Workspace) -> list[tuple[str, str]]:
+    """(label, value) of workspace reward models (a train_reward output, or a one-label sequence classifier): what a
+    GRPO reward or an evaluation's reward_model metric loads."""
+    from core.models.registry import list_models
+
+    return [(m.name, m.name) for m in list_models(ws)
+            if m.source != "endpoint" and not m.is_adapter and m.head == "reward"]
 
 
 def endpoint_choices(ws: Workspace) -> list[tuple[str, str]]:

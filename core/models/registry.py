@@ -54,6 +54,7 @@ class ModelInfo:
     chat_template: bool | None = None
     disk_bytes: int | None = None
     is_adapter: bool = False
+    head: str | None = None  # "reward": a scoring head (a train_reward output), not a chat model; None: a causal LM
     base_url: str | None = None
     api_key_env: str | None = None
     error: str | None = None
@@ -135,6 +136,20 @@ def special_tokens(folder: Path) -> dict[str, str | None]:
     return out
 
 
+def model_head(folder: Path, architecture: str | None) -> str | None:
+    """What the model's output is, when it is not a causal LM's next token: "reward" for a scoring head — written by
+    a train_reward job in eds_model.json, or any one-label `*ForSequenceClassification` (a reward model trained
+    elsewhere). Such a model cannot chat, generate or be a student."""
+    head = read_json(folder / "eds_model.json").get("head")
+    if head:
+        return str(head)
+    if architecture and architecture.endswith("ForSequenceClassification"):
+        cfg = read_json(folder / "config.json")
+        labels = len(cfg["id2label"]) if cfg.get("id2label") else cfg.get("num_labels", 2)
+        return "reward" if labels == 1 else "classifier"
+    return None
+
+
 def inspect_model_dir(folder: Path, name: str | None = None, source: str = "path") -> ModelInfo:
     """Facts about one local model folder; `error` says what is wrong instead of raising."""
     folder = Path(folder)
@@ -159,6 +174,7 @@ def inspect_model_dir(folder: Path, name: str | None = None, source: str = "path
             info.num_layers = text.get("num_hidden_layers")
             info.hidden_size = text.get("hidden_size")
             info.dtype = cfg.get("dtype") or cfg.get("torch_dtype") or text.get("dtype")
+            info.head = model_head(folder, info.architecture)
         params, dtype = weight_stats(folder)
         info.params = params
         info.dtype = dtype or info.dtype

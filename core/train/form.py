@@ -21,7 +21,7 @@ from core.config.train import DpoJob, GrpoJob, KdJob, OnPolicyKdJob, RewardJob, 
 from core.endpoints import ENDPOINT_PREFIX, spec_for
 from core.forms.fields import FieldSpec, coerce, field, locate
 from core.forms.form import FormError, JobForm
-from core.pickers import local_model_names
+from core.pickers import local_model_names, reward_model_choices
 from core.workspace import Workspace
 
 METHODS: dict[str, type[JobBase]] = {
@@ -38,6 +38,7 @@ KD, OP = ("train_kd",), ("train_onpolicy",)
 DPO, RM, RL = ("train_dpo",), ("train_reward",), ("train_grpo",)
 CUSTOM = {"gradio": {"allow_custom_value": True}}
 LOCAL_MODELS = {"choices_of": local_model_names}  # training loads the weights itself: no endpoints in its pickers
+REWARD_MODELS = {"choices_of": reward_model_choices}  # reward heads only (they are left out of every other picker)
 
 FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(name="method", path="", widget="choice", choices=tuple(METHODS), default="sft", extra={"radio": True},
@@ -92,7 +93,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     field(GrpoJob, "reasoning_tag", kinds=RL, group="rewards"),
     field(GrpoJob, "min_length", kinds=RL, group="rewards"),
     field(GrpoJob, "max_length_tokens", kinds=RL, group="rewards"),
-    field(GrpoJob, "reward_model", widget="model", kinds=RL, group="rewards", optional=True, extra=LOCAL_MODELS),
+    field(GrpoJob, "reward_model", widget="model", kinds=RL, group="rewards", optional=True, extra=REWARD_MODELS),
     field(GrpoJob, "judge", widget="model", kinds=RL, group="rewards", optional=True),
     field(GrpoJob, "judge_template", kinds=RL, group="rewards"),
     # LoRA
