@@ -268,7 +268,7 @@ class ExportJob(JobBase):
     output: str = Field(description="model name under workspace/models")
 
 
-EvalMetric = Literal["exact_match", "math_verify", "judge_winrate", "kl", "perplexity"]
+EvalMetric = Literal["exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model"]
 
 
 class EvaluateJob(JobBase):
@@ -283,11 +283,15 @@ class EvaluateJob(JobBase):
         "the distribution KL is measured to"
     )
     judge: BackendSpec | None = Field(None, description="the judge for judge_winrate (an instruct model or endpoint)")
+    reward_model: str | None = Field(
+        None, description="the reward_model metric: a trained reward model (a train_reward output) scoring each answer"
+    )
     dataset: str = Field(description="held-out dataset (workspace name or file)")
     metrics: list[EvalMetric] = Field(
         default_factory=lambda: ["exact_match"],
         description="exact_match / math_verify: the answer against the gold column; judge_winrate: model vs reference, "
-        "judged in both orders; kl: KL(reference ‖ model) on reference responses; perplexity: of the model on them",
+        "judged in both orders; kl: KL(reference ‖ model) on reference responses; perplexity: of the model on them; "
+        "reward_model: the mean score a trained reward model gives the model's answers (and the reference's)",
     )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
     sampling: Sampling = Field(
@@ -314,11 +318,15 @@ class EvaluateJob(JobBase):
     def _needs(self):
         m = set(self.metrics)
         if not m:
-            raise ValueError("metrics: choose at least one of exact_match, math_verify, judge_winrate, kl, perplexity")
+            raise ValueError("metrics: choose at least one of exact_match, math_verify, judge_winrate, kl, perplexity, "
+                             "reward_model")
         if "judge_winrate" in m and (self.judge is None or self.reference is None):
             raise ValueError("judge_winrate needs both 'judge' (the judging model) and 'reference' (the other side)")
         if "kl" in m and self.reference is None:
             raise ValueError("kl needs 'reference': the teacher whose distribution the model is compared to")
+        if "reward_model" in m and not self.reward_model:
+            raise ValueError("reward_model: the reward_model metric needs a trained reward model (a train_reward job's "
+                             "output)")
         if "perplexity" in m and self.reference is None and self.responses == "reference":
             raise ValueError("responses: reference needs a 'reference' model; or use the dataset's output column")
         return self

@@ -1,7 +1,8 @@
 """The evaluation form: which model, against which reference and judge, on which held-out set, by which metrics.
 
 A model choice becomes a BackendSpec (a workspace model is loaded by the evaluate job itself through transformers
-or vLLM, an endpoint is reached over HTTP); everything else is EvaluateJob's own fields.
+or vLLM, an endpoint is reached over HTTP); the reward model (the reward_model metric) is a workspace model name,
+offered from the reward heads alone; everything else is EvaluateJob's own fields.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from core.config.train import EvaluateJob
 from core.forms.fields import FieldSpec, field
 from core.forms.form import FormError, JobForm
+from core.pickers import reward_model_choices
 from core.workspace import Workspace
 
 BACKEND = FieldSpec(name="backend", path="", widget="choice", choices=("transformers", "vllm"),
@@ -23,6 +25,8 @@ class EvaluateForm(JobForm):
         field(EvaluateJob, "model", widget="model"),
         field(EvaluateJob, "reference", widget="model"),
         field(EvaluateJob, "judge", widget="model"),
+        # reward heads only: a trained reward model scores answers, it cannot write them
+        field(EvaluateJob, "reward_model", widget="model", optional=True, extra={"choices_of": reward_model_choices}),
         field(EvaluateJob, "dataset", widget="dataset"),
         field(EvaluateJob, "metrics"),
         # "0 = all rows": the widget starts at 0 (an empty Number shows 0, which a minimum of 1 would refuse)

@@ -5,7 +5,8 @@ Stages, each loading one model at a time (a teacher and a student rarely fit on 
 1. reference — generates its answers (for the judge, the table and as the teacher responses KL is measured on) and
    scores those responses (teacher-forced top-k, kept in memory in compact arrays for stage 2);
 2. model — generates its answers, scores the teacher responses: KL(reference ‖ model) and perplexity;
-3. judge — compares model and reference answers in both orders (position swap).
+3. reward model — a trained reward model (train_reward) scores the model's answers and the reference's;
+4. judge — compares model and reference answers in both orders (position swap).
 
 Every stage appends what it produced per row to `output/work/*.jsonl` as it goes, so a stopped or crashed job keeps
 it, and a resumed job skips rows already done. After each stage `results.json` + `rows.jsonl` are rewritten from
@@ -34,6 +35,8 @@ from core.llm.base import SamplingParams
 
 WORK = "work"
 CHECKS = ("exact_match", "math_verify")
+REWARD_MAX_LENGTH = 4096  # tokens of prompt + answer a reward model reads (longer conversations are cut)
+REWARD_BATCH = 8
 
 
 @dataclass
@@ -56,6 +59,12 @@ class Plan:
     perplexity: bool
     judge: bool
     notes: list[str] = field(default_factory=list)
+    reward: bool = False  # the reward_model metric: a trained reward model scores every answer
+
+    @property
+    def model_answers(self) -> bool:
+        """Whether the evaluated model must write answers (checks, the judge and the reward model read them)."""
+        return bool(self.checks) or self.judge or self.reward
 
 
 def load_rows(config: EvaluateJob, ctx: JobContext) -> tuple[list[Row], str]:
@@ -108,10 +117,12 @@ def make_plan(config: EvaluateJob, rows: list[Row]) -> Plan:
         if source == "dataset" and not any(r.row.get("output") for r in rows):
             raise ValueError("perplexity/kl on the dataset's responses needs an 'output' column; or give a reference "
                              "model (responses: reference)")
+    reward = "reward_model" in m
     reference_answers = config.reference is not None and (
-        bool(checks) or "judge_winrate" in m or source == "reference"
+        bool(checks) or "judge_winrate" in m or source == "reference" or reward
     )
-    return Plan(checks, reference_answers, source, "kl" in m, "perplexity" in m, "judge_winrate" in m, notes)
+    return Plan(checks, reference_answers, source, "kl" in m, "perplexity" in m, "judge_winrate" in m, notes,
+                reward=reward)
 
 
 class Work:
@@ -229,6 +240,39 @@ def run_judge(backend: Any, rows: list[Row], work: Work, template: str, params: 
             prog.add(len(part), "judge")
 
 
+def run_reward(config: EvaluateJob, ctx: JobContext, rows: list[Row], work: Work, prog: Progress) -> None:
+    """The reward model's score of each row's answers (the model's, and the reference's where it answered), as the
+    reward model was trained: prompt + answer through its chat template. Appended per row."""
+    from core.eval.reward_model import RewardScorer
+    from core.models.registry import resolve_model
+
+    done = work.done("reward")
+    ans = {role: work.done(f"answers-{role}") for role in results.ROLES}
+    todo = [r for r in rows if r.id not in done and _ok(ans["model"].get(r.id))]
+    if not todo:
+        return
+    assert config.reward_model is not None  # the config refuses the metric without one
+    ctx.event(f"loading reward model: {config.reward_model}")
+    cpu = bool(ctx.devices) and all(d == "cpu" for d in ctx.devices)
+    scorer = RewardScorer(resolve_model(config.reward_model, ctx.workspace), REWARD_MAX_LENGTH, cpu)
+    try:
+        with work.appender("reward") as out:
+            for part in _chunks(todo, REWARD_BATCH):
+                recs: dict[str, dict[str, Any]] = {r.id: {"id": r.id} for r in part}
+                for role in results.ROLES:
+                    answered = [r for r in part if _ok(ans[role].get(r.id))]
+                    if answered:
+                        scores = scorer.score([r.prompt for r in answered],
+                                              [ans[role][r.id]["text"] or "" for r in answered])
+                        for r, v in zip(answered, scores, strict=True):
+                            recs[r.id][f"{role}_reward"] = float(v)
+                for r in part:
+                    out.write(recs[r.id])
+                prog.add(len(part), "reward model")
+    finally:
+        del scorer
+
+
 def _ok(a: dict | None) -> bool:
     return bool(a) and not a.get("error")
 
@@ -244,6 +288,8 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
     ans = {role: work.done(f"answers-{role}") for role in results.ROLES}
     jdg = work.done("judge")
     scores = work.done("scores")
+    rewards = work.done("reward")
+    rewarded: dict[str, list[float]] = {role: [] for role in results.ROLES}
     win = judge.WinRate()
     checked: dict[str, dict[str, list[bool]]] = {role: {c: [] for c in plan.checks} for role in results.ROLES}
     totals = {"kl": Totals(), "model": Totals(), "reference": Totals()}
@@ -273,6 +319,10 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
             outcome = win.add(j.get("model_first"), j.get("model_second"))
             rec.update(judge_model_first=j.get("model_first"), judge_model_second=j.get("model_second"),
                        judge_outcome=outcome, judge_raw_first=j.get("raw_first"), judge_raw_second=j.get("raw_second"))
+        for role, v in ((role, (rewards.get(r.id) or {}).get(f"{role}_reward")) for role in results.ROLES):
+            if v is not None:
+                rec[f"{role}_reward"] = v
+                rewarded[role].append(v)
         s = scores.get(r.id)
         if s is not None:
             rec["response_source"] = plan.response_source
@@ -299,6 +349,9 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
             if vals:
                 sm[c] = sum(vals) / len(vals)
                 sm[f"{c}_n"] = len(vals)
+        if plan.reward and rewarded[role]:
+            sm["reward_model"] = sum(rewarded[role]) / len(rewarded[role])
+            sm["reward_model_n"] = len(rewarded[role])
         if plan.perplexity and totals[role].perplexity is not None:
             sm["perplexity"] = totals[role].perplexity
         if role == "model":
@@ -316,11 +369,12 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
         "name": config.name or "evaluate",
         "dataset": dataset,
         "rows_total": len(rows),
-        "rows_done": sum(1 for r in rows if any(r.id in ans[role] for role in results.ROLES) or r.id in scores),
+        "rows_done": sum(1 for r in rows if any(r.id in ans[role] for role in results.ROLES) or r.id in scores
+                         or r.id in rewards),
         "complete": complete,
         "metrics": list(config.metrics),
         "models": {"model": describe(config.model), "reference": describe(config.reference),
-                   "judge": describe(config.judge)},
+                   "judge": describe(config.judge), "reward_model": config.reward_model},
         "response_source": plan.response_source,
         "summary": summary,
         "judge": win.summary() if plan.judge else None,
@@ -357,7 +411,8 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
         return sum(r.id not in have for r in rows)
 
     total = (left("answers-reference") if plan.reference_answers else 0) + len(score_todo) * (2 if plan.kl else 1)
-    total += (left("answers-model") if plan.checks or plan.judge else 0) + (left("judge") if plan.judge else 0)
+    total += (left("answers-model") if plan.model_answers else 0) + (left("judge") if plan.judge else 0)
+    total += left("reward") if plan.reward else 0
     prog = Progress(ctx, total)
     ctx.event(f"evaluating {n} row(s): {', '.join(config.metrics)}")
     complete = False
@@ -379,10 +434,10 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
                 backend.close()
         elif scoring:
             responses = _responses(score_todo, plan, work)
-        if plan.checks or plan.judge or scoring:
+        if plan.model_answers or scoring:
             backend = open_backend(config.model, ctx, "model")
             try:
-                if plan.checks or plan.judge:
+                if plan.model_answers:
                     generate(backend, "model", rows, work, params, _chunk_size(config.model), prog)
                     save(False)
                 if scoring and responses:
@@ -394,6 +449,9 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
                     save(False)
             finally:
                 backend.close()
+        if plan.reward:
+            run_reward(config, ctx, rows, work, prog)
+            save(False)
         if plan.judge:
             template = judge.load_template(_template_path(config.judge_template, ctx))
             jparams = SamplingParams.from_sampling(config.sampling)

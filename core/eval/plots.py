@@ -12,6 +12,7 @@ from core.eval.results import ROLES
 
 RATE_METRICS = ("exact_match", "math_verify", "judge_winrate")
 SCALE_METRICS = ("kl", "perplexity")
+SCORE_METRICS = ("reward_model",)  # unbounded, higher is better (a reward model's score)
 
 
 def summary_figure(results: dict[str, Any], title: str = "") -> Any:
@@ -21,8 +22,10 @@ def summary_figure(results: dict[str, Any], title: str = "") -> Any:
     summary = results.get("summary", {})
     rates = [m for m in RATE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
     scales = [m for m in SCALE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
+    scores = [m for m in SCORE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
     panels = ([("scores (higher is better)", rates)] if rates else []) + [(f"{m} (lower is better)", [m])
                                                                             for m in scales]
+    panels += [(f"{m} (higher is better)", [m]) for m in scores]
     if not panels:
         fig = go.Figure()
         fig.update_layout(title=title or "no results yet", height=260)

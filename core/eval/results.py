@@ -26,10 +26,10 @@ RESULTS_FILE = "results.json"
 ROWS_FILE = "rows.jsonl"
 FORMAT_VERSION = 1
 ROLES = ("model", "reference")
-METRICS = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity")
+METRICS = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model")
 # Higher is better for these; lower for kl / perplexity (used by compare and the plots' titles).
 HIGHER_IS_BETTER = {"exact_match": True, "math_verify": True, "judge_winrate": True, "kl": False,
-                    "perplexity": False}
+                    "perplexity": False, "reward_model": True}
 DRILLDOWN_FILTERS = ("all", "model_wrong", "model_right", "judge_win", "judge_loss", "judge_tie", "highest_kl")
 
 
@@ -110,7 +110,7 @@ def _round(v: Any, nd: int = 4) -> Any:
 
 
 DRILL_COLUMNS = ["id", "prompt", "gold", "model_answer", "model_correct", "reference_answer", "reference_correct",
-                 "judge_outcome", "judge_verdicts", "kl", "model_perplexity"]
+                 "judge_outcome", "judge_verdicts", "kl", "model_perplexity", "model_reward", "reference_reward"]
 
 
 def correct(row: dict[str, Any], role: str) -> bool | None:
@@ -143,7 +143,8 @@ def drilldown(rows: list[dict[str, Any]], how: str = "all", limit: int = 200,
             r.get("id"), _cut(r.get("prompt"), text_chars), _cut(r.get("gold"), text_chars),
             _cut(r.get("model_answer"), text_chars), correct(r, "model"), _cut(r.get("reference_answer"), text_chars),
             correct(r, "reference"), r.get("judge_outcome"), verdicts if r.get("judge_outcome") else None,
-            _round(r.get("kl")), _round(r.get("model_perplexity")),
+            _round(r.get("kl")), _round(r.get("model_perplexity")), _round(r.get("model_reward")),
+            _round(r.get("reference_reward")),
         ])
     # columns no row has a value in (no reference, no judge, ...) are left out
     keep = [i for i, c in enumerate(DRILL_COLUMNS) if c in ("id", "prompt") or any(row[i] is not None for row in out)]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config.train import GrpoJob
-from core.errors import UserError
+from core.eval.reward_model import RewardModelError, RewardScorer
 from core.jobs.context import JobContext
 
 REFERENCE_COLUMN = "reference_answer"  # the dataset column TRL hands to math_verify / judge (filled by core.train.grpo)
@@ -33,7 +33,7 @@ JUDGE_TEMPLATE = """Rate how well the response answers the question, from 0 (wro
 Write a short analysis, then end with the score in exactly this form: <score>N</score>"""
 
 
-class RewardSetupError(UserError, ValueError):
+class RewardSetupError(RewardModelError):
     """A reward function that cannot be built as configured (missing template, model)."""
 
 
@@ -101,51 +101,16 @@ class LengthReward:
         return [self.score(len(ids)) for ids in completion_ids]
 
 
-class RewardModelReward:
-    """The score of a trained reward model (a `train_reward` output) on prompt + completion, as the model was
-    trained: the conversation through its chat template, truncated to `max_length` tokens."""
+class RewardModelReward(RewardScorer):
+    """The score of a trained reward model (a `train_reward` output) on prompt + completion (core.eval.reward_model:
+    the same scorer the evaluate job's reward_model metric uses)."""
 
     __name__ = "reward_model"
-
-    def __init__(self, path: Path, max_length: int, cpu: bool):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path), dtype=torch.float32)
-        if self.model.config.num_labels != 1:
-            raise RewardSetupError(f"reward_model: {path.name} has {self.model.config.num_labels} outputs; a reward "
-                                   "model (from a train_reward job) has one")
-        self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.model.eval().requires_grad_(False)
-        self.max_length, self.cpu = max_length, cpu
-
-    def _device(self):
-        import torch
-
-        if self.cpu or not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (set by accelerate)
+    error = RewardSetupError
 
     def __call__(self, prompts: Sequence, completions: Sequence, completion_ids: Sequence | None = None,
                  **kw: Any) -> list[float]:
-        import torch
-
-        texts = []
-        for p, c in zip(prompts, completions, strict=True):
-            if isinstance(p, list):
-                conv = [*p, {"role": "assistant", "content": completion_text(c)}]
-                texts.append(self.tokenizer.apply_chat_template(conv, tokenize=False))
-            else:
-                texts.append(str(p) + completion_text(c))
-        device = self._device()
-        self.model.to(device)
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_length,
-                               add_special_tokens=False).to(device)
-        with torch.inference_mode():
-            return self.model(**batch).logits[:, 0].float().tolist()
+        return self.score(prompts, [completion_text(c) for c in completions])
 
 
 class JudgeReward:

@@ -44,7 +44,7 @@ def _form_section(ui: UIContext, w: dict[str, Any], open_: bool) -> None:
     t, view = ui.t, w["form"]
     with ui.reg("evaluate.new", gr.Accordion(t("evaluate.new"), open=open_, elem_id="eds-eval-form")):
         with gr.Row():
-            for name in ("model", "reference", "judge"):
+            for name in ("model", "reference", "judge", "reward_model"):
                 view.render(name, elem_id=f"eds-eval-{name}")
         with gr.Row():
             view.render("dataset", elem_id="eds-eval-dataset")
