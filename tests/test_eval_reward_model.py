@@ -103,3 +103,23 @@ def test_reward_heads_in_the_pickers_and_forms(rm_ws, tiny_models):
     with pytest.raises(ValueError, match="reward_model"):
         EVAL_FORM.build_job(rm_ws, {**EVAL_FORM.defaults(), "model": "chat-model", "dataset": "held",
                                     "metrics": ["reward_model"], "reward_model": ""})
+
+
+def test_model_head_from_provenance_or_architecture(tmp_path):
+    """A train_reward output says head "reward" in eds_model.json; a one-label sequence classifier from elsewhere is a
+    reward model too; more labels make a classifier (offered nowhere); a causal LM has no head."""
+    from core.models.registry import inspect_model_dir
+
+    def folder(name: str, config: dict, provenance: dict | None = None):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(config))
+        if provenance is not None:
+            (d / "eds_model.json").write_text(json.dumps(provenance))
+        return inspect_model_dir(d, name, "workspace").head
+
+    cls = "Qwen2ForSequenceClassification"
+    assert folder("ours", {"architectures": [cls]}, {"method": "reward", "head": "reward"}) == "reward"
+    assert folder("hub-rm", {"architectures": [cls], "id2label": {"0": "LABEL_0"}}) == "reward"
+    assert folder("two", {"architectures": [cls], "id2label": {"0": "a", "1": "b"}}) == "classifier"
+    assert folder("lm", {"architectures": ["Qwen2ForCausalLM"]}, {"method": "dpo"}) is None

@@ -1,6 +1,7 @@
-"""The Training tab's "Preference pairs" section in a real Chromium: the best-of-N fields hide in teacher-vs-student
-mode, a pairs job built through a registered endpoint (the fake OpenAI-compatible server answering as the student)
-writes its pairs dataset, and "Use for DPO" puts that dataset into the Training form with the DPO method selected."""
+"""The Training tab's "Preference pairs" section in a real Chromium: the mode and ranking show the fields they use and
+hide the others, a pairs job built through a registered endpoint (the fake OpenAI-compatible server answering as the
+student) writes its pairs dataset, and "Use for DPO" puts that dataset into the Training form with the DPO method
+selected."""
 
 from __future__ import annotations
 
@@ -49,6 +50,15 @@ def test_build_pairs_and_use_them_for_dpo(studio, browser_page, tmp_path, artifa
         page.locator("#pairs-build-student").wait_for(state="visible")
         assert not page.locator("#pairs-build-teacher").is_visible()  # best of N only
         assert not page.locator("#pairs-build-judge").is_visible()  # rank_by judge only
+        page.locator("#pairs-build-mode").get_by_text("best of N teacher samples", exact=True).click()
+        page.locator("#pairs-build-teacher").wait_for(state="visible")
+        page.locator("#pairs-build-student").wait_for(state="hidden")
+        page.locator("#pairs-build-rank-by").get_by_text("LLM judge", exact=True).click()
+        page.locator("#pairs-build-judge").wait_for(state="visible")
+        page.locator("#pairs-build-rank-by").get_by_text("none", exact=True).click()
+        page.locator("#pairs-build-judge").wait_for(state="hidden")
+        page.locator("#pairs-build-mode").get_by_text("teacher vs student", exact=True).click()
+        page.locator("#pairs-build-student").wait_for(state="visible")
 
         _fill(page, "pairs-build-input", "qa")
         _fill(page, "pairs-build-student", "endpoint:stud")

@@ -31,10 +31,10 @@ def layout(ui: UIContext) -> dict[str, Any]:
     with ui.reg("pairs.title", gr.Accordion(ui.t("pairs.title"), open=False, elem_id="pairs-section")):
         ui.reg("pairs.intro", gr.Markdown(ui.t("pairs.intro")), "value")
         with ui.reg("pairs.build_title", gr.Accordion(ui.t("pairs.build_title"), open=True)):
-            _form(p["build"], "build")
+            _form(p, "build")
             _run_row(ui, p, "build")
         with ui.reg("pairs.crv_title", gr.Accordion(ui.t("pairs.crv_title"), open=False)):
-            _form(p["crv"], "crv")
+            _form(p, "crv")
             _run_row(ui, p, "crv")
     p["timer"] = gr.Timer(2.0)
     return p
@@ -51,14 +51,17 @@ CRV_ROWS = (("input", "student_size", "output"), ("critic", "rethinker", "backen
 ROWS = {"build": BUILD_ROWS, "crv": CRV_ROWS}
 
 
-def _form(view: FormView, part: str) -> None:
-    """The form's fields in rows, those the default mode does not use hidden, then its tools."""
-    form = PARTS[part][1]
+def _form(p: dict[str, Any], part: str) -> None:
+    """The form's fields in rows, those the default mode does not use hidden (a row of hidden fields too), then its
+    tools."""
+    view, form = p[part], PARTS[part][1]
     shown = form.shown(form.defaults())
-    for row in ROWS[part]:
-        with gr.Row():
-            for name in row:
+    p[f"{part}_rows"] = []
+    for names in ROWS[part]:
+        with gr.Row(visible=any(shown.get(n, True) for n in names)) as row:
+            for name in names:
                 view.render(name, visible=shown.get(name, True))
+        p[f"{part}_rows"].append((row, names))
     view.tools()
 
 
@@ -98,12 +101,17 @@ def _wire_shown(p: dict[str, Any], part: str) -> None:
     view, form = p[part], PARTS[part][1]
     switches = [view.comps[n] for n in SWITCHES[part]]
 
+    rows = p[f"{part}_rows"]
+
     def on_switch(*vals: Any) -> dict[Any, Any]:
         shown = form.shown(dict(zip(SWITCHES[part], vals, strict=True)))
-        return {c: gr.update(visible=shown.get(n, True)) for n, c in view.comps.items()}
+        out = {c: gr.update(visible=shown.get(n, True)) for n, c in view.comps.items()}
+        out.update({row: gr.update(visible=any(shown.get(n, True) for n in names)) for row, names in rows})
+        return out
 
+    outputs = [*view.comps.values(), *(row for row, _ in rows)]
     for comp in switches:
-        comp.change(on_switch, inputs=switches, outputs=list(view.comps.values()), show_progress="hidden")
+        comp.change(on_switch, inputs=switches, outputs=outputs, show_progress="hidden")
 
 
 def _wire_jobs(ui: UIContext, p: dict[str, Any], part: str) -> None:
