@@ -105,6 +105,16 @@ def test_reward_heads_in_the_pickers_and_forms(rm_ws, tiny_models):
                                     "metrics": ["reward_model"], "reward_model": ""})
 
 
+def test_cli_eval_run_takes_the_reward_model(workspace, capsys):
+    """`easydistill eval run --metrics reward_model` needs --reward-model (refused before any job is submitted)."""
+    from core.cli.main import main
+
+    argv = ["--workspace", str(workspace.root), "eval", "run", "--model", "m", "--dataset", "d", "--metrics",
+            "reward_model", "--detach"]
+    assert main(argv) == 2
+    assert "reward_model" in capsys.readouterr().err
+
+
 def test_model_head_from_provenance_or_architecture(tmp_path):
     """A train_reward output says head "reward" in eds_model.json; a one-label sequence classifier from elsewhere is a
     reward model too; more labels make a classifier (offered nowhere); a causal LM has no head."""

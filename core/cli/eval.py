@@ -13,7 +13,7 @@ from typing import Any
 
 from core.workspace import Workspace
 
-METRIC_NAMES = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity")
+METRIC_NAMES = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, from {', '.join(METRIC_NAMES)} (default exact_match)")
     p.add_argument("--reference", help="the model to compare against (usually the teacher)")
     p.add_argument("--judge", help="judge model for judge_winrate (workspace name, folder or endpoint:<name>)")
+    p.add_argument("--reward-model", help="a trained reward model for reward_model (workspace name or folder)")
     p.add_argument("--limit", type=int, help="only the first N rows")
     p.add_argument("--answer-field", help="column with the gold answer (default: answer, gold, reference, solution, "
                    "output)")
@@ -100,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         job = build_job(ws, {"model": args.model, "dataset": args.dataset, "metrics": metrics,
                              "reference": args.reference, "judge": args.judge, "limit": args.limit,
+                             "reward_model": args.reward_model,
                              "answer_field": args.answer_field, "top_k": args.top_k,
                              "max_new_tokens": args.max_new_tokens, "backend": args.backend, "name": args.name},
                         confine=False)
