@@ -6,7 +6,7 @@
 Prints each figure with where it comes from. Exit 1 on what must never happen — an import cycle between core rooms
 or between files, core importing gradio or studio — and, with `--strict`, also when a figure is over its limit
 (longest studio function, `except Exception` in studio, file IO in studio/tabs, picker → BackendSpec converters,
-job-status renderers). `make test` runs it without `--strict` while those figures are being brought down.
+job-status renderers). `make test` and `make lint` run it with `--strict`: the figures hold, and stay held.
 
 How each figure is read (heuristics, so every hit is listed for a person to judge):
 - room: `core/<room>/` or `core/<file>.py`; an import (function-level ones included) is an edge to the longest
