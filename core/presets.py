@@ -24,11 +24,20 @@ BUNDLED = Path(__file__).resolve().parent.parent / "presets"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
+class After(StrictModel):
+    """What an earlier preset leaves in the workspace and this one starts from (demo-dpo-cpu continues demo-cpu)."""
+
+    preset: str = Field(description="the preset that makes them (its name)")
+    models: list[str] = Field(default_factory=list, description="workspace models it must have made")
+    datasets: list[str] = Field(default_factory=list, description="workspace datasets it must have made")
+
+
 class Needs(StrictModel):
     gpus: int = Field(0, ge=0, description="GPUs the preset needs (0 = runs on CPU)")
     gpu_memory_gb: float = Field(0, ge=0, description="memory per GPU")
     models: list[str] = Field(default_factory=list, description="models it downloads or expects")
     env: list[str] = Field(default_factory=list, description="environment variables it reads (API keys)")
+    after: After | None = Field(None, description="an earlier preset whose outputs this one continues from")
     minutes: str = Field("", description="rough duration on the machine it targets")
 
 
@@ -97,8 +106,9 @@ def load_preset(path: Path) -> Preset:
     return Preset(path.stem, path, meta, config, notes)
 
 
-def check_machine(preset: Preset, gpus: list[Device]) -> list[str]:
-    """Why this machine cannot run the preset (empty = it can), said up front instead of failing mid-run."""
+def check_machine(preset: Preset, gpus: list[Device], ws: Workspace | None = None) -> list[str]:
+    """Why this machine (and, given `ws`, this workspace) cannot run the preset (empty = it can), said up front
+    instead of failing mid-run."""
     needs = preset.meta.needs
     problems = []
     if needs.gpus and len(gpus) < needs.gpus:
@@ -111,7 +121,42 @@ def check_machine(preset: Preset, gpus: list[Device]) -> list[str]:
     missing_env = [v for v in needs.env if not os.environ.get(v)]
     if missing_env:
         problems.append(f"set the environment variable(s) {', '.join(missing_env)} before starting the studio")
+    if ws is not None:
+        problems += check_workspace(preset, ws)
     return problems
+
+
+def check_workspace(preset: Preset, ws: Workspace) -> list[str]:
+    """What an `after` preset should have left in the workspace and did not: one message naming the preset to run
+    first (a missing model would otherwise stop the job minutes in, as 'unknown model')."""
+    after = preset.meta.needs.after
+    if after is None:
+        return []
+    lacking = [f"model {m}" for m in after.models if not (ws.models / m).is_dir()]
+    lacking += [f"dataset {d}" for d in after.datasets if not (ws.datasets / f"{d}.jsonl").is_file()]
+    if not lacking:
+        return []
+    source = BUNDLED / f"{after.preset}.yaml"
+    where = source if source.is_file() else ws.presets / f"{after.preset}.yaml"
+    return [f"continues the preset {after.preset}, whose outputs this workspace lacks ({', '.join(lacking)}): run "
+            f"it first in the same workspace (easydistill --workspace {ws.root} --config {where}, or from the Start "
+            f"tab)"]
+
+
+def preset_of_file(path: str | os.PathLike) -> Preset | None:
+    """The preset a config file is, or None for a plain job config (or one that does not load: reported elsewhere)."""
+    from core.config.io import read_mapping
+
+    try:
+        data = read_mapping(Path(path))
+    except (ConfigError, OSError):
+        return None
+    if not (isinstance(data, dict) and "preset" in data and "job" in data):
+        return None
+    try:
+        return load_preset(Path(path))
+    except ConfigError:
+        return None
 
 
 def save_preset(config: JobBase, name: str, ws: Workspace, meta: PresetMeta | None = None) -> Path:

@@ -40,3 +40,22 @@ def test_save_current_settings_as_preset(workspace):
 def test_unknown_preset_lists_known(workspace):
     with pytest.raises(ConfigError, match="distilqwen-style"):
         find_preset("nope", workspace)
+
+
+def test_preset_continuing_another_names_it_when_its_outputs_are_missing(workspace, capsys):
+    from core.cli.main import main
+
+    p = find_preset("demo-dpo-cpu", workspace)
+    after = p.meta.needs.after
+    assert after is not None and after.preset == "demo-cpu"
+    problems = check_machine(p, [], workspace)
+    assert len(problems) == 1 and "demo-cpu" in problems[0] and "model demo-student-kd" in problems[0]
+    assert check_machine(p, []) == []  # no workspace given: the machine alone can run it
+    # headless: refused before any job starts, with the same message
+    assert main(["--workspace", str(workspace.root), "--config", str(p.path)]) == 2
+    assert "run it first" in capsys.readouterr().err and not any(workspace.runs.iterdir())
+    for m in after.models:
+        (workspace.models / m).mkdir(parents=True)
+    for d in after.datasets:
+        (workspace.datasets / f"{d}.jsonl").write_text('{"id": "1", "instruction": "q", "output": "a"}\n')
+    assert check_machine(p, [], workspace) == []

@@ -100,10 +100,16 @@ def _exit_code(status: str) -> int:
 def run_config(args: argparse.Namespace) -> int:
     """`easydistill --config FILE [--detach]` (called by core.cli.main)."""
     from core.cli.validate import load_or_report
+    from core.presets import check_workspace, preset_of_file
 
     config = load_or_report(args.config)
     if config is None:
         return 2
+    preset = preset_of_file(args.config)
+    if preset is not None:  # a preset that continues another one: refuse before a job starts, naming the other
+        problems = check_workspace(preset, Workspace.open(args.workspace))
+        if problems:
+            return _err("; ".join(problems))
     return submit_and_follow(args, config, detach=bool(args.detach))
 
 

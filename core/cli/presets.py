@@ -28,8 +28,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     gpus = discover_gpus()
     rows = []
     for p in list_presets(ws):
+        problems = check_machine(p, gpus, ws)
         rows.append({"name": p.name, "title": p.title(), "path": str(p.path), "kind": p.config.kind,
-                     "runs_here": not check_machine(p, gpus), "problems": check_machine(p, gpus)})
+                     "runs_here": not problems, "problems": problems})
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return 0

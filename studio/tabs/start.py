@@ -81,7 +81,7 @@ def _presets(ui: UIContext) -> None:
         if not name:
             return "", ""
         p = find_preset(name, ws)
-        problems = check_machine(p, discover_gpus())
+        problems = check_machine(p, discover_gpus(), ws)
         needs = ui.t("start.runs_here") if not problems else ui.t("start.cannot_run") + " " + "; ".join(problems)
         cmd = f"`easydistill --workspace {ws.root} --config {p.path}`"
         return f"{p.description(ui.lang)}\n\n**{needs}** · {p.meta.needs.minutes}\n\n{cmd}", dump_yaml(p.config)
@@ -90,7 +90,7 @@ def _presets(ui: UIContext) -> None:
         if not name:
             return ui.t("start.choose_preset")
         p = find_preset(name, ws)
-        problems = check_machine(p, discover_gpus())
+        problems = check_machine(p, discover_gpus(), ws)
         if problems:
             return ui.t("start.cannot_run") + " " + "; ".join(problems)
         try:
