@@ -16,9 +16,9 @@ from typing import Any
 
 import gradio as gr
 
-from core.cot.form import CURATE_FORM, JUDGE_FORM
-from core.errors import UserError
+from core.cot.form import CURATE_FORM, JUDGE_FORM, output_dataset
 from studio.forms import FormView
+from studio.job_panel import job_choices, wire_job_buttons, wire_status_lines, written_dataset
 from studio.tabs import curation_explore
 from studio.ui import UIContext
 
@@ -35,9 +35,10 @@ def build(ui: UIContext) -> None:
         _export_section(ui, w)
     w["timer"] = gr.Timer(2.0)
     curation_explore.wire(ui, w)
-    _wire_jobs(ui, w, "judge")
-    _wire_jobs(ui, w, "curate")
-    _wire_tick(ui, w)
+    for part in ("judge", "curate"):
+        wire_job_buttons(ui, w[part], (w[f"{part}_start"], w[f"{part}_stop"], w[f"{part}_resume"]),
+                         w[f"{part}_job"], w[f"{part}_message"], "curation", (part,))
+    wire_status_lines(ui, w["timer"], [w["judge_job"], w["curate_job"]], [w["judge_status"], w["curate_status"]])
     _wire_to_curate(ui, w)
     ui.after_build(lambda: _wire_open_training(ui, w))
 
@@ -82,7 +83,7 @@ def _run_row(ui: UIContext, w: dict[str, Any], part: str) -> None:
         w[f"{part}_resume"] = ui.reg("curation.resume", gr.Button(t("curation.resume"),
                                                                  elem_id=f"curation-{part}-resume"))
         w[f"{part}_job"] = ui.reg("curation.job", gr.Dropdown(
-            choices=_jobs(ui, part), value=None, label=t("curation.job"), allow_custom_value=True,
+            choices=job_choices(ui, (part,)), value=None, label=t("curation.job"), allow_custom_value=True,
             elem_id=f"curation-{part}-job"))
     w[f"{part}_message"] = gr.Markdown(elem_id=f"curation-{part}-message")
     w[f"{part}_status"] = gr.Markdown(elem_id=f"curation-{part}-status")
@@ -90,64 +91,12 @@ def _run_row(ui: UIContext, w: dict[str, Any], part: str) -> None:
 
 # ------------------------------------------------------------------------------------------------ wiring
 
-def _wire_jobs(ui: UIContext, w: dict[str, Any], part: str) -> None:
-    view, job, message = w[part], w[f"{part}_job"], w[f"{part}_message"]
-
-    def on_start(data: dict[Any, Any]) -> dict[Any, Any]:
-        try:
-            job_id = ui.jobs().submit(view.build(data))
-        except UserError as e:  # a field to fix, a path outside the workspace
-            return {message: f"⚠️ {ui.error_text(e)}"}
-        return {message: ui.t("curation.started", job=job_id), job: gr.update(choices=_jobs(ui, part), value=job_id)}
-
-    w[f"{part}_start"].click(on_start, inputs=view.inputs(), outputs=[message, job])
-    w[f"{part}_stop"].click(lambda j: ui.job_action("stop", j, "curation.stopping", "curation.no_job"), job, message)
-    w[f"{part}_resume"].click(lambda j: ui.job_action("resume", j, "curation.resumed", "curation.no_job"), job,
-                              message)
-    job.focus(lambda: gr.update(choices=_jobs(ui, part)), None, job, show_progress="hidden")
-
-
-def _wire_tick(ui: UIContext, w: dict[str, Any]) -> None:
-    """Both status lines from the jobs' run folders (every 2 s, and when a job is picked)."""
-    from core.jobs.summary import status_line
-
-    def line(job_id: str | None) -> Any:
-        if not job_id:
-            return gr.skip()
-        try:
-            return status_line(ui.jobs().get(job_id), ui.job_words())
-        except UserError as e:  # deleted, or an id typed by hand that names no job
-            return f"⚠️ {ui.error_text(e)}"
-
-    jobs, lines = [w["judge_job"], w["curate_job"]], [w["judge_status"], w["curate_status"]]
-    w["timer"].tick(lambda a, b: (line(a), line(b)), jobs, lines, show_progress="hidden")
-    for job, status in zip(jobs, lines, strict=True):
-        job.change(line, job, status, show_progress="hidden")
-
-
-def _written_dataset(ui: UIContext, job_id: str | None) -> tuple[str | None, str]:
-    """(the dataset a judge / curate job wrote, or None with the message saying why not)."""
-    from core.cot.form import output_dataset
-    from core.forms.loading import config_of_job
-    from core.pickers import dataset_choices
-
-    if not job_id:
-        return None, ui.t("curation.no_job")
-    try:
-        name = output_dataset(ui.workspace, config_of_job(ui.jobs(), job_id))
-    except UserError as e:
-        return None, f"⚠️ {ui.error_text(e)}"
-    if name is None or name not in dataset_choices(ui.workspace):
-        return None, ui.t("curation.not_written", job=job_id)
-    return name, ""
-
-
 def _wire_to_curate(ui: UIContext, w: dict[str, Any]) -> None:
     """'Curate its output': the judge job's dataset becomes the curate form's input (its preview follows)."""
     target = w["curate"].comps["input"]
 
     def to_curate(job_id: str | None) -> tuple[Any, Any]:
-        name, why = _written_dataset(ui, job_id)
+        name, why = written_dataset(ui, job_id, output_dataset, "curation")
         if name is None:
             return why, gr.update()
         return ui.t("curation.to_curate_done", dataset=name), gr.update(value=name)
@@ -165,16 +114,10 @@ def _wire_open_training(ui: UIContext, w: dict[str, Any]) -> None:
     def open_training(job_id: str | None) -> tuple[Any, Any, Any]:
         from core.pickers import dataset_choices
 
-        name, why = _written_dataset(ui, job_id)
+        name, why = written_dataset(ui, job_id, output_dataset, "curation")
         if name is None:
             return why, gr.update(), gr.update()
         return (ui.t("curation.opened", dataset=name), gr.Tabs(selected="training"),
                 gr.update(choices=dataset_choices(ui.workspace), value=name))
 
     w["open_training"].click(open_training, w["curate_job"], [message, tabs, picker])
-
-
-def _jobs(ui: UIContext, part: str) -> list[tuple[str, str]]:
-    from core.pickers import job_choices
-
-    return job_choices(ui.jobs(), (part,))

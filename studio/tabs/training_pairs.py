@@ -15,9 +15,9 @@ from typing import Any
 
 import gradio as gr
 
-from core.errors import UserError
-from core.pairs.form import CRV_FORM, PAIRS_FORM
+from core.pairs.form import CRV_FORM, PAIRS_FORM, output_dataset
 from studio.forms import FormView
+from studio.job_panel import job_choices, wire_job_buttons, wire_status_lines, written_dataset
 from studio.ui import UIContext
 
 PARTS = {"build": ("pairs.build", PAIRS_FORM, "pairs"), "crv": ("pairs.crv", CRV_FORM, "crv")}
@@ -75,7 +75,7 @@ def _run_row(ui: UIContext, p: dict[str, Any], part: str) -> None:
                                                           elem_id=f"pairs-{part}-stop"))
         p[f"{part}_resume"] = ui.reg("pairs.resume", gr.Button(t("pairs.resume"), elem_id=f"pairs-{part}-resume"))
         p[f"{part}_job"] = ui.reg("pairs.job", gr.Dropdown(
-            choices=_jobs(ui, part), value=None, label=t("pairs.job"), allow_custom_value=True,
+            choices=job_choices(ui, (PARTS[part][2],)), value=None, label=t("pairs.job"), allow_custom_value=True,
             elem_id=f"pairs-{part}-job"))
         p[f"{part}_use"] = ui.reg("pairs.use_for_dpo", gr.Button(t("pairs.use_for_dpo"),
                                                                  elem_id=f"pairs-{part}-use"))
@@ -91,9 +91,10 @@ def wire(ui: UIContext, p: dict[str, Any], to_dpo: Callable[[str, Any], dict[Any
     method DPO and its sections) over `dpo_outputs`."""
     for part in PARTS:
         _wire_shown(p, part)
-        _wire_jobs(ui, p, part)
+        wire_job_buttons(ui, p[part], (p[f"{part}_start"], p[f"{part}_stop"], p[f"{part}_resume"]),
+                         p[f"{part}_job"], p[f"{part}_message"], "pairs", (PARTS[part][2],))
         _wire_use(ui, p, part, to_dpo, dpo_inputs, dpo_outputs)
-    _wire_tick(ui, p)
+    wire_status_lines(ui, p["timer"], [p[f"{part}_job"] for part in PARTS], [p[f"{part}_status"] for part in PARTS])
 
 
 def _wire_shown(p: dict[str, Any], part: str) -> None:
@@ -114,73 +115,15 @@ def _wire_shown(p: dict[str, Any], part: str) -> None:
         comp.change(on_switch, inputs=switches, outputs=outputs, show_progress="hidden")
 
 
-def _wire_jobs(ui: UIContext, p: dict[str, Any], part: str) -> None:
-    view, job, message = p[part], p[f"{part}_job"], p[f"{part}_message"]
-
-    def on_start(data: dict[Any, Any]) -> dict[Any, Any]:
-        try:
-            job_id = ui.jobs().submit(view.build(data))
-        except UserError as e:  # a field to fix, a path outside the workspace
-            return {message: f"⚠️ {ui.error_text(e)}"}
-        return {message: ui.t("pairs.started", job=job_id), job: gr.update(choices=_jobs(ui, part), value=job_id)}
-
-    p[f"{part}_start"].click(on_start, inputs=view.inputs(), outputs=[message, job])
-    p[f"{part}_stop"].click(lambda j: ui.job_action("stop", j, "pairs.stopping", "pairs.no_job"), job, message)
-    p[f"{part}_resume"].click(lambda j: ui.job_action("resume", j, "pairs.resumed", "pairs.no_job"), job, message)
-    job.focus(lambda: gr.update(choices=_jobs(ui, part)), None, job, show_progress="hidden")
-
-
-def _wire_tick(ui: UIContext, p: dict[str, Any]) -> None:
-    """Both status lines from the jobs' run folders (every 2 s, and when a job is picked)."""
-    from core.jobs.summary import status_line
-
-    def line(job_id: str | None) -> Any:
-        if not job_id:
-            return gr.skip()
-        try:
-            return status_line(ui.jobs().get(job_id), ui.job_words())
-        except UserError as e:  # deleted, or an id typed by hand that names no job
-            return f"⚠️ {ui.error_text(e)}"
-
-    jobs, lines = [p[f"{part}_job"] for part in PARTS], [p[f"{part}_status"] for part in PARTS]
-    p["timer"].tick(lambda a, b: (line(a), line(b)), jobs, lines, show_progress="hidden")
-    for job, status in zip(jobs, lines, strict=True):
-        job.change(line, job, status, show_progress="hidden")
-
-
-def _written_dataset(ui: UIContext, job_id: str | None) -> tuple[str | None, str]:
-    """(the dataset a succeeded pairs / CRV job wrote, or None with the message saying why not)."""
-    from core.forms.loading import config_of_job
-    from core.pairs.form import output_dataset
-    from core.pickers import dataset_choices
-
-    if not job_id:
-        return None, ui.t("pairs.no_job")
-    try:
-        info = ui.jobs().get(job_id)
-        name = output_dataset(ui.workspace, config_of_job(ui.jobs(), job_id))
-    except UserError as e:
-        return None, f"⚠️ {ui.error_text(e)}"
-    if info.status != "succeeded" or name is None or name not in dataset_choices(ui.workspace):
-        return None, ui.t("pairs.not_written", job=job_id)
-    return name, ""
-
-
 def _wire_use(ui: UIContext, p: dict[str, Any], part: str, to_dpo: Callable[..., dict[Any, Any]],
               dpo_inputs: list[Any], dpo_outputs: list[Any]) -> None:
     """'Use for DPO': the job's pairs dataset in the Training form's dataset picker, method DPO."""
     message = p[f"{part}_message"]
 
     def use(job_id: str | None, *args: Any) -> dict[Any, Any]:
-        name, why = _written_dataset(ui, job_id)
+        name, why = written_dataset(ui, job_id, output_dataset, "pairs", succeeded_only=True)
         if name is None:
             return {message: why}
         return {message: ui.t("pairs.used", dataset=name), **to_dpo(name, *args)}
 
     p[f"{part}_use"].click(use, [p[f"{part}_job"], *dpo_inputs], [message, *dpo_outputs])
-
-
-def _jobs(ui: UIContext, part: str) -> list[tuple[str, str]]:
-    from core.pickers import job_choices
-
-    return job_choices(ui.jobs(), (PARTS[part][2],))
