@@ -70,3 +70,23 @@ def launch_chromium(playwright):
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} not found: run `make browser` (apt-get install chromium)")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
+def fill(page, elem_id: str, value: str, blur: str) -> None:
+    """Type into a Gradio textbox / dropdown and commit it: Enter, then a click on `blur` (a selector elsewhere)."""
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.locator(blur).first.click()
+
+
+def wait_final_status(page, selector: str, timeout_s: float = 60) -> str:
+    """The text of a job status line once it shows an end state (or whatever it shows when time runs out)."""
+    deadline, status = time.time() + timeout_s, ""
+    while time.time() < deadline:
+        status = page.locator(selector).inner_text()
+        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
+            break
+        time.sleep(0.5)
+    return status

@@ -7,9 +7,10 @@ that open in Training."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+
+from tests.browser_support import fill, wait_final_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -42,24 +43,6 @@ def _set_slider(page, elem_id: str, value: int) -> None:
     box.blur()
 
 
-def _fill(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.locator("#curation-intro").click()  # blur commits the value
-
-
-def _wait_status(page, part: str, timeout_s: float = 60) -> str:
-    deadline, status = time.time() + timeout_s, ""
-    while time.time() < deadline:
-        status = page.locator(f"#curation-{part}-status").inner_text()
-        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
-            break
-        time.sleep(0.5)
-    return status
-
-
 def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts_dir):
     from core.endpoints import EndpointEntry, save_endpoint
     from core.workspace import Workspace
@@ -79,16 +62,16 @@ def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts
         page.goto(sp.url)
         page.get_by_role("tab", name="CoT Curation", exact=True).click()
         page.get_by_text("① Judge chains of thought", exact=False).click()
-        _fill(page, "curation-judge-input", "cot")
-        _fill(page, "curation-judge-judge", "endpoint:fake")
+        fill(page, "curation-judge-input", "cot", "#curation-intro")
+        fill(page, "curation-judge-judge", "endpoint:fake", "#curation-intro")
         page.locator("#curation-judge-start").click()
-        status = _wait_status(page, "judge")
+        status = wait_final_status(page, "#curation-judge-status")
         assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
         assert len(srv.chat_records()) == 6 * 3  # one call per trace and metric
     page.locator("#curation-to-curate").click()  # the judged traces open in the curate form: odd ones are correct
     _wait_counts(page, "3 of 6 traces selected")
 
-    _fill(page, "curation-curate-input", "scored")
+    fill(page, "curation-curate-input", "scored", "#curation-intro")
     _wait_counts(page, "of 60 traces selected")
     assert "53" in _counts(page)  # correct traces only, at rest
     page.locator("#curation-heatmap .js-plotly-plot").wait_for()
@@ -117,9 +100,9 @@ def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts
 
     # Write the selection as System-2 SFT rows.
     page.get_by_label("System-2 SFT (with reasoning)").check()
-    _fill(page, "curation-curate-output", "picked")
+    fill(page, "curation-curate-output", "picked", "#curation-intro")
     page.locator("#curation-curate-start").click()
-    status = _wait_status(page, "curate")
+    status = wait_final_status(page, "#curation-curate-status")
     page.screenshot(path=str(artifacts_dir / "curation-tab.png"), full_page=True)
     assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
     out = [json.loads(x) for x in (ws / "datasets" / "picked.jsonl").read_text().splitlines()]

@@ -6,29 +6,13 @@ selected."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from tests.browser_support import fill, wait_final_status
+
+BLUR = "#pairs-build-output textarea, #pairs-build-output input"  # a click there commits a typed value
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
-
-
-def _fill(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.locator("#pairs-build-output textarea, #pairs-build-output input").first.click()  # blur commits the value
-
-
-def _wait_status(page, timeout_s: float = 60) -> str:
-    deadline, status = time.time() + timeout_s, ""
-    while time.time() < deadline:
-        status = page.locator("#pairs-build-status").inner_text()
-        if any(w in status.lower() for w in ("succeeded", "failed", "cancelled")):
-            break
-        time.sleep(0.5)
-    return status
 
 
 def test_build_pairs_and_use_them_for_dpo(studio, browser_page, tmp_path, artifacts_dir):
@@ -60,11 +44,11 @@ def test_build_pairs_and_use_them_for_dpo(studio, browser_page, tmp_path, artifa
         page.locator("#pairs-build-mode").get_by_text("teacher vs student", exact=True).click()
         page.locator("#pairs-build-student").wait_for(state="visible")
 
-        _fill(page, "pairs-build-input", "qa")
-        _fill(page, "pairs-build-student", "endpoint:stud")
+        fill(page, "pairs-build-input", "qa", BLUR)
+        fill(page, "pairs-build-student", "endpoint:stud", BLUR)
         page.locator("#pairs-build-start").click()
         page.wait_for_selector("#pairs-build-message:has-text('Started job')")
-        status = _wait_status(page)
+        status = wait_final_status(page, "#pairs-build-status")
         assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
         assert len(srv.chat_records()) == 4  # one student answer per prompt
     pairs = [json.loads(x) for x in (ws / "datasets" / "qa-pairs.jsonl").read_text().splitlines()]

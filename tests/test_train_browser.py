@@ -10,15 +10,10 @@ import time
 
 import pytest
 
+from tests.browser_support import fill
+
+BLUR = "#training-output textarea, #training-output input"  # a click there commits a typed value
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
-
-def _fill(page, elem_id: str, value: str) -> None:
-    box = page.locator(f"#{elem_id} input").first
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.locator("#training-output textarea, #training-output input").first.click()  # blur commits the value
 
 
 def _start_and_wait(page, timeout_s: float = 240) -> str:
@@ -56,12 +51,12 @@ def test_sft_and_kd_from_the_training_tab(studio, browser_page, tiny_models, tmp
     page = browser_page
     page.goto(sp.url)
     page.get_by_role("tab", name="Training", exact=True).click()
-    _fill(page, "training-student", "tiny-student")
-    _fill(page, "training-dataset", "sums")
+    fill(page, "training-student", "tiny-student", BLUR)
+    fill(page, "training-dataset", "sums", BLUR)
     page.locator("#training-output textarea, #training-output input").first.fill("sums-sft")
     page.get_by_text("Hyper-parameters", exact=True).click()
-    _fill(page, "training-max-steps", "6")
-    _fill(page, "training-gpus", "cpu")
+    fill(page, "training-max-steps", "6", BLUR)
+    fill(page, "training-gpus", "cpu", BLUR)
     page.get_by_text("Config — YAML, command, presets, load", exact=True).click()
     page.wait_for_function("document.querySelector('#training-cli textarea, #training-cli input').value"
                            ".includes('--config')")
@@ -73,7 +68,7 @@ def test_sft_and_kd_from_the_training_tab(studio, browser_page, tiny_models, tmp
 
     # White-box KD: the teacher's logits are captured first, in the same (pipeline) job.
     page.get_by_label("KD from teacher logits (offline)").check()
-    _fill(page, "training-teacher", "tiny-teacher")
+    fill(page, "training-teacher", "tiny-teacher", BLUR)
     page.locator("#training-output textarea, #training-output input").first.fill("sums-kd")
     status = _start_and_wait(page)
     page.screenshot(path=str(artifacts_dir / "training-tab-kd.png"), full_page=True)
