@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.test_train_browser import _fill
+from tests.browser_support import fill
+from tests.test_train_browser import BLUR
 from tests.test_train_dpo import _pairs
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -39,16 +40,16 @@ def test_cogpo_from_the_training_tab_stops_and_resumes(studio, browser_page, tin
     page.get_by_role("tab", name="Training", exact=True).click()
     page.get_by_label("DPO / CogPO (preference pairs)").check()
     page.get_by_text("β per pair type", exact=True).wait_for()  # the DPO / CogPO section is shown
-    _fill(page, "training-student", "tiny-student")
-    _fill(page, "training-dataset", "prefs")
+    fill(page, "training-student", "tiny-student", BLUR)
+    fill(page, "training-dataset", "prefs", BLUR)
     page.locator("#training-output textarea, #training-output input").first.fill("prefs-cogpo")
     box = page.locator("#training-pair-type-beta textarea, #training-pair-type-beta input").first
     box.fill("easy=0.3, hard=0.05")
     page.get_by_text("Hyper-parameters", exact=True).click()
-    _fill(page, "training-max-steps", "200")
-    _fill(page, "training-per-device-train-batch-size", "4")
-    _fill(page, "training-gradient-accumulation-steps", "1")
-    _fill(page, "training-gpus", "cpu")
+    fill(page, "training-max-steps", "200", BLUR)
+    fill(page, "training-per-device-train-batch-size", "4", BLUR)
+    fill(page, "training-gradient-accumulation-steps", "1", BLUR)
+    fill(page, "training-gpus", "cpu", BLUR)
 
     page.locator("#training-start").click()
     page.wait_for_function("document.querySelector('#training-message code') !== null "
