@@ -223,3 +223,86 @@ def test_padded_output_head_uses_only_the_tokenizer_logits():
     assert padded.grad[..., 40:].abs().max().item() == 0.0
     unfused, _ = topk_kd_loss(padded.detach(), ids, lps, mask, vocab_limit=40, fused=False)
     assert unfused.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------ CE + KD, one pass
+
+
+def _labels_case(b=3, t=9, v=64, k=6, seed=11, dtype=torch.float64):
+    """Logits, shifted labels (−100 on prompt / padding), and a KD mask that is a subset of the label positions with
+    one KD position that has no label (the loss must not assume either set contains the other)."""
+    student, ids, lps, mask = _random_case(b=b, t=t, v=v, k=k, seed=seed, dtype=dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    labels = torch.randint(0, v, (b, t), generator=g)
+    labels[torch.rand(b, t, generator=g) < 0.25] = -100
+    labels[:, -1] = -100  # the last position predicts nothing
+    mask = mask & (labels != -100)
+    mask[1, -1] = True
+    return student, labels, ids, lps, mask
+
+
+@pytest.mark.parametrize("tau", [1.0, 1.7])
+@pytest.mark.parametrize("support", SUPPORTS)
+@pytest.mark.parametrize("kind", DIVERGENCES)
+def test_one_pass_ce_kd_equals_the_autograd_reference(kind, support, tau):
+    """Fused CE + KD (one chunked pass, analytic backward) vs plain autograd: fp64 values to 1e-10 relative, gradients
+    to 1e-12 absolute; and its CE is F.cross_entropy's."""
+    from core.train.kd_losses import ce_kd_loss
+
+    spec = KdLossSpec(divergence=kind, support=support, beta=0.6, alpha=0.2, temperature=tau)
+    student, labels, ids, lps, mask = _labels_case()
+    tail = 1 - lps.exp().sum(-1)
+    outs, grads = [], []
+    for fused in (True, False):
+        x = student.clone().requires_grad_(True)
+        out = ce_kd_loss(x, labels, ids, lps, mask, spec, teacher_tail=tail, ce_weight=0.3, kd_weight=0.7 * tau**2,
+                         ce_items=40, kd_items=25, fused=fused, chunk_elements=130)
+        (1.5 * out.loss).backward()
+        outs.append(out)
+        grads.append(x.grad)
+    fused, ref = outs
+    for a, b in zip(fused[:3], ref[:3], strict=True):
+        assert a.item() == pytest.approx(b.item(), rel=1e-10, abs=1e-12)
+    assert torch.allclose(fused.per_token, ref.per_token, atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-12, rtol=1e-9)
+    ce = torch.nn.functional.cross_entropy(student.reshape(-1, 64), labels.reshape(-1), reduction="sum")
+    assert fused.ce_sum.item() == pytest.approx(ce.item(), rel=1e-12)
+    kd, _ = topk_kd_loss(student, ids, lps, mask, spec, teacher_tail=tail, num_items=25)
+    assert fused.loss.item() == pytest.approx(0.3 * ce.item() / 40 + 0.7 * tau**2 * kd.item(), rel=1e-10)
+    # Positions with neither a label nor a teacher get no gradient.
+    assert grads[0][(labels == -100) & ~mask].abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("tau", [1.0, 1.3])
+def test_one_pass_ce_kd_passes_gradcheck(tau):
+    from core.train.kd_losses import ce_kd_loss
+
+    spec = KdLossSpec(divergence="jsd", beta=0.4, temperature=tau)
+    student, labels, ids, lps, mask = _labels_case(b=2, t=4, v=11, k=3, seed=12)
+    student.requires_grad_(True)
+
+    def f(x):
+        return ce_kd_loss(x, labels, ids, lps, mask, spec, ce_weight=0.4, kd_weight=0.6, chunk_elements=22).loss
+
+    assert torch.autograd.gradcheck(f, (student,), eps=1e-6, atol=1e-7)
+
+
+def test_one_pass_ce_kd_in_bfloat16_and_with_a_padded_head():
+    """bf16 logits (computed in fp32 chunks): loss within 1e-3 of the fp32 reference, gradient within bf16 rounding;
+    a padded output head's extra logits get no gradient; λ = 1 still reports CE."""
+    from core.train.kd_losses import ce_kd_loss
+
+    student, labels, ids, lps, mask = _labels_case(b=2, t=16, v=300, k=10, seed=13, dtype=torch.float32)
+    spec = KdLossSpec(temperature=2.0)
+    ref_x = student.clone().requires_grad_(True)
+    ref = ce_kd_loss(ref_x, labels, ids, lps.float(), mask, spec, ce_weight=0.5, kd_weight=2.0, fused=False)
+    ref.loss.backward()
+    padded = torch.cat([student, 3 + torch.randn(2, 16, 20)], -1).to(torch.bfloat16).requires_grad_(True)
+    out = ce_kd_loss(padded, labels, ids, lps.float(), mask, spec, ce_weight=0.5, kd_weight=2.0, vocab_limit=300)
+    out.loss.backward()
+    assert padded.grad.dtype == torch.bfloat16
+    assert out.loss.item() == pytest.approx(ref.loss.item(), rel=1e-2)  # the bf16 logits themselves are rounded
+    assert torch.allclose(padded.grad[..., :300].float(), ref_x.grad, atol=2e-3)
+    assert padded.grad[..., 300:].abs().max().item() == 0.0
+    only_kd = ce_kd_loss(student, labels, ids, lps.float(), mask, spec, ce_weight=0.0, kd_weight=1.0)
+    assert only_kd.ce_sum.item() == pytest.approx(ref.ce_sum.item(), rel=1e-5)

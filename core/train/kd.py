@@ -4,7 +4,8 @@ The trainer is TRL's SFTTrainer (data handling, LoRA, checkpoints, logging) with
 looked up per batch by each row's id and each token's position (the collator carries the ids), never by row order,
 and a position is used only when the cached token equals the student's label there. KD is normalised once over the
 KD tokens of the whole accumulated batch, CE over its label tokens, so gradient accumulation and multi-GPU give the
-update one big batch would. CE and KD are logged separately.
+update one big batch would. CE and KD come from one chunked pass over the vocabulary (`ce_kd_loss`; the model is
+given no labels, so it computes no loss of its own) and are logged separately.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.config.train import KdJob
 from core.jobs.context import JobContext
 from core.train import common
 from core.train.dataset import IGNORE, Example, tokenizer_fingerprint
-from core.train.kd_losses import KdLossSpec, topk_kd_loss
+from core.train.kd_losses import KdLossSpec, ce_kd_loss
 from core.train.logit_cache import LogitCache
 
 TEACHER_KEYS = ("teacher_ids", "teacher_logprobs", "teacher_tail", "kd_mask")
@@ -111,30 +112,27 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             mode = "train" if model.training else "eval"
             teacher = {key: inputs.pop(key) for key in TEACHER_KEYS}
-            labels = inputs.pop("labels")
+            labels = inputs.pop("labels")  # never given to the model: its own loss would be a second CE pass
             inputs.pop("id", None)
             outputs = model(**inputs, use_cache=False)
-            logits = outputs.logits
-            vocab = logits.shape[-1]
-            # CE on the next token: shift the labels (a view of the logits stays a view; no B·T·V copy).
+            # The logits at t predict the token at t + 1: shift the labels, never the (B, T, V) logits.
             shifted = F.pad(labels[:, 1:], (0, 1), value=IGNORE)
             n_local = (shifted != IGNORE).sum()
-            ce_sum = F.cross_entropy(logits.view(-1, vocab).float(), shifted.reshape(-1), ignore_index=IGNORE,
-                                     reduction="sum")
-            ce = ce_sum / (num_items_in_batch if num_items_in_batch is not None else n_local.clamp(min=1))
-            kd_items = self._kd_items if num_items_in_batch is not None else None
-            kd, per_token = topk_kd_loss(
-                logits, teacher["teacher_ids"], teacher["teacher_logprobs"], teacher["kd_mask"], self.kd_spec,
-                teacher_tail=teacher["teacher_tail"], num_items=kd_items, vocab_limit=self.vocab_limit,
-            )
             lam, tau = self.kd_ratio, self.kd_spec.temperature
-            loss = (1.0 - lam) * ce + lam * tau * tau * kd
+            # CE and KD from one chunked pass over the vocabulary, gradient written once (core.train.kd_losses).
+            out = ce_kd_loss(
+                outputs.logits, shifted, teacher["teacher_ids"], teacher["teacher_logprobs"], teacher["kd_mask"],
+                self.kd_spec, teacher_tail=teacher["teacher_tail"], ce_weight=1.0 - lam, kd_weight=lam * tau * tau,
+                ce_items=num_items_in_batch, kd_items=self._kd_items if num_items_in_batch is not None else None,
+                vocab_limit=self.vocab_limit,
+            )
+            loss = out.loss
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())
             with torch.no_grad():  # per-micro-batch means, for the plots
                 n_kd = teacher["kd_mask"].sum()
-                self._metrics[mode]["ce"].append((ce_sum / n_local.clamp(min=1)).item())
-                self._metrics[mode]["kd"].append((per_token.sum() / n_kd.clamp(min=1)).item())
+                self._metrics[mode]["ce"].append((out.ce_sum / n_local.clamp(min=1)).item())
+                self._metrics[mode]["kd"].append((out.per_token.sum() / n_kd.clamp(min=1)).item())
                 self._metrics[mode]["kd_coverage"].append((n_kd / n_local.clamp(min=1)).item())
             return (loss, outputs) if return_outputs else loss
 
