@@ -341,6 +341,8 @@ class _FusedCeKd(torch.autograd.Function):
         lset = lse1 if tau == 1.0 else torch.zeros(n, dtype=cdt, device=dev)
         x_label = torch.zeros(n, dtype=cdt, device=dev)
         sup = torch.zeros(batch.ids.shape, dtype=cdt, device=dev)
+        if logits2d.dtype != cdt:  # bf16 / fp16 logits: each piece is copied to fp32, so keep the copies small too
+            chunk_elements = max(1, chunk_elements // 4)
         pieces = _pieces(batch.rows, max(1, chunk_elements // vocab))
         with torch.no_grad():
             for u0, u1, r0 in pieces:
