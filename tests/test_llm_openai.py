@@ -1,4 +1,5 @@
-"""OpenAI-compatible backend against a real local HTTP server that misbehaves on purpose."""
+"""OpenAI-compatible backend (the `openai` SDK under our retry / concurrency / redaction policy) against a real local
+HTTP server that misbehaves on purpose."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from core.config.base import EndpointSpec
 from core.llm.base import BackendError, SamplingParams
 from core.llm.openai_http import OpenAIBackend, retry_after_seconds
+from core.llm.openai_protocol import error_body
 from core.net import free_port
+from tests import fake_openai_server
 from tests.fake_openai_server import FakeOpenAIServer
 
 PARAMS = SamplingParams(temperature=0.0, max_new_tokens=64)
@@ -105,8 +108,19 @@ def test_server_down_fails_per_row_without_hanging():
         _ = OpenAIBackend(EndpointSpec(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)).model
 
 
-def test_key_from_env_var_and_never_in_errors(monkeypatch):
+def _quote_refused_key(handler) -> bool:
+    """A careless server: its 401 quotes the Authorization header it refused (some proxies do)."""
+    sent = handler.headers.get("Authorization")
+    if sent == f"Bearer {handler.fake.api_key}":
+        return True
+    handler._json(401, error_body(f"invalid API key in '{sent}'", "authentication_error", 401))
+    return False
+
+
+def test_key_from_env_var_and_never_in_errors_or_logs(monkeypatch, caplog):
     key = "sk-test-secret-key-123456"
+    monkeypatch.setattr(fake_openai_server._Handler, "_authorized", _quote_refused_key)
+    caplog.set_level("DEBUG")
     with FakeOpenAIServer(api_key=key) as srv:
         monkeypatch.setenv("FAKE_KEY", key)
         good = backend(srv, api_key_env="FAKE_KEY")
@@ -115,22 +129,48 @@ def test_key_from_env_var_and_never_in_errors(monkeypatch):
         monkeypatch.setenv("FAKE_KEY", "sk-wrong-key-abcdefgh")
         bad = backend(srv, api_key_env="FAKE_KEY", model="fake-model")
         out = bad.chat(convs(1), PARAMS)[0]
+        with pytest.raises(BackendError, match="HTTP 401") as streamed:
+            list(bad.stream(convs(1)[0], PARAMS))
         bad.close()
-        assert "HTTP 401" in out.error and "sk-wrong" not in out.error
-        assert len(srv.chat_records()) == 2  # 401 is not retried
-        assert all("authorization" not in r.headers for r in srv.records)
+        assert "HTTP 401" in out.error and "invalid API key" in out.error  # the server's reason is kept...
+        assert "sk-wrong" not in out.error and "sk-wrong" not in str(streamed.value)  # ...without the key it quoted
+        assert len(srv.chat_records()) == 3  # 401 is not retried
+    assert caplog.records and not [r for r in caplog.records if "sk-" in r.getMessage()]
     monkeypatch.delenv("FAKE_KEY")
     with pytest.raises(BackendError, match="FAKE_KEY is not set"):
         OpenAIBackend(EndpointSpec(base_url="http://127.0.0.1:9/v1", api_key_env="FAKE_KEY"))
 
 
+def test_ambient_openai_environment_never_reaches_an_endpoint(monkeypatch):
+    """The SDK reads OPENAI_API_KEY / _ORG_ID / _PROJECT_ID / _CUSTOM_HEADERS; an endpoint gets only its own key."""
+    ambient = "sk-ambient-user-key-987654"
+    monkeypatch.setenv("OPENAI_API_KEY", ambient)
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-ambient")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-ambient")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", f"X-Team-Token: t0ps3cret\nAuthorization: Bearer {ambient}")
+    with FakeOpenAIServer(api_key=ambient) as srv:  # a server that would accept the user's OpenAI key
+        keyless = backend(srv, model="fake-model", max_retries=0)
+        out = keyless.chat(convs(1), PARAMS)[0]
+        keyless.close()
+        assert "HTTP 401" in out.error  # the ambient key was not sent
+        srv.api_key = "sk-endpoint-key-13579"
+        monkeypatch.setenv("EP_KEY", srv.api_key)
+        named = backend(srv, model="fake-model", api_key_env="EP_KEY")
+        assert named.chat(convs(1), PARAMS)[0].ok  # the endpoint's key, not the ambient Authorization header
+        assert "".join(named.stream(convs(1)[0], PARAMS)) == "echo: question 0"
+        named.close()
+        sent = [set(r.headers) for r in srv.records]
+    assert len(sent) == 3 and not any({"openai-organization", "openai-project", "x-team-token"} & h for h in sent)
+
+
 def test_stream_matches_chat_and_counts_usage():
-    with FakeOpenAIServer(answer=lambda m: "one two three four", script=["500"]) as srv:
+    """A 500 and a 200 that is no event stream (a malformed body) are retried before the first delta."""
+    with FakeOpenAIServer(answer=lambda m: "one two three four", script=["500", "malformed"]) as srv:
         b = backend(srv)
         deltas = list(b.stream(convs(1)[0], PARAMS))
         b.close()
     assert len(deltas) == 4 and "".join(deltas) == "one two three four"
-    assert b.usage.completion_tokens == 4 and b.usage.retries == 1
+    assert b.usage.completion_tokens == 4 and b.usage.retries == 2 and b.usage.ok == 1
 
 
 def test_top_logprobs_and_sampling_params_sent():

@@ -1,8 +1,24 @@
 """Any OpenAI-compatible chat server (vLLM, PAI-EAS, DashScope, Ollama, our own transformers server).
 
-N requests in flight; each retried with exponential backoff + jitter on 429 / 5xx / timeouts / connection errors /
-malformed bodies, honouring Retry-After; every request has a timeout, so a dead server yields per-row failures, never
-a hang. The API key comes from an environment variable (or a literal in a config) and never reaches a log line.
+The `openai` SDK does the talking: connections, per-request timeouts, the Authorization header, HTTP statuses mapped to
+typed errors (each carrying its response, so Retry-After is read from it), SSE stream decoding. Calls go through
+`with_raw_response`, which hands back the body before the SDK parses it: a 200 whose body is not JSON is then a
+retryable failure of ours rather than an exception after the SDK's retries. On top of it this module keeps our policy:
+
+- `concurrency` requests in flight: a thread pool of that size (the SDK's pool keeps up to 100 connections alive);
+- retries with exponential backoff + jitter on 429 / 5xx / timeouts / dropped connections / malformed bodies,
+  honouring Retry-After (capped at 120 s), one budget of `max_retries` per request, each retry logged with its
+  reason; other errors (401, 400, ...) fail the row at once. The SDK's own retry loop is off (max_retries=0): it
+  cannot retry a malformed 200, its sleeps cannot be cut short when the backend closes, its delays are module
+  constants (0.5 s to 8 s, which tests cannot shorten) and a failure does not say how many attempts it took;
+- failures are per row (Completion.error / ScoredResponse.error), never an exception out of `chat` / `score`;
+- the API key comes from an environment variable (or a literal in a config) and never reaches a log line or an
+  error message. The SDK would also take the user's OPENAI_API_KEY, OPENAI_ORG_ID, OPENAI_PROJECT_ID and
+  OPENAI_CUSTOM_HEADERS from the environment and send them to whatever server an endpoint names: every call sets
+  Authorization itself (the endpoint's key, or none) and omits those headers.
+
+`import openai` takes ~0.6 s (more on a busy machine): this module is imported only where a backend is built
+(core.llm.factory, core.models.registry.probe_endpoint), never when the studio starts.
 """
 
 from __future__ import annotations
@@ -15,12 +31,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import openai
 
 from core.config.base import EndpointSpec
 from core.llm.base import BackendError, Completion, Conversation, SamplingParams, ScoredResponse, TokenTopK
@@ -29,6 +45,8 @@ from core.secrets import scrub
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524}
+_OMIT = openai.Omit()  # a header given as this is not sent
+_NO_KEY = "no-key"  # the SDK insists on a key; with none configured the Authorization header is omitted instead
 
 
 class RequestFailed(Exception):
@@ -90,6 +108,18 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def _sent_headers(key: str | None) -> dict[str, Any]:
+    """Per-call headers: the endpoint's key (or no Authorization at all), and nothing the SDK would otherwise take from
+    the environment (OPENAI_ORG_ID, OPENAI_PROJECT_ID, OPENAI_CUSTOM_HEADERS) and send to any server."""
+    headers: dict[str, Any] = {"OpenAI-Organization": _OMIT, "OpenAI-Project": _OMIT}
+    for line in (os.environ.get("OPENAI_CUSTOM_HEADERS") or "").splitlines():
+        name = line.partition(":")[0].strip()
+        if name and name.lower() != "authorization":
+            headers[name] = _OMIT
+    headers["Authorization"] = f"Bearer {key}" if key else _OMIT
+    return headers
+
+
 class OpenAIBackend:
     """Backend over HTTP. `extra_body` is merged into every chat request (server-specific knobs)."""
 
@@ -110,12 +140,11 @@ class OpenAIBackend:
         self.backoff_base, self.backoff_max, self.max_retry_after = backoff_base, backoff_max, max_retry_after
         self.extra_body = dict(extra_body or {})
         self._key = resolve_api_key(endpoint)
-        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        self._headers = _sent_headers(self._key)
         t = endpoint.timeout_s
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(t, connect=min(t, 10.0)), headers=headers,
-            limits=httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency),
-        )
+        # the SDK's own connection pool (up to 100 kept alive) serves `concurrency` worker threads
+        self._sdk = openai.OpenAI(api_key=self._key or _NO_KEY, base_url=self.base_url,
+                                  max_retries=0, timeout=openai.Timeout(t, connect=min(t, 10.0)))
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="openai-http")
         self._closed = threading.Event()
         self._on_close = on_close
@@ -138,8 +167,27 @@ class OpenAIBackend:
         d = min(self.backoff_max, self.backoff_base * (2 ** attempt))
         return d / 2 + random.uniform(0, d / 2)
 
-    def _request(self, method: str, url: str, body: dict | None = None) -> Any:
-        """JSON from one call, with retries. Raises RequestFailed with the reason (never containing the key)."""
+    def _failure(self, e: openai.OpenAIError) -> tuple[str, bool, float | None]:
+        """(reason without the key, worth retrying, server-requested wait) for one failed SDK call."""
+        if isinstance(e, openai.APIStatusError):
+            headers = e.response.headers
+            hint = headers.get("x-should-retry")
+            retry = hint == "true" or (hint != "false" and e.status_code in RETRY_STATUS)
+            body = e.body
+            detail = body.get("message", body) if isinstance(body, dict) else (body or e.response.text)
+            wait = retry_after_seconds(headers.get("retry-after")) if retry else None
+            return f"HTTP {e.status_code}: {self._clean(str(detail)[:300])}", retry, wait
+        if isinstance(e, openai.APITimeoutError):
+            return f"timed out after {self.endpoint.timeout_s:g} s", True, None
+        if isinstance(e, openai.APIConnectionError):
+            cause = e.__cause__ or e
+            return f"connection error: {self._clean(str(cause) or type(cause).__name__)}", True, None
+        # an error event inside a stream is the server's failure (retried like a 5xx); a bare OpenAIError is ours
+        return self._clean(str(e) or type(e).__name__), isinstance(e, openai.APIError), None
+
+    def _call(self, send: Callable[[], str], what: str) -> Any:
+        """JSON from one SDK call (`send` returns the raw body), with our retries. Raises RequestFailed with the reason
+        (never containing the key)."""
         last = "no attempt made"
         for attempt in range(self.max_retries + 1):
             if self._closed.is_set():
@@ -148,25 +196,19 @@ class OpenAIBackend:
             try:
                 self.usage.add(in_flight=1)
                 try:
-                    r = self._client.request(method, url, json=body)
+                    text = send()
                 finally:
                     self.usage.add(in_flight=-1)
-                if r.status_code in RETRY_STATUS:
-                    last = f"HTTP {r.status_code}: {self._clean(r.text[:200])}"
-                    wait = retry_after_seconds(r.headers.get("retry-after"))
-                    if wait is not None:
-                        wait = min(wait, self.max_retry_after)
-                elif r.status_code >= 400:
-                    raise RequestFailed(f"HTTP {r.status_code} from {url}: {self._clean(_error_message(r))}")
-                else:
-                    try:
-                        return r.json()
-                    except ValueError:
-                        last = f"malformed JSON from server: {self._clean(r.text[:200])!r}"
-            except httpx.TimeoutException:
-                last = f"timed out after {self.endpoint.timeout_s:g} s"
-            except httpx.TransportError as e:
-                last = f"connection error: {self._clean(str(e) or type(e).__name__)}"
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    last = f"malformed JSON from server: {self._clean(text[:200])!r}"
+            except openai.OpenAIError as e:
+                last, retry, wait = self._failure(e)
+                if not retry:
+                    raise RequestFailed(f"{last} ({what})") from None
+                if wait is not None:
+                    wait = min(wait, self.max_retry_after)
             if attempt == self.max_retries:
                 break
             self.usage.add(retries=1)
@@ -176,9 +218,14 @@ class OpenAIBackend:
                 raise RequestFailed("backend closed")
         raise RequestFailed(f"{last} (gave up after {self.max_retries + 1} attempts)")
 
+    def _chat_json(self, kwargs: dict) -> Any:
+        return self._call(lambda: self._sdk.chat.completions.with_raw_response.create(
+            **kwargs, extra_headers=self._headers).text, f"POST {self.base_url}/chat/completions")
+
     def _list_models(self) -> list[dict]:
         try:
-            data = self._request("GET", f"{self.base_url}/models")
+            data = self._call(lambda: self._sdk.models.with_raw_response.list(extra_headers=self._headers).text,
+                              f"GET {self.base_url}/models")
         except RequestFailed as e:
             raise BackendError(f"cannot list models at {self.base_url}: {e}") from e
         items = data.get("data") if isinstance(data, dict) else None
@@ -233,9 +280,9 @@ class OpenAIBackend:
 
         def one(conv: Conversation) -> Completion:
             self.usage.add(requests=1)
-            body = chat_request(model, list(conv), params, top_logprobs, extra=extra)
             try:
-                c = parse_chat_response(self._request("POST", f"{self.base_url}/chat/completions", body))
+                c = parse_chat_response(self._chat_json(chat_request(model, list(conv), params, top_logprobs,
+                                                                     extra=extra)))
             except (RequestFailed, ProtocolError) as e:
                 self.usage.add(failed=1)
                 return Completion(text="", finish_reason="error", error=str(e))
@@ -245,37 +292,35 @@ class OpenAIBackend:
         return list(self._pool.map(one, conversations))
 
     def stream(self, conversation: Conversation, params: SamplingParams) -> Iterator[str]:
-        body = chat_request(self.model, list(conversation), params, stream=True, extra=self.extra_body)
+        kwargs = chat_request(self.model, list(conversation), params, stream=True, extra=self.extra_body)
         url = f"{self.base_url}/chat/completions"
         last = ""
         self.usage.add(requests=1)
         for attempt in range(self.max_retries + 1):
-            sent_any = False
+            sent_any = got_any = False
             wait = None
             try:
-                with self._client.stream("POST", url, json=body) as r:
-                    if r.status_code in RETRY_STATUS:
-                        r.read()
-                        last = f"HTTP {r.status_code}"
-                        wait = retry_after_seconds(r.headers.get("retry-after"))
-                    elif r.status_code >= 400:
-                        r.read()
-                        self.usage.add(failed=1)
-                        raise BackendError(f"HTTP {r.status_code} from {url}: {self._clean(_error_message(r))}")
-                    else:
-                        for delta, usage in _sse_deltas(r.iter_lines()):
-                            if usage:
-                                self.usage.add(prompt_tokens=usage.get("prompt_tokens") or 0,
-                                               completion_tokens=usage.get("completion_tokens") or 0)
-                            if delta:
-                                sent_any = True
-                                yield delta
-                        self.usage.add(ok=1)
-                        return
-            except httpx.TimeoutException:
-                last = f"timed out after {self.endpoint.timeout_s:g} s"
-            except (httpx.TransportError, ProtocolError) as e:
-                last = self._clean(str(e) or type(e).__name__)
+                with self._sdk.chat.completions.create(**kwargs, extra_headers=self._headers) as events:
+                    for chunk in events:
+                        got_any = True
+                        if chunk.usage is not None:  # chunks are not validated: a missing field reads None
+                            self.usage.add(prompt_tokens=chunk.usage.prompt_tokens or 0,
+                                           completion_tokens=chunk.usage.completion_tokens or 0)
+                        delta = "".join(ch.delta.content or "" for ch in chunk.choices or [] if ch.delta)
+                        if delta:
+                            sent_any = True
+                            yield delta
+                if got_any:
+                    self.usage.add(ok=1)
+                    return
+                last = "the server answered without any stream event (not an OpenAI-compatible stream)"
+            except openai.OpenAIError as e:
+                last, retry, wait = self._failure(e)
+                if not retry:
+                    self.usage.add(failed=1)
+                    raise BackendError(f"streaming from {url} failed: {last}") from None
+            except ValueError as e:  # an event whose data is not JSON
+                last = f"malformed stream event: {self._clean(str(e))}"
             if sent_any or attempt == self.max_retries:  # a half-sent answer cannot be retried without repeating
                 break
             self.usage.add(retries=1)
@@ -299,18 +344,20 @@ class OpenAIBackend:
             model = self.model
         except BackendError as e:
             return [failed(str(e)) for _ in conversations]
+        tokenize = f"{self.root_url}/tokenize"  # vLLM's, at the server root: no SDK resource for it
 
         def one(conv: Conversation) -> ScoredResponse:
             self.usage.add(requests=1)
             try:
                 if not conv or conv[-1].get("role") != "assistant":
                     raise RequestFailed("each conversation must end with the assistant response to score")
-                pre = self._request("POST", f"{self.root_url}/tokenize", {
-                    "model": model, "messages": list(conv[:-1]), "add_generation_prompt": True})
+                body = {"model": model, "messages": list(conv[:-1]), "add_generation_prompt": True}
+                pre = self._call(lambda: self._sdk.post(tokenize, body=body, cast_to=str,
+                                                        options={"headers": self._headers}), f"POST {tokenize}")
                 start = int(pre["count"])
-                body = {"model": model, "messages": list(conv), "add_generation_prompt": False, "max_tokens": 1,
-                        "temperature": 0.0, "prompt_logprobs": k, "return_token_ids": True}
-                data = self._request("POST", f"{self.base_url}/chat/completions", body)
+                data = self._chat_json({"model": model, "messages": list(conv), "max_tokens": 1, "temperature": 0.0,
+                                        "extra_body": {"add_generation_prompt": False, "prompt_logprobs": k,
+                                                       "return_token_ids": True}})
                 result = _scored_from_prompt_logprobs(data, start, k)
             except (RequestFailed, ProtocolError, KeyError, TypeError, ValueError) as e:
                 self.usage.add(failed=1)
@@ -323,39 +370,10 @@ class OpenAIBackend:
     def close(self) -> None:
         self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=True)
-        self._client.close()
+        self._sdk.close()
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
-
-
-def _error_message(r: httpx.Response) -> str:
-    try:
-        data = r.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        return str(err.get("message", err) if isinstance(err, dict) else err)[:300]
-    except ValueError:
-        return r.text[:300]
-
-
-def _sse_deltas(lines: Iterator[str]) -> Iterator[tuple[str, dict | None]]:
-    """(text delta, usage or None) per server-sent event; stops at [DONE]."""
-    for line in lines:
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        try:
-            obj = json.loads(payload)
-        except ValueError as e:
-            raise ProtocolError(f"malformed stream event: {payload[:120]!r}") from e
-        if isinstance(obj, dict) and "error" in obj:
-            raise ProtocolError(f"server error in stream: {obj['error']}")
-        delta = ""
-        for ch in obj.get("choices") or []:
-            delta += (ch.get("delta") or {}).get("content") or ""
-        yield delta, obj.get("usage")
 
 
 def _scored_from_prompt_logprobs(data: dict, start: int, k: int) -> ScoredResponse:

@@ -1,7 +1,8 @@
 """The OpenAI chat-completions wire format, both directions, kept in one place.
 
-The client (openai_http), our own transformers server (local_server) and the test server all speak it; the shapes of
-requests, responses and stream chunks live here so the three cannot drift apart. No I/O, no heavy imports.
+The client (openai_http, through the `openai` SDK), our own transformers server (local_server) and the test server all
+speak it; the shapes of requests, responses and stream chunks live here so the three cannot drift apart. No I/O, no
+heavy imports.
 """
 
 from __future__ import annotations
@@ -25,23 +26,25 @@ def chat_request(
     model: str, messages: list[dict], params: SamplingParams, top_logprobs: int = 0, stream: bool = False,
     extra: dict | None = None,
 ) -> dict:
-    body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": params.max_new_tokens,
-                            "temperature": params.temperature, "top_p": params.top_p}
+    """Keyword arguments for the SDK's `chat.completions.create`: the standard fields by name, the rest (top_k,
+    server-specific knobs in `extra`) in `extra_body`, which the SDK merges into the same JSON body (`extra` wins)."""
+    kw: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": params.max_new_tokens,
+                          "temperature": params.temperature, "top_p": params.top_p}
     if params.seed is not None:
-        body["seed"] = params.seed
+        kw["seed"] = params.seed
     if params.stop:
-        body["stop"] = list(params.stop)
-    if params.top_k:
-        body["top_k"] = params.top_k  # vLLM / many servers accept it; OpenAI ignores unknown sampling keys via extra
+        kw["stop"] = list(params.stop)
     if top_logprobs > 0:
-        body["logprobs"] = True
-        body["top_logprobs"] = top_logprobs
+        kw["logprobs"] = True
+        kw["top_logprobs"] = top_logprobs
     if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    if extra:
-        body.update(extra)
-    return body
+        kw["stream"] = True
+        kw["stream_options"] = {"include_usage": True}
+    body: dict[str, Any] = {"top_k": params.top_k} if params.top_k else {}  # vLLM and most servers accept top_k
+    body.update(extra or {})
+    if body:
+        kw["extra_body"] = body
+    return kw
 
 
 def parse_chat_request(body: Any) -> tuple[list[dict], SamplingParams, int, bool]:
