@@ -78,17 +78,20 @@ def resolve_model(ref: str, workspace: Workspace | None = None, confine: bool = 
     if workspace is not None:
         candidate = workspace.models / ref
         if "/" not in ref and "\\" not in ref and candidate.is_dir():
-            return candidate
+            return workspace.inside(candidate)  # a link leading out of the workspace is refused
     p = Path(ref).expanduser()
     if p.is_absolute() or ref.startswith((".", "~")) or p.exists():
-        path = workspace.resolve(ref) if (confine and workspace is not None) else p.resolve()
+        if workspace is None:
+            path = p.resolve()
+        else:  # a web visitor's path stays in the allowed roots; a local user's never enters the workspace's links
+            path = workspace.resolve(ref) if confine else workspace.local(ref)
         if not path.is_dir():
             raise BackendError(f"model folder '{ref}' does not exist")
         return path
     m = HUB_ID.match(ref)
     if m:
         if workspace is not None and (workspace.models / ref).is_dir():
-            return workspace.models / ref
+            return workspace.inside(workspace.models / ref)
         return hub_snapshot(m.group(2), m.group(1) or os.environ.get("EDS_MODEL_HUB", "hf"))
     known = ", ".join(sorted(p.name for p in workspace.models.iterdir() if p.is_dir())[:10]) if workspace else ""
     raise BackendError(

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from core.workspace import PathOutsideWorkspace, Workspace, resolve_local
+from core.workspace import PathOutsideWorkspace, Workspace
 
 
 def test_creates_standard_folders(tmp_path):
@@ -56,6 +56,6 @@ def test_error_message_says_what_to_do(workspace):
         workspace.resolve("/etc/passwd")
 
 
-def test_local_paths_anchor_at_config_folder(tmp_path):
-    assert resolve_local("data.json", tmp_path) == tmp_path / "data.json"
-    assert resolve_local("/abs/x", tmp_path) == __import__("pathlib").Path("/abs/x")
+def test_local_paths_anchor_at_config_folder(workspace, tmp_path):
+    assert workspace.local("data.json", tmp_path) == tmp_path.resolve() / "data.json"
+    assert workspace.local("/abs/x", tmp_path) == __import__("pathlib").Path("/abs/x")

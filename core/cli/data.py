@@ -1,6 +1,6 @@
 """`easydistill data ...`: import, inspect, convert, split, dedupe and balance datasets headless (same core as the
-Data tab). Files given here are the local user's (resolved against the current folder); names are workspace
-datasets.
+Data tab). Files given here are the local user's: any path, relative to the current folder, except that a path into
+the workspace never leads out of it through a link (`Workspace.local`); a bare name is a workspace dataset.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from core.data.errors import DataError
-from core.workspace import Workspace, resolve_local
+from core.workspace import Workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,6 +84,16 @@ def _ws(args) -> Workspace:
     return Workspace.open(args.workspace)
 
 
+def _ref(ws: Workspace, ref: str) -> str:
+    """A workspace dataset's name as is; any other argument is a file path, relative to the current folder."""
+    from core.data.store import NAME_RE
+
+    name = ref.strip().removesuffix(".jsonl")
+    if NAME_RE.match(name) and (ws.datasets / f"{name}.jsonl").exists():
+        return name
+    return str(ws.local(ref))
+
+
 def _guard(fn):
     def wrapped(args) -> int:
         try:
@@ -103,7 +113,7 @@ def _guard(fn):
 def cmd_import(args) -> int:
     from core.data.store import import_file
 
-    src = resolve_local(args.file)
+    src = _ws(args).local(args.file)
     mapping = {}
     for item in args.map:
         k, sep, v = item.partition("=")
@@ -122,7 +132,7 @@ def cmd_import(args) -> int:
 def cmd_detect(args) -> int:
     from core.data.store import detect_file
 
-    det, recs = detect_file(resolve_local(args.file), 5)
+    det, recs = detect_file(_ws(args).local(args.file), 5)
     print(f"format: {det.format or 'unknown'}" + (f"  mapping: {det.mapping}" if det.mapping else ""))
     if det.note:
         print(f"note: {det.note}")
@@ -152,7 +162,8 @@ def cmd_show(args) -> int:
     from core.data.preview import read_page
     from core.data.store import resolve_dataset
 
-    rows, pages = read_page(resolve_dataset(_ws(args), args.name, confined=False), args.page, args.page_size)
+    ws = _ws(args)
+    rows, pages = read_page(resolve_dataset(ws, _ref(ws, args.name), confined=False), args.page, args.page_size)
     for r in rows:
         print(json.dumps(r, ensure_ascii=False))
     print(f"# page {min(max(1, args.page), pages)} of {pages}", file=sys.stderr)
@@ -168,8 +179,8 @@ def cmd_stats(args) -> int:
     tok = None
     if args.tokenizer:
         cand = ws.models / args.tokenizer
-        tok = cand if cand.is_dir() else resolve_local(args.tokenizer)
-    st = compute_stats(resolve_dataset(ws, args.name, confined=False), tok)
+        tok = ws.inside(cand) if "/" not in args.tokenizer and cand.is_dir() else ws.local(args.tokenizer)
+    st = compute_stats(resolve_dataset(ws, _ref(ws, args.name), confined=False), tok)
     out = {
         "rows": st.rows, "duplicate_instructions": st.duplicate_instructions, "duplicate_pairs": st.duplicate_pairs,
         "multi_turn": st.multi_turn,
@@ -199,8 +210,10 @@ def cmd_export(args) -> int:
     from core.data.store import exports_dir, load_rows
 
     ws = _ws(args)
-    rows, _ = load_rows(ws, args.name, confined=False)
-    out = resolve_local(args.out) if args.out else exports_dir(ws) / f"{args.name}-{args.fmt}{EXPORT_FORMATS[args.fmt]}"
+    ref = _ref(ws, args.name)
+    rows, _ = load_rows(ws, ref, confined=False)
+    stem = ref.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in ref else ref  # a file's name without its extension
+    out = ws.local(args.out) if args.out else exports_dir(ws) / f"{stem}-{args.fmt}{EXPORT_FORMATS[args.fmt]}"
     res = export_rows(rows, args.fmt, out, keep_id=not args.no_ids)
     print(res.summary())
     if args.llamafactory:
@@ -213,7 +226,8 @@ def cmd_export(args) -> int:
 def cmd_split(args) -> int:
     from core.data.ops import split_dataset
 
-    tn, nt, en, ne = split_dataset(_ws(args), args.name, args.eval_share, args.seed)
+    ws = _ws(args)
+    tn, nt, en, ne = split_dataset(ws, _ref(ws, args.name), args.eval_share, args.seed, confined=False)
     print(f"{tn}: {nt} rows, {en}: {ne} rows")
     return 0
 
@@ -222,7 +236,8 @@ def cmd_split(args) -> int:
 def cmd_dedupe(args) -> int:
     from core.data.ops import dedupe_dataset
 
-    new, kept, removed = dedupe_dataset(_ws(args), args.name, args.by)
+    ws = _ws(args)
+    new, kept, removed = dedupe_dataset(ws, _ref(ws, args.name), args.by, confined=False)
     print(f"{new}: {kept} rows kept, {removed} duplicates removed")
     return 0
 
@@ -239,7 +254,7 @@ def cmd_balance(args) -> int:
             raise DataError(f"--shares: {part!r} is not CATEGORY=SHARE")
         shares[k.strip()] = float(v)
     ws = _ws(args)
-    rows, _ = load_rows(ws, args.name, confined=False)
+    rows, _ = load_rows(ws, _ref(ws, args.name), confined=False)
     if not any("category" in r for r in rows):
         raise DataError(f"'{args.name}' has no 'category' column: classify it first (synth operator classify)")
     out, rep = balance(rows, shares, args.total, args.seed, args.upsample)

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import yaml
 
 from core.config import ConfigError, parse_config
+from core.errors import UserError
 from core.jobs import summary
 from core.jobs.progress import format_duration
 from core.jobs.rundir import LOG_FILE
@@ -155,7 +156,7 @@ def submit_and_follow(args: argparse.Namespace, config: Any, detach: bool) -> in
     m = _manager(args)
     try:
         job_id = m.submit(config)
-    except DeviceRequestError as e:
+    except (DeviceRequestError, UserError) as e:  # a device request it cannot meet, a path leading out, ...
         return _err(str(e))
     info = m.get(job_id, refresh=False)
     where = m.workspace.relative(info.run_dir)

@@ -20,6 +20,9 @@ _ADAPTER: TypeAdapter = TypeAdapter(JobConfig)
 # Keys whose values may be files relative to the config file (CLI use). Resolved only when the file exists there,
 # so workspace dataset names and hub ids pass through untouched.
 PATH_KEYS = {"input", "dataset", "eval_dataset", "logits", "template", "student", "teacher", "source", "base"}
+# Keys that name what a job writes: a relative path (one with a folder part, `out/x.jsonl`, `./x.jsonl`) is anchored at
+# the config file's folder although it does not exist yet; a bare name stays a workspace dataset/model/cache name.
+OUTPUT_KEYS = {"output"}
 
 
 def parse_config(data: Any, source: str | None = None) -> JobBase:
@@ -86,6 +89,8 @@ def _anchor(obj: Any, base: Path) -> Any:
         for k, v in obj.items():
             if k in PATH_KEYS and isinstance(v, str) and v and not os.path.isabs(v) and (base / v).exists():
                 out[k] = str((base / v).resolve())
+            elif k in OUTPUT_KEYS and isinstance(v, str) and not os.path.isabs(v) and ("/" in v or v.startswith(".")):
+                out[k] = os.path.abspath(base / os.path.expanduser(v))  # links are checked when the job runs
             else:
                 out[k] = _anchor(v, base)
         return out

@@ -10,6 +10,7 @@ import random
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from core.data.errors import DataError
@@ -138,26 +139,29 @@ def balance(rows: list[dict], shares: dict[str, float], total: int | None = None
 
 
 def split_dataset(ws: Workspace, name: str, eval_share: float, seed: int = 42,
-                  train_name: str | None = None, eval_name: str | None = None) -> tuple[str, int, str, int]:
-    """Write <name>-train and <name>-eval; returns (train name, rows, eval name, rows)."""
+                  train_name: str | None = None, eval_name: str | None = None,
+                  confined: bool = True) -> tuple[str, int, str, int]:
+    """Write <name>-train and <name>-eval; returns (train name, rows, eval name, rows). `name` may be a file
+    (confined to the workspace for web visitors, `confined=False` for the CLI's local user)."""
     from core.data.store import load_rows, save_rows
 
-    rows, _ = load_rows(ws, name)
+    rows, _ = load_rows(ws, name, confined)
     train, ev = split(rows, eval_share, seed)
-    tn, en = train_name or f"{name}-train", eval_name or f"{name}-eval"
+    base = Path(name).stem if "/" in name else name
+    tn, en = train_name or f"{base}-train", eval_name or f"{base}-eval"
     how = f"split of {name} (eval share {eval_share}, seed {seed})"
     save_rows(ws, tn, train, created_by="split", source=how)
     save_rows(ws, en, ev, created_by="split", source=how)
     return tn, len(train), en, len(ev)
 
 
-def dedupe_dataset(ws: Workspace, name: str, by: DedupeBy = "instruction", out_name: str | None = None
-                   ) -> tuple[str, int, int]:
-    """Write <name>-dedup; returns (new name, rows kept, rows removed)."""
+def dedupe_dataset(ws: Workspace, name: str, by: DedupeBy = "instruction", out_name: str | None = None,
+                   confined: bool = True) -> tuple[str, int, int]:
+    """Write <name>-dedup; returns (new name, rows kept, rows removed). `confined`: as for `split_dataset`."""
     from core.data.store import load_rows, save_rows
 
-    rows, _ = load_rows(ws, name)
+    rows, _ = load_rows(ws, name, confined)
     kept, removed = dedupe(rows, by)
-    new = out_name or f"{name}-dedup"
+    new = out_name or f"{Path(name).stem if '/' in name else name}-dedup"
     save_rows(ws, new, kept, created_by="dedupe", source=f"dedupe of {name} by {by}", removed=len(removed))
     return new, len(kept), len(removed)

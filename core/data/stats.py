@@ -160,7 +160,7 @@ def tokenizer_dir(ws: Workspace, ref: str) -> Path:
     ref = ref.strip()
     cand = ws.models / ref
     if ref and "/" not in ref and cand.is_dir():
-        return cand
+        return ws.inside(cand)
     p = ws.resolve(ref)
     if not p.is_dir():
         raise DataError(f"'{ref}' is not a model folder in the workspace")

@@ -23,7 +23,7 @@ from core.data.errors import DataError, RowError, RowInvalid, excerpt
 from core.data.formats import FORMATS, Detection, detect, normalize
 from core.data.io import count_lines, iter_records, peek_records
 from core.data.rows import IdAssigner, iter_jsonl_rows, with_id_first
-from core.workspace import Workspace, resolve_local
+from core.workspace import PathOutsideWorkspace, Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 SUFFIXES = (".meta.json", ".rejects.jsonl", ".jsonl")
@@ -40,19 +40,20 @@ def check_name(name: str) -> str:
 
 
 def dataset_path(ws: Workspace, name: str) -> Path:
-    return ws.datasets / f"{check_name(name)}.jsonl"
+    """The file of dataset `name`; LinkOutsideWorkspace when it is a link leading out (never read or written)."""
+    return ws.inside(ws.datasets / f"{check_name(name)}.jsonl")
 
 
 def meta_path(ws: Workspace, name: str) -> Path:
-    return ws.datasets / f"{check_name(name)}.meta.json"
+    return ws.inside(ws.datasets / f"{check_name(name)}.meta.json")
 
 
 def rejects_path(ws: Workspace, name: str) -> Path:
-    return ws.datasets / f"{check_name(name)}.rejects.jsonl"
+    return ws.inside(ws.datasets / f"{check_name(name)}.rejects.jsonl")
 
 
 def exports_dir(ws: Workspace) -> Path:
-    p = ws.datasets / "exports"
+    p = ws.inside(ws.datasets / "exports")
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -100,14 +101,21 @@ def list_datasets(ws: Workspace) -> list[DatasetInfo]:
             check_name(name)
         except DataError:
             continue
-        meta = read_meta(ws, name)
+        try:
+            dataset_path(ws, name)
+            meta = read_meta(ws, name)
+            rej = rejects_path(ws, name)
+        except PathOutsideWorkspace:  # a link leading out: listed (picking it says why it cannot open), never read
+            out.append(DatasetInfo(name, p, 0, "link outside the workspace", "", "", 0))
+            continue
+        if not p.is_file():  # a dangling link inside the workspace
+            continue
         rows = meta.get("rows")
         if not isinstance(rows, int) or meta.get("growing"):
             rows = count_lines(p)
-        rej = rejects_path(ws, name)
         out.append(DatasetInfo(name, p, rows, meta.get("format", "canonical"), str(meta.get("created_by", "")),
                                str(meta.get("source", "")), p.stat().st_size, count_lines(rej) if rej.exists() else 0))
-    out.sort(key=lambda d: d.path.stat().st_mtime, reverse=True)
+    out.sort(key=lambda d: d.path.lstat().st_mtime, reverse=True)
     return out
 
 
@@ -230,9 +238,9 @@ def take_upload(ws: Workspace, tmp_path: str | os.PathLike) -> Path:
     src = Path(tmp_path)
     if not src.is_file():
         raise DataError(f"the uploaded file '{src.name}' is no longer there; upload it again")
-    folder = ws.datasets / "uploads"
+    folder = ws.inside(ws.datasets / "uploads")
     folder.mkdir(parents=True, exist_ok=True)
-    dst = folder / src.name
+    dst = ws.inside(folder / src.name)
     shutil.copyfile(src, dst)
     return dst
 
@@ -247,9 +255,9 @@ def resolve_dataset(ws: Workspace, ref: str, confined: bool = True) -> Path:
         raise DataError("no dataset given")
     if NAME_RE.match(ref.removesuffix(".jsonl")) and "/" not in ref:
         p = ws.datasets / f"{ref.removesuffix('.jsonl')}.jsonl"
-        if p.exists():
-            return p
-    p = ws.resolve(ref) if confined else resolve_local(ref, ws.root)
+        if os.path.lexists(p):
+            return ws.inside(p)
+    p = ws.resolve(ref) if confined else ws.local(ref, ws.root)
     if not p.is_file():
         raise DataError(f"dataset '{ref}' not found (neither a workspace dataset nor a file)")
     return p

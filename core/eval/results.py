@@ -77,6 +77,9 @@ def find_results(ref: str | os.PathLike, ws: Workspace | None = None) -> Path:
 
 def load(ref: str | os.PathLike, ws: Workspace | None = None) -> EvalRun:
     folder = find_results(ref, ws)
+    for name in (RESULTS_FILE, ROWS_FILE):
+        if ws is not None:
+            ws.local(folder / name)  # a link planted in a run folder that leads out is never followed
     try:
         results = json.loads((folder / RESULTS_FILE).read_text(encoding="utf-8"))
     except ValueError as e:

@@ -72,6 +72,9 @@ class JobControl:
 
         if not isinstance(config, JobBase):
             raise TypeError(f"submit() takes a job config (JobBase), got {type(config).__name__}")
+        from core.refs import check_links
+
+        check_links(config, self.workspace)  # no name or path leads out of the workspace through a link
         request = resolve_request(devices if devices is not None else config.gpus, config,
                                   self.inventory.gpu_indices())
         clean, env = externalize_secrets(config)

@@ -177,7 +177,10 @@ class JobQueries:
 
     def logs(self, job_id: str, tail: int = 200) -> str:
         row = self.row(job_id)
-        text = tail_text(Path(row["run_dir"]) / LOG_FILE, tail)
+        path = Path(row["run_dir"]) / LOG_FILE
+        if not self.workspace.contains(path):  # a link planted in the run folder is never followed
+            return f"(log not shown: {self.workspace.shown(path)} is a link that leads outside the workspace)"
+        text = tail_text(path, tail)
         return scrub(text, list(self._secrets.get(job_id, {}).values()))
 
     def metrics(self, job_id: str) -> list[dict]:

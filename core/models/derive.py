@@ -266,7 +266,7 @@ def run(config, ctx) -> None:
     from core.models.registry import resolve_model
 
     teacher = resolve_model(config.teacher, ctx.workspace)
-    out = ctx.workspace.models / config.output
+    out = ctx.workspace.inside(ctx.workspace.models / config.output)  # not through a link leading out
     step = [0]
 
     def say(msg: str) -> None:

@@ -99,7 +99,7 @@ def run(config: ExportJob, ctx: JobContext) -> None:
     if not name or "/" in name or name.startswith("."):
         raise ExportError(f"output: '{config.output}' is not a model name (letters, digits, '-', '_', '.')")
     source = find_source(ctx, config.source)
-    target = ctx.workspace.models / name
+    target = ctx.workspace.inside(ctx.workspace.models / name)  # not through a link leading out
     if target.exists() and any(target.iterdir()):
         raise ExportError(f"output: workspace/models/{name} already exists; choose another name or delete it")
     ctx.progress(0, 2, phase="load")

@@ -208,8 +208,13 @@ def list_models(ws: Workspace, extra_paths: Iterable[str] = (), hub_ids: Iterabl
     out: list[ModelInfo] = []
     if ws.models.is_dir():
         for d in sorted(ws.models.iterdir()):
-            if d.is_dir() and not d.name.startswith("."):
-                out.append(inspect_model_dir(d, d.name, "workspace"))
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            if not ws.contains(d):  # a link leading out of the workspace: listed with why, never read
+                out.append(ModelInfo(name=d.name, source="workspace", error=f"models/{d.name} is a link that leads "
+                                     "outside the workspace; allow its folder with --allow-root to use it"))
+                continue
+            out.append(inspect_model_dir(d, d.name, "workspace"))
     for p in extra_paths:
         out.append(inspect_model_dir(Path(p).expanduser(), str(p), "path"))
     for hid in hub_ids:

@@ -30,7 +30,7 @@ from core.llm.base import SamplingParams
 from core.synth.operators import DEFAULT_CATEGORIES, OpParams, make_units, reject_record
 from core.synth.runner import run_units
 from core.synth.templates import check_template, load_template
-from core.workspace import Workspace, resolve_local
+from core.workspace import Workspace
 
 
 @dataclass
@@ -53,17 +53,24 @@ def default_output_name(config: SynthJob, suffix: str | None = None) -> str:
 
 
 def output_target(ws: Workspace, config: SynthJob, suffix: str | None = None) -> OutputTarget:
-    """Where a job writes: a dataset name (no '/'), or a file path ending in .jsonl / .json."""
+    """Where a job writes: a dataset name (no '/'), or a file path ending in .jsonl / .json.
+
+    A relative path is taken against the workspace (a config file's own relative paths were anchored at its folder
+    when it was loaded, `core.config.io`). A name, or a path into the workspace, never leads out through a link
+    (`Workspace.inside` / `Workspace.local`): every file the job writes is checked before the first row."""
     out = (config.output or default_output_name(config, suffix)).strip()
     if "/" not in out and os.sep not in out:
         name = check_name(out.removesuffix(".json"))
         json_path = ws.datasets / f"{name}.json" if out.endswith(".json") and not out.endswith(".jsonl") else None
-        return OutputTarget(ws.datasets / f"{name}.jsonl", ws.datasets / f"{name}.rejects.jsonl", json_path, name)
-    p = resolve_local(out, ws.root)
+        files = (ws.datasets / f"{name}.jsonl", ws.datasets / f"{name}.rejects.jsonl", json_path)
+        rows, rejects, json_path = (ws.inside(f) if f is not None else None for f in files)
+        return OutputTarget(rows, rejects, json_path, name)  # type: ignore[arg-type]
+    p = ws.local(out, ws.root)
+    rejects = ws.local(p.with_name(p.stem + ".rejects.jsonl"))
     if p.suffix == ".jsonl":
-        return OutputTarget(p, p.with_name(p.stem + ".rejects.jsonl"))
+        return OutputTarget(p, rejects)
     if p.suffix == ".json":
-        return OutputTarget(p.with_suffix(".jsonl"), p.with_name(p.stem + ".rejects.jsonl"), p)
+        return OutputTarget(ws.local(p.with_suffix(".jsonl")), rejects, p)
     raise DataError(f"output '{out}': a file output must end in .jsonl or .json (or give a dataset name)")
 
 

@@ -99,7 +99,7 @@ def template_path(ws: Workspace, name: str) -> Path:
     name = name.strip().removesuffix(".txt")
     if not TEMPLATE_NAME.match(name):
         raise TemplateError(f"'{name}' is not a valid template name: letters, digits, '.', '_' or '-'")
-    return ws.templates / f"{name}.txt"
+    return ws.inside(ws.templates / f"{name}.txt")  # never read or written through a link leading out
 
 
 def save_template(ws: Workspace, name: str, operator: str, text: str) -> Path:
@@ -126,9 +126,7 @@ def load_template(operator: str, ref: str | None = None, ws: Workspace | None = 
         p = template_path(ws, ref)
         if p.is_file():
             return p.read_text(encoding="utf-8").rstrip("\n")
-    p = Path(ref).expanduser()
-    if not p.is_absolute() and ws is not None:
-        p = ws.root / p
+    p = ws.local(ref, ws.root) if ws is not None else Path(ref).expanduser()
     if not p.is_file():
         raise TemplateError(f"template '{ref}' not found (neither a workspace template nor a file)")
     return p.read_text(encoding="utf-8").rstrip("\n")

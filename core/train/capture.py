@@ -35,10 +35,11 @@ def default_cache_name(dataset: str, teacher_model: str, top_k: int) -> str:
 
 
 def cache_folder(ctx: JobContext, name: str) -> Path:
-    """A cache name -> workspace/cache/<name>; a path (from the CLI) is taken as is."""
+    """A cache name -> workspace/cache/<name>; a path is the local user's (`Workspace.local`: relative to the
+    workspace, never out through a link inside it); a web visitor's was confined when the job was submitted."""
     if "/" in name or name.startswith("."):
-        return Path(name).expanduser().resolve()
-    return ctx.workspace.cache / name
+        return ctx.workspace.local(name, ctx.workspace.root)
+    return ctx.workspace.inside(ctx.workspace.cache / name)
 
 
 def open_backend(spec: BackendSpec, ctx: JobContext):

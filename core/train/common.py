@@ -230,7 +230,7 @@ def _provenance(folder: Path) -> dict:
 
 def check_output_free(ctx: JobContext, name: str) -> None:
     """Refuse at start (not after hours of training) to overwrite a model this job did not write."""
-    folder = ctx.workspace.models / name
+    folder = ctx.workspace.inside(ctx.workspace.models / name)  # not through a link leading out of the workspace
     if folder.exists() and any(folder.iterdir()) and _provenance(folder).get("job_id") != ctx.job_id:
         raise TrainSetupError(
             f"output: workspace/models/{name} already exists and was not written by this job; choose another name"
