@@ -6,16 +6,19 @@ Light on purpose: importing this module pulls in gradio and core's light parts, 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import gradio as gr
 
 from core import __version__
 from core.devices import describe, discover_gpus
+from core.errors import UserError
 from core.presets import BUNDLED
-from core.workspace import Workspace
+from core.workspace import ENV_ALLOW_ROOTS, Workspace
 from studio.edge import guard_all, setup_logging
 from studio.options import StudioOptions, parse_args
+from studio.serving import launch_files, upload_script
 from studio.ui import UIContext
 
 # (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
@@ -87,7 +90,12 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    demo, ui = build_app(opts)
+    try:
+        demo, ui = build_app(opts)
+    except UserError as e:  # e.g. a workspace folder that is a link leading out of it: say so, no traceback
+        raise SystemExit(f"error: {e}") from None
+    # Jobs this studio starts (and the CLI run from here) reach the same allowed roots as its visitors.
+    os.environ[ENV_ALLOW_ROOTS] = os.pathsep.join(str(r) for r in ui.workspace.extra_roots)
     print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
     demo.queue(default_concurrency_limit=8).launch(
         **_no_reachability_probe(),
@@ -100,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         css=CSS,
         show_error=True,
         footer_links=["api", "settings"],
-        allowed_paths=[str(ui.workspace.root)],
+        head=upload_script(opts.max_upload, opts.lang),
+        **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )
     return 0
 

@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.workspace import ENV_ALLOW_ROOTS
+from studio.serving import DEFAULT_MAX_UPLOAD, parse_size
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -24,6 +27,7 @@ class StudioOptions:
     lang: str = "en"
     insecure: bool = False
     allow_roots: list[str] = field(default_factory=list)
+    max_upload: int | None = None  # bytes; None = no limit of our own
 
 
 def parse_args(argv: list[str] | None = None) -> StudioOptions:
@@ -39,7 +43,11 @@ def parse_args(argv: list[str] | None = None) -> StudioOptions:
     p.add_argument("--auth", help="USER:PASS (env EDS_AUTH)", default=env.get("EDS_AUTH"))
     p.add_argument("--auth-file", help="file with one USER:PASS per line", default=env.get("EDS_AUTH_FILE"))
     p.add_argument("--lang", choices=["en", "zh"], default=env.get("EDS_LANG", "en"), help="initial UI language")
-    p.add_argument("--allow-root", action="append", default=[], help="extra folder users may read (repeatable)")
+    p.add_argument("--allow-root", action="append", default=[],
+                   help="extra folder users may read (repeatable; env EDS_ALLOW_ROOTS, os.pathsep-separated)")
+    p.add_argument("--max-upload-size", default=env.get("EDS_MAX_UPLOAD_SIZE", DEFAULT_MAX_UPLOAD),
+                   help=f"largest file a browser may upload, e.g. 200mb, 1gb; 0 = no limit (default "
+                        f"{DEFAULT_MAX_UPLOAD}, env EDS_MAX_UPLOAD_SIZE); behind a proxy, at most its own limit")
     p.add_argument(
         "--insecure", action="store_true", help="allow binding a non-loopback host without auth (not recommended)"
     )
@@ -53,10 +61,24 @@ def parse_args(argv: list[str] | None = None) -> StudioOptions:
                 auth.append(_pair(line.strip(), f"{a.auth_file} line {i}"))
     opts = StudioOptions(
         host=a.host, port=a.port, workspace=a.workspace, root_path=a.root_path.rstrip("/"), auth=auth,
-        lang=a.lang, insecure=a.insecure, allow_roots=a.allow_root,
+        lang=a.lang, insecure=a.insecure, allow_roots=[*env_allow_roots(), *a.allow_root],
+        max_upload=_upload_limit(a.max_upload_size),
     )
     check_safe(opts)
     return opts
+
+
+def env_allow_roots() -> list[str]:
+    return [r for r in os.environ.get(ENV_ALLOW_ROOTS, "").split(os.pathsep) if r.strip()]
+
+
+def _upload_limit(text: str) -> int | None:
+    if str(text).strip().lower() in ("0", "none", "off", ""):
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise SystemExit(f"--max-upload-size: {e}") from None
 
 
 def _pair(text: str, where: str) -> tuple[str, str]:

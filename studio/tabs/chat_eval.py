@@ -19,6 +19,7 @@ from core.eval.form import FORM, evaluation_runs
 from core.eval.plots import judge_figure, summary_figure
 from core.jobs.summary import status_line
 from studio.forms import FormView
+from studio.serving import EVAL_EXPORTS
 from studio.ui import UIContext
 
 EMPTY_SUMMARY = {"headers": ["role", "model", "rows"], "data": []}
@@ -191,7 +192,7 @@ def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
             gr.Warning(ui.t("evaluate.pick_run"))
             return gr.update(visible=False)
         try:
-            path = R.export(R.load(job_id, ws), fmt)
+            path = R.export(R.load(job_id, ws), fmt, ws.cache / EVAL_EXPORTS / f"{job_id}-evaluation.{fmt}")
         except (FileNotFoundError, ValueError) as e:
             gr.Warning(_first_line(e))
             return gr.update(visible=False)
