@@ -6,6 +6,7 @@ registry (LlamaBoard's idea) and so tests can find components by stable ids (`el
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,16 +68,23 @@ class UIContext:
     def error_text(self, e: Exception, where: str | None = None) -> str:
         """A UserError as the person reads it: in the page's language where there is a text for its code, with a
         form field named by its label; otherwise core's message (English, as the CLI prints it)."""
-        report = e.report() if hasattr(e, "report") else str(e)
+        report = self.shown_paths(e.report() if hasattr(e, "report") else str(e))
         field, where = getattr(e, "field", None), getattr(e, "where", None) or where
         code = getattr(e, "code", None)
         label = self.t(f"{where}.{field}") if field and where and has(f"{where}.{field}") else field
         if code and has(f"errors.{code}"):
-            text = self.t(f"errors.{code}", **getattr(e, "params", {}))
+            params = {k: self.shown_paths(v) if isinstance(v, str) else v for k, v in getattr(e, "params", {}).items()}
+            text = self.t(f"errors.{code}", **params)
             return f"{label}: {text}" if label else text
         if label and label != field and report.startswith(f"{field}: "):
             return f"{label}: {report[len(field) + 2:]}"
         return report
+
+    def shown_paths(self, text: str) -> str:
+        """A message with the server's workspace path cut off its paths (`datasets/x.json`, not `/srv/.../x.json`):
+        what a visitor reads never shows where the server keeps the workspace."""
+        root = str(self.workspace.root)
+        return text.replace(root + os.sep, "").replace(root, "<workspace>")
 
     def job_words(self) -> dict[str, str]:
         """The words `core.jobs.summary` renders a job's status with, in the page's language (states, ETA, step)."""

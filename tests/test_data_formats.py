@@ -99,7 +99,7 @@ def test_canonical_rows_per_format(workspace, tmp_path):
         write_records(tmp_path / fname, records)
     import_file(workspace, tmp_path / "alpaca.json", "alpaca")
     rows, _ = load_rows(workspace, "alpaca")
-    assert to_messages(rows[0]) == [{"role": "user", "content": "Translate to French.\n\nGood morning"},
+    assert to_messages(rows[0]) == [{"role": "user", "content": "Translate to French.\nGood morning"},
                                     {"role": "assistant", "content": "Bonjour"}]
     assert rows[1]["system"] == "Be brief."
     assert [m["role"] for m in rows[2]["messages"]] == ["user", "assistant", "user", "assistant"]
@@ -190,7 +190,8 @@ def test_json_array_errors_name_the_line(workspace, tmp_path):
     src = tmp_path / "arr.json"
     src.write_text('[\n  {"instruction": "a"},\n  {"instruction": 5.5},\n  {"instruction": {"x": 1}}\n]\n')
     res = import_file(workspace, src, "arr")
-    assert res.rows == 2 and [e.line for e in res.errors] == [4]
+    assert res.rows == 1 and [(e.line, e.record) for e in res.errors] == [(3, 2), (4, 3)]
+    assert "must be text, got the number 5.5" in res.errors[0].reason and "got an object" in res.errors[1].reason
     broken = tmp_path / "broken.json"
     broken.write_text('[\n  {"instruction": "a"},\n  {"instruction": "b"\n]\n')
     with pytest.raises(DataError, match="line 4"):

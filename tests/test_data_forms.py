@@ -59,9 +59,10 @@ def test_mapping_dropdowns_and_missing_fields():
     assert format_fields("alpaca") == ["instruction", "input", "output", "system", "history"]
     choices = field_choices("labeled", ["question", "answer", "output"], {"instruction": "question"})
     assert [(c.name, c.required, c.column) for c in choices] == [
-        ("instruction", True, "question"), ("output", True, "output"), ("system", False, "")]
-    mapping = mapping_from_values("labeled", ["question", "", None])
-    assert mapping == {"instruction": "question", "output": unmapped("output"), "system": unmapped("system")}
+        ("instruction", True, "question"), ("output", True, "output"), ("input", False, ""), ("system", False, "")]
+    mapping = mapping_from_values("labeled", ["question", "", None, None])
+    assert mapping == {"instruction": "question", "output": unmapped("output"), "input": unmapped("input"),
+                       "system": unmapped("system")}
     assert missing_required("labeled", mapping) == ["output"]
     assert missing_required("labeled", mapping_from_values("labeled", ["question", "answer"])) == []
     assert mapping_from_values(None, ["x"]) == {}

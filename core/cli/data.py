@@ -18,9 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="import, inspect, convert, split and dedupe datasets")
     dsub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    a = dsub.add_parser("import", help="import a JSON/JSONL/CSV/Parquet file as a workspace dataset")
-    a.add_argument("file")
-    a.add_argument("--name", help="dataset name (default: the file name without extension)")
+    a = dsub.add_parser("import", help="import a JSON/JSONL/CSV/Parquet file (or an entry of a LLaMA-Factory "
+                                       "dataset_info.json) as a workspace dataset")
+    a.add_argument("file", help="the data file, or a LLaMA-Factory dataset_info.json (or its folder) with --entry")
+    a.add_argument("--entry", help="which dataset_info.json entry to import (default: its only entry)")
+    a.add_argument("--name", help="dataset name (default: the file name without extension, or the entry's name)")
     a.add_argument("--format", dest="fmt", help="force a format (default: detected)")
     a.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                    help="map a format field to a column of the file, e.g. --map instruction=question")
@@ -111,6 +113,7 @@ def _guard(fn):
 
 @_guard
 def cmd_import(args) -> int:
+    from core.data.llamafactory_import import import_llamafactory, is_dataset_info
     from core.data.store import import_file
 
     src = _ws(args).local(args.file)
@@ -120,11 +123,21 @@ def cmd_import(args) -> int:
         if not sep or not k or not v:
             raise DataError(f"--map {item!r}: expected FIELD=COLUMN")
         mapping[k.strip()] = v.strip()
-    name = args.name or src.stem
-    res = import_file(_ws(args), src, name, args.fmt, mapping or None, args.on_error, overwrite=args.overwrite)
+    if is_dataset_info(src):
+        if args.fmt or mapping:
+            raise DataError("--format / --map do not apply to a dataset_info.json: its entry names the formatting "
+                            "and columns")
+        res = import_llamafactory(_ws(args), src, args.entry, args.name, args.on_error, args.overwrite)
+    elif args.entry:
+        raise DataError(f"--entry names an entry of a LLaMA-Factory dataset_info.json; {src.name} is a data file")
+    else:
+        res = import_file(_ws(args), src, args.name or src.stem, args.fmt, mapping or None, args.on_error,
+                          overwrite=args.overwrite)
     print(res.summary())
     for e in res.errors[:20]:
         print(f"  - {e}", file=sys.stderr)
+    if len(res.errors) > 20:
+        print(f"  ... and {len(res.errors) - 20} more in {res.rejects_path}", file=sys.stderr)
     return 0
 
 

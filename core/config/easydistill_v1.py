@@ -31,9 +31,34 @@ JOB_TYPES = sorted(
     + [f"{op}_{mode}" for op in SYNTH_OPERATORS for mode in ("api", "batch")]
 )
 
-# 1.x key -> (studio key, converter). Keys in no table are reported as not honoured.
-_NUM = float
-_INT = int
+# 1.x key -> (studio key, converter). Keys in no table are reported as not honoured. A converter raises ValueError
+# for a value of the wrong kind; `_WORDS` says what was expected in the words of the person who wrote the file.
+
+
+def _NUM(v: Any) -> float:  # noqa: N802 - named like the type it converts to
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError
+    out = float(v)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise ValueError
+    return out
+
+
+def _INT(v: Any) -> int:  # noqa: N802
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError
+    if isinstance(v, str):
+        v = v.strip()
+        return int(v) if v.lstrip("+-").isdigit() else _INT(_NUM(v))
+    if isinstance(v, float) and not v.is_integer():
+        raise ValueError  # 3.7 steps is not silently 3
+    return int(v)
+
+
+def _TEXT(v: Any) -> str:  # noqa: N802
+    if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+        raise ValueError
+    return str(v)
 
 
 def _bool(v: Any) -> bool:
@@ -44,6 +69,15 @@ def _bool(v: Any) -> bool:
     if isinstance(v, int) and v in (0, 1):
         return bool(v)
     raise ValueError("expected true or false")
+
+
+_WORDS = {_NUM: "a number", _INT: "a whole number", _TEXT: "text", _bool: "true or false", str: "text"}
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true/false"
+    return {dict: "an object", list: "a list", type(None): "null"}.get(type(v), repr(v))
 
 
 TRAINING_KEYS: dict[str, tuple[str, Callable]] = {
@@ -66,6 +100,9 @@ INFERENCE_SAMPLING = {"temperature": _NUM, "max_new_tokens": _INT, "seed": _INT,
 INFERENCE_VLLM = {
     "gpu_memory_utilization": _NUM, "max_model_len": _INT, "enforce_eager": _bool, "enable_chunked_prefill": _bool,
 }
+
+
+MISSING_PATH = "labeled.json"  # stands in for a required path that is missing (already a problem) so naming goes on
 
 
 class _Importer:
@@ -94,18 +131,27 @@ class _Importer:
             if required:
                 self.problems.append(f"'{section}.{key}' is required for job_type '{self.job_type}'")
             return default
+        conv = _TEXT if conv is str else conv
         try:
             return conv(sec[key])
-        except (TypeError, ValueError) as e:
-            self.problems.append(f"'{section}.{key}' = {sec[key]!r}: {conv.__name__ if conv is not str else 'text'}"
-                                 f" expected ({e})")
+        except (TypeError, ValueError, OverflowError):
+            self.problems.append(f"'{section}.{key}' = {_kind(sec[key])}: expected {_WORDS.get(conv, 'another value')}")
             return default
 
     def path(self, section: str, key: str, must_exist: bool, required: bool = True) -> str | None:
         raw = self.get(section, key, str, required=required)
         if raw is None:
             return None
-        p = Path(raw).expanduser()
+        if not raw.strip() or "\x00" in raw:
+            self.problems.append(f"'{section}.{key}' = {raw!r}: expected a file path")
+            return None
+        p = Path(raw)
+        if raw.startswith("~"):
+            try:
+                p = p.expanduser()
+            except RuntimeError:  # ~someone who has no home here
+                self.problems.append(f"'{section}.{key}' = {raw!r}: cannot find that user's home folder")
+                return None
         if not p.is_absolute():
             p = (self.base / p).resolve()
         if must_exist and not p.exists():
@@ -162,7 +208,12 @@ class _Importer:
     def _model_path(self, model: str | None) -> str:
         if not model:
             return ""
-        p = Path(model).expanduser()
+        if "\x00" in model:
+            return model  # not a path; the config's own check names it
+        try:
+            p = Path(model).expanduser()
+        except RuntimeError:
+            return model
         cand = p if p.is_absolute() else self.base / p
         return str(cand.resolve()) if cand.exists() else model
 
@@ -281,7 +332,7 @@ class _Importer:
         top_k = self.get("inference", "top_logits_num", _INT, default=10)
         steps = []
         if train_only:
-            labeled = self.path("dataset", "labeled_path", must_exist=True)
+            labeled = self.path("dataset", "labeled_path", must_exist=True) or MISSING_PATH
             logits = self.path("dataset", "logits_path", must_exist=False, required=False)
             if logits:
                 self.notes.append(
@@ -290,7 +341,7 @@ class _Importer:
                 )
         else:
             label = self.synth("label", False, "instruction_path", "labeled_path")
-            labeled = label["output"]
+            labeled = label["output"] or MISSING_PATH
             steps.append(("label", label))
             self.get("dataset", "logits_path")
         cache_name = Path(labeled).stem + f"-logits-k{top_k}"
@@ -315,7 +366,7 @@ class _Importer:
             self.notes.append(f"{self.job_type} without inference.base_url: the teacher runs locally "
                               f"({self.local_backend})")
         chosen = self.synth("label", remote, "instruction_path", "labeled_path")
-        labeled = chosen["output"]
+        labeled = chosen["output"] or MISSING_PATH
         chosen["output"] = str(Path(labeled).with_suffix("")) + "-teacher.json"  # a JSON array in input order
         pairs: dict[str, Any] = {
             "kind": "pairs", "mode": "student", "input": chosen["output"], "output": labeled,
@@ -343,7 +394,7 @@ class _Importer:
             if isinstance(sec, dict):
                 out += [f"{sec_name}.{k}" for k in sec if f"{sec_name}.{k}" not in self.used]
             elif sec_name not in self.used:
-                out.append(sec_name)
+                out.append(str(sec_name))
         return out
 
 

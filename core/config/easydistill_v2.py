@@ -34,10 +34,14 @@ class _V2:
         self._backend: dict | None = None
 
     def resolve(self, value: Any, where: str) -> Path | None:
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not value.strip() or "\x00" in value:
             self.problems.append(f"{where}: expected a file path")
             return None
-        p = Path(value).expanduser()
+        try:
+            p = Path(value).expanduser()
+        except RuntimeError:  # ~someone who has no home here
+            self.problems.append(f"{where}: cannot find the home folder of {value.split('/')[0]!r}")
+            return None
         return (p if p.is_absolute() else self.base / p).resolve()
 
     def path(self, value: Any, where: str) -> str:
@@ -77,13 +81,17 @@ class _V2:
             self.notes.append("backend api key: used for this run only, never printed or written; prefer api_key_env")
         if b.get("api_key_env"):
             endpoint["api_key_env"] = b["api_key_env"]
-        if b.get("concurrency") or b.get("max_workers"):
-            endpoint["concurrency"] = int(b.get("concurrency") or b.get("max_workers"))
+        conc = b.get("concurrency") or b.get("max_workers")
+        if conc:
+            if isinstance(conc, int) and not isinstance(conc, bool) or isinstance(conc, str) and conc.isdigit():
+                endpoint["concurrency"] = int(conc)
+            else:
+                self.problems.append(f"backend.concurrency {conc!r}: expected a whole number")
         if kind != "openai":
             self.notes.append(f"backend.type {kind}: reached as an OpenAI-compatible endpoint at {base_url}")
         used = {"type", "base_url", "endpoint", "url", "model", "model_name", "api_key", "token", "api_key_env",
                 "concurrency", "max_workers"}
-        extra = sorted(set(b) - used)
+        extra = sorted(str(k) for k in set(b) - used)
         if extra:
             self.notes.append("backend: not honoured (ignored): " + ", ".join(extra))
         return {"type": "openai", "model": model or "", "endpoint": endpoint}
@@ -93,8 +101,12 @@ class _V2:
         if not isinstance(st, dict) or "stage" not in st:
             self.problems.append(f"{where}: expected a mapping with 'stage', 'config' and 'output_path'")
             return None
-        stage, conf = st["stage"], dict(st.get("config") or {})
-        if stage not in STAGES:
+        stage, conf = st["stage"], st.get("config") or {}
+        if not isinstance(conf, dict):
+            self.problems.append(f"{where}.config: expected a mapping of settings")
+            return None
+        conf = dict(conf)
+        if not isinstance(stage, str) or stage not in STAGES:
             self.problems.append(f"{where}.stage {stage!r} is not supported here (supported: {', '.join(STAGES)})")
             return None
         src = conf.pop("input_path", None) or (self.cfg.get("input_path") if prev_output is None else None)
@@ -114,7 +126,9 @@ class _V2:
                                  ("seed", "seed"), ("one_per_question", "one_per_question")):
                 if src_key in conf:
                     job[dst] = conf.pop(src_key)
-            self.notes.append(f"{where} cot_mix_by_rv_cd: CD = {job.get('cd_edges', [0, 3, 6, 10])[-1]} stays in the "
+            edges = job.get("cd_edges", [0, 3, 6, 10])
+            top = edges[-1] if isinstance(edges, list) and edges else 10
+            self.notes.append(f"{where} cot_mix_by_rv_cd: CD = {top} stays in the "
                               "last bin, and 'matched' aims at RV 2..8 on the judge's 0-9 scale (2.0 put it in an "
                               "extra bin and aimed at 2/6/10)")
         else:  # build_sft
@@ -124,7 +138,7 @@ class _V2:
                 self.notes.append(f"{where} build_sft format {fmt!r}: rows are written canonical (instruction/output, "
                                   "reasoning in <think>); export them to that format from the Data tab or CLI")
         if conf:
-            self.notes.append(f"{where}.config ({stage}): not honoured (ignored): " + ", ".join(sorted(conf)))
+            self.notes.append(f"{where}.config ({stage}): not honoured (ignored): " + ", ".join(sorted(map(str, conf))))
         return {"name": f"{i + 1}-{stage}", "job": job}
 
 
@@ -141,7 +155,7 @@ def import_v2(cfg: dict, base_dir: str | Path = ".") -> tuple[dict, list[str]]:
         imp.problems.append("pipeline: no stages")
     if imp.problems:
         raise ConfigError(imp.problems)
-    extra = sorted(set(cfg) - {"job_type", "backend", "pipeline", "input_path"})
+    extra = sorted(str(k) for k in set(cfg) - {"job_type", "backend", "pipeline", "input_path"})
     if extra:
         imp.notes.append("not honoured (ignored): " + ", ".join(extra))
     if len(steps) == 1:

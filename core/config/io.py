@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
+from core import textfile
 from core.config.base import JobBase
 from core.config.errors import ConfigError, explain
 from core.config.registry import KINDS, JobConfig, PipelineJob
@@ -38,28 +39,59 @@ def parse_config(data: Any, source: str | None = None) -> JobBase:
 
 
 def read_mapping(path: Path) -> Any:
-    """JSON or YAML by content; a syntax error names the file and line."""
-    text = path.read_text(encoding="utf-8")
+    """JSON or YAML by content; a syntax error names the file and line, a file that is not UTF-8 text (UTF-16,
+    Latin-1, binary) says so instead of a UnicodeDecodeError."""
+    text, why = textfile.decode(path.read_bytes())
+    if text is None:
+        raise ConfigError([f"not UTF-8 text ({why}); {textfile.FIX}"], str(path))
     if path.suffix.lower() == ".json":
         try:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise ConfigError([f"not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}"], str(path)) from None
+        except RecursionError:
+            raise ConfigError(["not usable: nested too deeply"], str(path)) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError([f"not valid YAML{where}: {getattr(e, 'problem', e)}"], str(path)) from None
+    except (ValueError, TypeError, OverflowError) as e:  # a value YAML reads as a date or number that cannot be one
+        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+    except RecursionError:
+        raise ConfigError(["not usable: nested too deeply"], str(path)) from None
+
+
+V1_SECTIONS = ("dataset", "inference", "models", "training", "distillation")
+
+
+def _missing_kind(data: Any) -> str | None:
+    """What to say when a mapping names no job: a 1.x config (it has 1.x sections) lacks `job_type`, a studio
+    config lacks `kind`. None when it names one."""
+    if not isinstance(data, dict) or "kind" in data or "job_type" in data or isinstance(data.get("pipeline"), list):
+        return None
+    if any(k in data for k in V1_SECTIONS):
+        from core.config.easydistill_v1 import JOB_TYPES
+
+        return ("'job_type' is missing: an EasyDistill 1.x config names its job, e.g. \"job_type\": "
+                f"\"kd_black_box_api\" (one of {', '.join(JOB_TYPES)})")
+    return ("neither 'kind' (a studio config, e.g. kind: train_sft) nor 'job_type' (an EasyDistill 1.x config, "
+            "e.g. job_type: kd_black_box_api) is set: say which job this is")
 
 
 def load_config_file(path: str | os.PathLike, anchor_paths: bool = True) -> tuple[JobBase, list[str]]:
     """Load a studio config or an EasyDistill 1.x JSON. Returns the config and notes for the user
     (keys not honoured, secrets moved out of the file, ...)."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError([f"{p} is a folder; give the config file inside it"])
     if not p.is_file():
         raise ConfigError([f"config file not found: {p}"])
     data = read_mapping(p)
+    missing = _missing_kind(data.get("job", data) if isinstance(data, dict) and "preset" in data else data)
+    if missing:
+        raise ConfigError([missing], str(p))
     notes: list[str] = []
     from core.config.easydistill_v2 import import_v2, is_v2
 

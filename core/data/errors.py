@@ -9,15 +9,20 @@ from core.errors import UserError
 
 @dataclass
 class RowError:
-    """One bad record. `line` is the 1-based line in a text file (JSON/JSONL/CSV) or the row number in Parquet."""
+    """One bad record. `line` is the 1-based line in a text file (JSON/JSONL/CSV) or the row number in Parquet
+    (0: unknown, e.g. a record of a {"data": [...]} wrapper, which `record` then names)."""
 
     file: str
     line: int
     reason: str
     raw: str = ""  # a short excerpt of the offending record, for the rejects file
+    record: int = 0  # 1-based position in a JSON array (0: not from one): a one-line array still says which record
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}"
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.record:
+            where += f" (record {self.record})"
+        return f"{where}: {self.reason}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,8 +1,8 @@
 """Dataset formats people bring, how to recognise them, and how each record becomes canonical rows (core.data.rows).
 
 Formats (keys used in sidecars, the UI and the CLI):
-    instruction  EasyDistill instruction array: {"instruction"} (or {"prompt"})
-    labeled      EasyDistill labeled array: {"instruction", "output"}
+    instruction  EasyDistill instruction array: {"instruction"} (or {"prompt"}), + "input" where a row has one
+    labeled      EasyDistill labeled array: {"instruction", "output"}, + "input" where a row has one
     alpaca       {"instruction", "input", "output"} (+ "system", "history" as LLaMA-Factory writes it)
     sharegpt     {"conversations": [{"from": "human"|"gpt"|"system", "value"}], "system"?}
     messages     OpenAI chat: {"messages": [{"role", "content"}]}
@@ -12,6 +12,11 @@ Formats (keys used in sidecars, the UI and the CLI):
 
 A mapping renames a format's fields to the file's columns ({"instruction": "question", "output": "answer"}), so a
 file with other column names is imported by correcting the mapping rather than editing the file.
+
+Nothing is dropped without a word: an `input` column is the canonical `input` in every instruction format (the prompt
+is instruction + "\n" + input, as LLaMA-Factory joins them, even when only one row in a thousand has it), and every
+other column a format does not use stays on the row and is counted by `unused_columns` for the import summary.
+A record that cannot be used says why in the reader's terms: which field, missing or null or of which kind.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from core.data.errors import RowInvalid
 from core.data.rows import content_id
 
 FORMATS: dict[str, dict[str, list[str]]] = {
-    "instruction": {"required": ["instruction"], "optional": ["system"]},
-    "labeled": {"required": ["instruction", "output"], "optional": ["system"]},
+    "instruction": {"required": ["instruction"], "optional": ["input", "system"]},
+    "labeled": {"required": ["instruction", "output"], "optional": ["input", "system"]},
     "alpaca": {"required": ["instruction"], "optional": ["input", "output", "system", "history"]},
     "sharegpt": {"required": ["conversations"], "optional": ["system"]},
     "messages": {"required": ["messages"], "optional": []},
@@ -64,12 +69,34 @@ def full_mapping(fmt: str, mapping: dict[str, str] | None = None) -> dict[str, s
     return out
 
 
+def kind_of(v: Any) -> str:
+    """A JSON value's kind in the words of a person who wrote the file (not Python's type names)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return f"the number {v!r}"
+    if isinstance(v, str):
+        return "text"
+    if isinstance(v, (list, tuple)):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
 def detect(records: list[Any]) -> Detection:
     """Guess the format of a file from a sample of its records (keys present in most records decide)."""
     dicts = [r for r in records if isinstance(r, dict)]
+    if not records:
+        return Detection(None, note="the file has no records (it is empty)")
     if not dicts:
-        kinds = {type(r).__name__ for r in records}
-        return Detection(None, note=f"records are not JSON objects ({', '.join(sorted(kinds)) or 'empty file'})")
+        kinds = sorted({kind_of(r).removeprefix("the number ").split(" ")[0] if isinstance(r, (int, float))
+                        and not isinstance(r, bool) else kind_of(r) for r in records})
+        kinds = ["numbers" if k[:1].isdigit() or k[:1] == "-" else k for k in kinds]
+        return Detection(None, note="the records are not JSON objects with named fields (found: "
+                                    f"{', '.join(sorted(set(kinds)))})")
     counts: Counter[str] = Counter()
     for r in dicts:
         counts.update(r.keys())
@@ -115,16 +142,57 @@ def detect(records: list[Any]) -> Detection:
 # ------------------------------------------------------------------------------------------------ normalising
 
 
-def _str(v: Any, what: str, allow_empty: bool = False) -> str:
+class _Missing:
+    """A field the record does not have at all (as opposed to one that is null)."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING: Any = _Missing()
+
+
+def _str(v: Any, what: str, allow_empty: bool = False, numbers: bool = False) -> str:
+    """Text of a field. `numbers`: an answer written as a number (42) is its text ("42"); a prompt that is a number
+    is refused, since it is almost always a column mapped by mistake (an id, a score)."""
+    if v is MISSING:
+        raise RowInvalid(f"no '{what}' field in this record")
     if v is None:
-        raise RowInvalid(f"'{what}' is missing")
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        raise RowInvalid(f"'{what}' is null; it must be text")
+    if numbers and isinstance(v, (int, float)) and not isinstance(v, bool):
         v = str(v)
     if not isinstance(v, str):
-        raise RowInvalid(f"'{what}' must be text, got {type(v).__name__}")
+        hint = " (is the right column mapped to it?)" if isinstance(v, (int, float)) else ""
+        raise RowInvalid(f"'{what}' must be text, got {kind_of(v)}{hint}")
     if not allow_empty and not v.strip():
         raise RowInvalid(f"'{what}' is empty")
     return v
+
+
+def _given(v: Any) -> bool:
+    """A field with something in it (not absent, null, empty text or an empty list)."""
+    return v is not MISSING and v is not None and not (isinstance(v, (str, list)) and not v)
+
+
+def _instruction_row(get: Any, m: dict[str, str], fmt: str) -> dict:
+    """instruction (+ input) (+ output) of the instruction / labeled / alpaca formats."""
+    ins, inp = get("instruction"), get("input")
+    text_inp = None
+    if m["input"] != m["instruction"] and _given(inp):
+        text_inp = _str(inp, m["input"], allow_empty=True, numbers=True)
+        text_inp = text_inp if text_inp.strip() else None
+    if text_inp and (not _given(ins) or (isinstance(ins, str) and not ins.strip())):
+        row = {"instruction": text_inp}  # as LLaMA-Factory: an empty instruction leaves the input as the prompt
+    else:
+        row = {"instruction": _str(ins, m["instruction"])}
+        if text_inp:
+            row["input"] = text_inp
+    out = get("output")
+    if fmt == "labeled":
+        row["output"] = _str(out, m["output"], allow_empty=True, numbers=True)
+    elif fmt == "alpaca" and out is not MISSING and out is not None:
+        row["output"] = _str(out, m["output"], allow_empty=True, numbers=True)
+    return row
 
 
 def _content(v: Any, where: str) -> str:
@@ -142,12 +210,14 @@ def _content(v: Any, where: str) -> str:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
                 raise RowInvalid(f"{where}: non-text content ({kind}) is not supported")
         return "".join(texts)
-    raise RowInvalid(f"{where}: content must be text, got {type(v).__name__}")
+    raise RowInvalid(f"{where}: content must be text, got {kind_of(v)}")
 
 
 def _turns(msgs: Any, what: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict]:
     if not isinstance(msgs, list):
-        raise RowInvalid(f"'{what}' must be a list of turns, got {type(msgs).__name__}")
+        if msgs is MISSING:
+            raise RowInvalid(f"no '{what}' field in this record")
+        raise RowInvalid(f"'{what}' must be a list of turns, got {kind_of(msgs)}")
     out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
@@ -208,7 +278,7 @@ def _response(v: Any, what: str) -> str:
             if isinstance(m, dict) and m.get("role") == "assistant":
                 return _content(m.get("content"), what)
         raise RowInvalid(f"'{what}' has no assistant turn")
-    return _str(v, what, allow_empty=True)
+    return _str(v, what, allow_empty=True, numbers=True)
 
 
 def _level(v: Any) -> tuple[Any, Any]:
@@ -227,31 +297,24 @@ def _level(v: Any) -> tuple[Any, Any]:
 def normalize(record: Any, fmt: str, mapping: dict[str, str] | None = None) -> list[dict]:
     """Canonical rows (without ids unless the source had one) from one record; RowInvalid says what is wrong."""
     if not isinstance(record, dict):
-        raise RowInvalid(f"expected a JSON object, got {type(record).__name__}")
+        raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}")
     if fmt not in FORMATS:
         raise RowInvalid(f"unknown format {fmt!r}")
     m = full_mapping(fmt, mapping)
     used = set(m.values())
-    get = lambda key: record.get(m[key])  # noqa: E731
+    get = lambda key: record.get(m[key], MISSING) if key in m else MISSING  # noqa: E731
     row: dict[str, Any]
 
     if fmt in ("instruction", "labeled", "alpaca"):
-        row = {"instruction": _str(get("instruction"), m["instruction"])}
-        if fmt == "labeled":
-            row["output"] = _str(get("output"), m["output"], allow_empty=True)
-        if fmt == "alpaca":
-            if get("input") not in (None, ""):
-                row["input"] = _str(get("input"), m["input"], allow_empty=True)
-            if get("output") is not None:
-                row["output"] = _str(get("output"), m["output"], allow_empty=True)
-        if get("system"):
+        row = _instruction_row(get, m, fmt)
+        if _given(get("system")):
             row["system"] = _str(get("system"), m["system"])
-        if fmt == "alpaca" and get("history"):
+        if fmt == "alpaca" and _given(get("history")):
             row["messages"] = _history_messages(get("history"), m["history"], row)
     elif fmt == "sharegpt":
         turns = _turns(get("conversations"), m["conversations"], "from", "value", ROLE_MAP)
         sys_text = get("system")
-        row = _conversation_row(turns, _str(sys_text, m["system"]) if sys_text else None)
+        row = _conversation_row(turns, _str(sys_text, m["system"]) if _given(sys_text) else None)
     elif fmt == "messages":
         turns = _turns(get("messages"), m["messages"], "role", "content",
                        {"system": "system", "user": "user", "assistant": "assistant", "developer": "system"})
@@ -267,7 +330,7 @@ def normalize(record: Any, fmt: str, mapping: dict[str, str] | None = None) -> l
             row = {"instruction": _str(prompt, m["prompt"])}
         row["chosen"] = _response(get("chosen"), m["chosen"])
         row["rejected"] = _response(get("rejected"), m["rejected"])
-        if get("system"):
+        if _given(get("system")):
             row["system"] = _str(get("system"), m["system"])
     elif fmt == "text":
         row = {"text": _str(get("text"), m["text"])}
@@ -277,10 +340,27 @@ def normalize(record: Any, fmt: str, mapping: dict[str, str] | None = None) -> l
     return [row]
 
 
-def _extras(record: dict, used: set[str]) -> dict:
-    """Columns the mapping did not consume, kept on the row (renamed when they would shadow a canonical field)."""
+def used_columns(fmt: str, mapping: dict[str, str] | None = None) -> set[str]:
+    """The columns a format (with its mapping) reads; `id` always counts as read."""
+    return set(full_mapping(fmt, mapping).values()) | {"id"}
+
+
+def unused_columns(record: Any, used: set[str]) -> list[str]:
+    """Columns of a record that hold something and that the format does not read (kept on the row as extras)."""
+    if not isinstance(record, dict):
+        return []
+    return [k for k, v in record.items() if k not in used and _given(v)]
+
+
+def extra_name(column: str) -> str:
+    """The name an unused column gets on the row (a column that would shadow a canonical field gets `src_`)."""
     from core.data.rows import CONTENT_KEYS
 
+    return f"src_{column}" if column in CONTENT_KEYS else column
+
+
+def _extras(record: dict, used: set[str]) -> dict:
+    """Columns the mapping did not consume, kept on the row (renamed when they would shadow a canonical field)."""
     out = {}
     for k, v in record.items():
         if k in used:
@@ -289,7 +369,7 @@ def _extras(record: dict, used: set[str]) -> dict:
             if v not in (None, ""):
                 out["id"] = str(v)
             continue
-        out[f"src_{k}" if k in CONTENT_KEYS else k] = v
+        out[extra_name(k)] = v
     return out
 
 
@@ -310,7 +390,7 @@ def _verdict(ok: Any, where: str) -> int | None:
 
 
 def _omnithought(record: dict, m: dict[str, str]) -> list[dict]:
-    question = _str(record.get(m["question"]), m["question"])
+    question = _str(record.get(m["question"], MISSING), m["question"])
     traces = record.get(m["reasoning"])
     if not isinstance(traces, list) or not traces:
         raise RowInvalid(f"'{m['reasoning']}' must be a non-empty list of reasoning traces")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import textfile
 from core.data.errors import DataError
 
 EXTENSIONS = {
@@ -34,6 +35,7 @@ class Record:
     line: int  # 1-based line in the file (row number for Parquet); 0 = unknown
     value: Any = None
     error: str | None = None
+    index: int = 0  # 1-based position in a JSON array (0: not from an array), so one-line arrays still say where
 
 
 def file_type(path: str | os.PathLike) -> str:
@@ -47,11 +49,16 @@ def file_type(path: str | os.PathLike) -> str:
 
 
 def iter_records(path: str | os.PathLike, ftype: str | None = None) -> Iterator[Record]:
-    """Every record of a file, in order, with its line. Problems with one record come back as `Record.error`."""
+    """Every record of a file, in order, with its line. Problems with one record come back as `Record.error`;
+    a file that is not UTF-8 text (UTF-16, Latin-1, binary) is refused as a whole, by name, before any record."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"file not found: {p}")
     kind = ftype or file_type(p)
+    if kind in ("jsonl", "json", "csv", "tsv"):
+        why = textfile.problem(p)
+        if why:
+            raise DataError(textfile.not_text_message(str(p), why))
     if kind == "jsonl":
         yield from _iter_jsonl(p)
     elif kind == "json":
@@ -64,24 +71,48 @@ def iter_records(path: str | os.PathLike, ftype: str | None = None) -> Iterator[
         raise DataError(f"{p}: unknown file type {kind!r}")
 
 
-def _iter_jsonl(p: Path) -> Iterator[Record]:
-    with open(p, encoding="utf-8-sig", errors="replace") as f:
-        for i, line in enumerate(f, 1):
-            s = line.strip()
-            if not s:
-                continue
+def _decoded_lines(p: Path) -> Iterator[tuple[int, str, str | None]]:
+    """(line number, text, problem) per line of a file read as UTF-8: a line that is not UTF-8 comes back decoded
+    with replacement characters and the problem named (its record is rejected, never imported garbled)."""
+    with open(p, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            if i == 1 and raw.startswith(textfile.UTF8_BOM):
+                raw = raw[len(textfile.UTF8_BOM):]
             try:
-                yield Record(i, json.loads(s))
-            except json.JSONDecodeError as e:
-                yield Record(i, s[:200], f"not valid JSON ({e.msg} at column {e.colno})")
+                yield i, raw.decode("utf-8"), None
+            except UnicodeDecodeError as e:
+                yield i, raw.decode("utf-8", errors="replace"), f"not UTF-8 text ({textfile.decode_problem(raw, e, i)})"
+
+
+def _iter_jsonl(p: Path) -> Iterator[Record]:
+    for i, line, bad in _decoded_lines(p):
+        s = line.strip()
+        if not s:
+            continue
+        if bad:
+            yield Record(i, s[:200], bad)
+            continue
+        try:
+            yield Record(i, json.loads(s))
+        except json.JSONDecodeError as e:
+            yield Record(i, s[:200], f"not valid JSON ({e.msg} at column {e.colno})")
+        except RecursionError:
+            yield Record(i, s[:200], "not usable: JSON nested too deeply")
 
 
 _WS = " \t\r\n"
 
 
+def _read_text(p: Path) -> str:
+    text, why = textfile.decode(p.read_bytes())
+    if text is None:
+        raise DataError(textfile.not_text_message(str(p), why or "unknown encoding"))
+    return text
+
+
 def _iter_json(p: Path) -> Iterator[Record]:
     """A JSON array (one record per element), one JSON object, or JSON Lines saved with a .json name."""
-    text = p.read_text(encoding="utf-8-sig", errors="replace")
+    text = _read_text(p)
     dec = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if pos >= len(text):
@@ -94,26 +125,32 @@ def _iter_json(p: Path) -> Iterator[Record]:
                 yield from _iter_jsonl(p)
                 return
             raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        except RecursionError:
+            raise DataError(f"{p}: not usable: JSON nested too deeply") from None
         if isinstance(value, dict):
             lists = [v for v in value.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
             if len(lists) == 1 and len(value) <= 3:  # {"data": [...]} and similar wrappers
-                for x in lists[0]:
-                    yield Record(0, x)
+                for k, x in enumerate(lists[0], 1):
+                    yield Record(0, x, index=k)
                 return
         yield Record(1, value)
         return
-    line, last = 1, 0
+    line, last, k = 1, 0, 0
     pos = _skip_ws(text, pos + 1)
     if pos < len(text) and text[pos] == "]":
         return
     while pos < len(text):
         line += text.count("\n", last, pos)
         last = pos
+        k += 1
         try:
             value, end = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-        yield Record(line, value)
+            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno} (record {k} of the array): "
+                            f"{e.msg}") from None
+        except RecursionError:
+            raise DataError(f"{p}: record {k} of the array (line {line}) is nested too deeply") from None
+        yield Record(line, value, index=k)
         pos = _skip_ws(text, end)
         if pos < len(text) and text[pos] == ",":
             pos = _skip_ws(text, pos + 1)
@@ -121,7 +158,7 @@ def _iter_json(p: Path) -> Iterator[Record]:
             return
         else:
             ln = text.count("\n", 0, pos) + 1
-            raise DataError(f"{p}: not valid JSON at line {ln}: expected ',' or ']' after an array element")
+            raise DataError(f"{p}: not valid JSON at line {ln}: expected ',' or ']' after record {k} of the array")
     raise DataError(f"{p}: not valid JSON: the array is not closed (file truncated?)")
 
 
@@ -132,29 +169,104 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
+class _Lines:
+    """The lines of a text file for csv.reader, numbered, with the lines of the current record remembered so that
+    after a quoting error all but the record's first line can be read again (one broken quote loses no rows)."""
+
+    def __init__(self, p: Path):
+        self._src = _decoded_lines(p)
+        self._back: list[tuple[int, str, str | None]] = []
+        self.record: list[tuple[int, str, str | None]] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        item = self._back.pop() if self._back else next(self._src)
+        self.record.append(item)
+        return item[1]
+
+    def start_record(self) -> None:
+        self.record = []
+
+    def replay_after_first(self) -> None:
+        self._back.extend(reversed(self.record[1:]))
+
+
+def _header(cells: list[str], p: Path) -> list[str]:
+    names = [c.strip() or f"column_{j}" for j, c in enumerate(cells, 1)]
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names, 1):
+        if name in seen:
+            raise DataError(f"{p}: column '{name}' appears twice in the header line (columns {seen[name]} and {j}); "
+                            "rename one so that neither is lost")
+        seen[name] = j
+    return names
+
+
 def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
+    """CSV/TSV records (line 1 is the header). Quoting is read strictly: a quote that is never closed, or text after
+    a closing quote, rejects that record by its line and the following lines are read on their own (Python's
+    lenient reader would swallow them all into one cell)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-    with open(p, encoding="utf-8-sig", errors="replace", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        start = 2  # line 1 is the header
-        for row in reader:
-            line = start
-            start = reader.line_num + 1
-            if None in row:
-                yield Record(line, dict(row), f"{len(row[None])} more cell(s) than the header has columns")
-                continue
-            out: dict[str, Any] = {}
-            bad = None
-            for k, v in row.items():
-                if v is None:
-                    v = ""
-                if k in _JSON_COLUMNS and v[:1] in ("[", "{"):
-                    try:
-                        v = json.loads(v)
-                    except json.JSONDecodeError as e:
-                        bad = f"column '{k}' holds invalid JSON ({e.msg})"
-                out[k] = v
-            yield Record(line, out, bad)
+    lines = _Lines(p)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    while True:
+        lines.start_record()
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            first, last = lines.record[0][0], lines.record[-1][0]
+            if header is None:
+                raise DataError(f"{p}: the header line is not valid CSV ({e})") from None
+            if "end of data" in str(e):
+                what = "a quoted cell is never closed"
+            elif last > first:
+                what = (f"a quote opened on this line is only closed on line {last}, followed by more text: probably "
+                        "a quote that is never closed (a quote inside a cell must be doubled: \"\")")
+            else:
+                what = "text after a closing quote (a quote inside a cell must be doubled: \"\")"
+            more = f"; the {last - first} line(s) after it are read as rows of their own" if last > first else ""
+            yield Record(first, lines.record[0][1][:200], what + more)
+            lines.replay_after_first()
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)
+            continue
+        first, last = lines.record[0][0], lines.record[-1][0]
+        bad = next((b for _, _, b in lines.record if b), None)
+        if header is None:
+            if bad:
+                raise DataError(f"{p}: the header line is {bad}")
+            header = _header(cells, p)
+            continue
+        if not cells or (len(cells) == 1 and not cells[0].strip()):
+            continue  # a blank line
+        if bad:
+            yield Record(first, delimiter.join(cells)[:200], bad)
+            continue
+        if len(cells) > len(header):
+            yield Record(first, delimiter.join(cells)[:200], f"{len(cells) - len(header)} more cell(s) than the header "
+                         f"has columns ({len(header)})")
+            continue
+        if len(cells) < len(header) and last > first:
+            yield Record(first, delimiter.join(cells)[:200],
+                         f"a quoted cell runs from line {first} to line {last} and the row has only {len(cells)} of "
+                         f"{len(header)} columns: a quote is probably not closed where it should be")
+            continue
+        out: dict[str, Any] = {}
+        problem = None
+        for k, v in zip(header, cells + [""] * (len(header) - len(cells)), strict=True):
+            if k in _JSON_COLUMNS and v[:1] in ("[", "{"):
+                try:
+                    v = json.loads(v)
+                except json.JSONDecodeError as e:
+                    problem = f"column '{k}' holds invalid JSON ({e.msg})"
+                except RecursionError:
+                    problem = f"column '{k}' holds JSON nested too deeply"
+            out[k] = v
+        yield Record(first, out, problem)
 
 
 def _iter_parquet(p: Path) -> Iterator[Record]:

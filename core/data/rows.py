@@ -2,7 +2,8 @@
 
     id           str, unique within the dataset, stable across re-imports (source id, else a content hash)
     instruction  the user's question (DPO: the prompt; OmniThought: the question). Synthesis keeps it unchanged.
-    input        optional context appended to the instruction when prompting (Alpaca's `input`)
+    input        optional context appended to the instruction when prompting (Alpaca's `input`), on the next line:
+                 instruction + "\n" + input, exactly as LLaMA-Factory joins them, so every export prompts alike
     output       the answer (label / SFT target); for CoT rows the full reasoning + answer
     system       optional system prompt
     messages     only for multi-turn conversations: [{"role", "content"}, ...] (the source of truth when present;
@@ -28,16 +29,25 @@ CONTENT_KEYS = ("system", "instruction", "input", "output", "messages", "chosen"
 
 
 def prompt_text(row: dict) -> str:
-    """The user turn a teacher or student sees: instruction, plus Alpaca's input on its own paragraph."""
+    """The user turn a teacher or student sees: instruction, plus Alpaca's input on the next line (LLaMA-Factory's
+    join, so a row prompts the same in our jobs and in every export LLaMA-Factory trains on)."""
     ins = str(row.get("instruction") or "")
     extra = str(row.get("input") or "")
-    return f"{ins}\n\n{extra}" if extra.strip() else ins
+    if not extra.strip():
+        return ins
+    return f"{ins}\n{extra}" if ins else extra
 
 
 def to_messages(row: dict, include_output: bool = True, system: str | None = None) -> list[dict]:
     """The conversation of a row in OpenAI `messages` form (what chat templates and trainers take)."""
     if row.get("messages"):
-        msgs = [dict(m) for m in row["messages"]]
+        turns = row["messages"]
+        if not isinstance(turns, list) or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                                  and isinstance(m.get("content"), str) for m in turns):
+            from core.data.errors import RowInvalid
+
+            raise RowInvalid("'messages' must be a list of turns, each with a 'role' and text 'content'")
+        msgs = [dict(m) for m in turns]
         if not include_output and msgs and msgs[-1].get("role") == "assistant":
             msgs = msgs[:-1]
         return msgs

@@ -14,13 +14,14 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from core.data.errors import DataError, RowError, RowInvalid, excerpt
-from core.data.formats import FORMATS, Detection, detect, normalize
+from core.data.formats import FORMATS, Detection, detect, extra_name, normalize, unused_columns, used_columns
 from core.data.io import count_lines, iter_records, peek_records
 from core.data.rows import IdAssigner, iter_jsonl_rows, with_id_first
 from core.workspace import PathOutsideWorkspace, Workspace
@@ -135,12 +136,26 @@ class ImportResult:
     mapping: dict[str, str]
     errors: list[RowError] = field(default_factory=list)  # the rejected records (skip mode)
     rejects_path: Path | None = None
+    unused: dict[str, int] = field(default_factory=dict)  # column the format does not read -> records holding it
+    notes: list[str] = field(default_factory=list)  # what the import did differently from the source (said once)
 
     def summary(self) -> str:
         s = f"imported {self.rows} row(s) as '{self.name}' (format: {self.format})"
         if self.errors:
             s += f"; {len(self.errors)} bad record(s) written to {self.rejects_path.name if self.rejects_path else '?'}"
-        return s
+        if self.unused:
+            s += ("\ncolumns the format does not use (kept on each row as extra fields, not in prompts or answers): "
+                  + self.unused_text())
+        return s + "".join(f"\nnote: {n}" for n in self.notes)
+
+    def unused_items(self) -> list[tuple[str, str, int]]:
+        """(column, the name it has on the rows, records holding it), most frequent first."""
+        return [(c, extra_name(c), n) for c, n in sorted(self.unused.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+    def unused_text(self) -> str:
+        """`topic (20 rows), output as src_output (3 rows)`: what the import summary lists."""
+        return ", ".join(f"{c if kept == c else f'{c} as {kept}'} ({n} row{'s' if n != 1 else ''})"
+                         for c, kept, n in self.unused_items())
 
 
 def detect_file(path: str | os.PathLike, sample: int = 50) -> tuple[Detection, list]:
@@ -150,19 +165,24 @@ def detect_file(path: str | os.PathLike, sample: int = 50) -> tuple[Detection, l
 
 
 def iter_normalized(path: str | os.PathLike, fmt: str, mapping: dict[str, str] | None = None,
-                    source_name: str | None = None) -> Iterator[dict | RowError]:
-    """Canonical rows (with unique ids) of any file, or a RowError per bad record, in file order."""
+                    source_name: str | None = None, unused: Counter | None = None) -> Iterator[dict | RowError]:
+    """Canonical rows (with unique ids) of any file, or a RowError per bad record, in file order. `unused` counts,
+    per column the format does not read, the imported records that hold something in it."""
     src = source_name or Path(path).name
     ids = IdAssigner()
+    used = used_columns(fmt, mapping) if fmt in FORMATS else set()
     for rec in iter_records(path):
         if rec.error:
-            yield RowError(src, rec.line, rec.error, excerpt(rec.value))
+            yield RowError(src, rec.line, rec.error, excerpt(rec.value), rec.index)
             continue
         try:
             rows = normalize(rec.value, fmt, mapping)
         except RowInvalid as e:
-            yield RowError(src, rec.line, str(e), excerpt(json.dumps(rec.value, ensure_ascii=False, default=str)))
+            yield RowError(src, rec.line, str(e), excerpt(json.dumps(rec.value, ensure_ascii=False, default=str)),
+                           rec.index)
             continue
+        if unused is not None:
+            unused.update(unused_columns(rec.value, used))
         for row in rows:
             yield with_id_first(ids.assign(row))
 
@@ -173,27 +193,45 @@ def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | Non
     """Import a JSON/JSONL/CSV/Parquet file as workspace dataset `name`.
 
     `fmt=None` detects the format; `mapping` corrects field names. With on_error="stop" any bad record raises a
-    DataError listing every bad record (file, line, reason) and nothing is written.
+    DataError listing every bad record (file, line, reason) and nothing is written. Columns the format does not
+    read are kept on the rows and counted in `ImportResult.unused` (the summary lists them).
     """
     name = check_name(name)
     src = Path(src)
     label = source_label or src.name
-    target = dataset_path(ws, name)
-    if target.exists() and not overwrite:
-        raise DataError(f"a dataset named '{name}' already exists; choose another name or allow overwriting")
+    _check_target(ws, name, overwrite)
     if fmt is None:
-        det, _ = detect_file(src)
+        det, recs = detect_file(src)
+        if not recs:
+            raise DataError(f"{label}: the file has no records (it is empty)")
         if det.format is None:
             raise DataError(f"{label}: could not recognise the format ({det.note}); choose a format and mapping")
         fmt, mapping = det.format, {**det.mapping, **(mapping or {})}
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    unused: Counter = Counter()
+    items = iter_normalized(src, fmt, mapping, label, unused)
+    return write_import(ws, name, items, label, fmt, mapping or {}, on_error, created_by, unused)
+
+
+def _check_target(ws: Workspace, name: str, overwrite: bool) -> None:
+    if dataset_path(ws, name).exists() and not overwrite:
+        raise DataError(f"a dataset named '{name}' already exists; choose another name or allow overwriting")
+
+
+def write_import(ws: Workspace, name: str, items: Iterable[dict | RowError], label: str, fmt: str,
+                 mapping: dict, on_error: Literal["skip", "stop"] = "skip", created_by: str = "import",
+                 unused: Counter | None = None, **meta) -> ImportResult:
+    """Write canonical rows (and RowErrors, set aside) as dataset `name`, atomically: a failed import, or one
+    stopped at its first bad record with on_error="stop", leaves no half dataset behind. `unused` is read after
+    `items` is exhausted (a generator may fill it as it goes)."""
+    target = dataset_path(ws, name)
     errors: list[RowError] = []
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=ws.datasets)
     n = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for item in iter_normalized(src, fmt, mapping, label):
+            for item in items:
                 if isinstance(item, RowError):
                     errors.append(item)
                     continue
@@ -202,7 +240,8 @@ def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | Non
         if errors and on_error == "stop":
             raise DataError(f"{label}: {len(errors)} bad record(s); nothing was imported", errors)
         if n == 0:
-            raise DataError(f"{label}: no usable rows" + (f" ({len(errors)} bad record(s))" if errors else ""), errors)
+            raise DataError(f"{label}: no usable rows ({len(errors)} bad record(s))" if errors else
+                            f"{label}: the file has no records (it is empty)", errors)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -214,9 +253,10 @@ def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | Non
                 f.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
     else:
         rej.unlink(missing_ok=True)
-    write_meta(ws, name, source=label, format=fmt, mapping=mapping or {}, rows=n, rejected=len(errors),
-               created_by=created_by, growing=False)
-    return ImportResult(name, target, n, fmt, mapping or {}, errors, rej if errors else None)
+    unused_cols = dict(unused or {})
+    write_meta(ws, name, source=label, format=fmt, mapping=mapping, rows=n, rejected=len(errors),
+               created_by=created_by, growing=False, unused_columns=unused_cols, **meta)
+    return ImportResult(name, target, n, fmt, mapping, errors, rej if errors else None, unused_cols)
 
 
 def save_rows(ws: Workspace, name: str, rows: list[dict], created_by: str, source: str = "", fmt: str = "canonical",

@@ -198,6 +198,10 @@ def _import_message(ui: UIContext, res: ImportResult) -> str:
         msg += "\n\n" + "\n".join(f"- {e}" for e in res.errors[:MAX_LISTED_ERRORS])
         if len(res.errors) > MAX_LISTED_ERRORS:
             msg += "\n- " + ui.t("data.more_errors", n=len(res.errors) - MAX_LISTED_ERRORS)
+    if res.unused:  # nothing dropped silently: columns the format does not read, with the records holding them
+        items = [ui.t("data.unused_item", column=c if kept == c else f"{c} → {kept}", n=n)
+                 for c, kept, n in res.unused_items()]
+        msg += "\n\n" + ui.t("data.imported_unused", columns=", ".join(items))
     return msg
 
 
