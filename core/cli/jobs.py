@@ -161,6 +161,8 @@ def submit_and_follow(args: argparse.Namespace, config: Any, detach: bool) -> in
     info = m.get(job_id, refresh=False)
     where = m.workspace.relative(info.run_dir)
     print(f"job {job_id} ({config.kind}) submitted; run folder {where}", file=sys.stderr)
+    if info.status == "queued" and info.reason:
+        print(f"job {job_id} {info.reason}", file=sys.stderr)  # waits for the job writing its input
     if detach:
         if info.status == "queued" and job_id in getattr(m, "_secrets", {}):
             print("warning: this job waits in the queue and its API key was given inline; the key lives only in "
@@ -253,7 +255,24 @@ def _ask_interrupt() -> str:
     return {"c": "cancel", "d": "detach"}.get(ans[:1], "stop")
 
 
+def _look(m: Any, job_id: str) -> Any:
+    """The job's latest state. When the job list cannot be written (a full disk) and the job's worker is gone, its
+    outcome cannot be recorded: StoreUnavailable is raised (the caller stops following, with that message) instead
+    of polling forever; while the worker runs, following goes on."""
+    from core.jobs import procs
+    from core.jobs.errors import StoreUnavailable
+
+    try:
+        m.refresh()
+    except StoreUnavailable:
+        info = m.get(job_id, refresh=False)
+        if not info.finished and not (info.pid and procs.is_alive(info.pid, None)):
+            raise
+    return m.get(job_id, refresh=False)
+
+
 def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True) -> int:
+    from core.jobs.failure import cause_of
     from core.jobs.manager import JobStateError
     from core.secrets import scrub
 
@@ -263,7 +282,7 @@ def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True)
     asked = False
     while True:
         try:
-            info = m.get(job_id)
+            info = _look(m, job_id)
             if show_logs:
                 lines = logs.new_lines()
                 if lines:
@@ -298,6 +317,9 @@ def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True)
             sys.stdout.write("".join(scrub(ln) + "\n" for ln in rest))
     if info.status != "succeeded":
         print(f"job {job_id} {summary.state(info)}" + (f": {info.reason}" if info.reason else ""), file=sys.stderr)
+        cause = cause_of(info)
+        if cause is not None and cause.name != "exception":
+            print(f"fix: {cause.fix}", file=sys.stderr)
         if info.detail and info.status == "failed" and not show_logs:
             print(info.detail, file=sys.stderr)
     else:
@@ -310,17 +332,23 @@ def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True)
 
 
 def _public(info: Any) -> dict:
+    from core.jobs.failure import cause_of
+
     d = info.to_dict()
     keep = ("id", "name", "kind", "status", "reason", "progress_pct", "eta_s", "step", "queue_position", "devices",
             "attempt", "created_at", "started_at", "ended_at", "duration_s", "exit_code", "run_dir")
     out = {k: d[k] for k in keep}
     out["progress"] = out.pop("progress_pct")
+    cause = cause_of(info)
+    out["cause"] = cause.name if cause else None  # a failed job's cause (core.jobs.failure.CAUSES)
     return out
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     m = _manager(args)
     infos = m.list(status=args.status, kind=args.kind, limit=args.limit or None)
+    if m.store_problem:
+        print(f"warning: the job list may be behind: {m.store_problem}", file=sys.stderr)
     if args.json:
         print(json.dumps([_public(i) for i in infos], indent=1, default=str))
         return 0

@@ -1,7 +1,9 @@
 """Entry of the `easydistill` command. Global options come before the command (as `git -C` does).
 
 Each command lives in its own module exposing `register(subparsers)`; the handler it sets as `func(args) -> int`
-returns the exit code. Exit 2 means: the input was wrong (message printed), 1: the job failed.
+returns the exit code. Exit 2 means: the input was wrong (message printed), 1: the job failed (or the disk is full,
+or the job list cannot be used). An error a person can fix (`UserError`, a full disk) is printed as one message,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -44,6 +46,30 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except Exception as e:  # noqa: BLE001 - the CLI's edge: a UserError or a full disk is a message, not a traceback
+        return _edge(e, args)
+
+
+def _edge(e: Exception, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from core.errors import UserError
+    from core.jobs.errors import StoreUnavailable
+    from core.jobs.failure import disk_full_error
+
+    if isinstance(e, OSError):
+        full = disk_full_error(e, workspace_root=Path(args.workspace).expanduser().resolve())
+        if full is not None:
+            e = full
+    if not isinstance(e, UserError):
+        raise e
+    print(f"error: {e.report()}", file=sys.stderr)
+    return 1 if isinstance(e, StoreUnavailable) else 2
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.config and not args.command:
         try:
             from core.cli.jobs import run_config

@@ -11,14 +11,16 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.jobs import procs
-from core.jobs.errors import JobStateError
+from core.jobs import outputs, procs
+from core.jobs.errors import JobStateError, OutputBusy, StoreUnavailable
+from core.jobs.failure import disk_full_error
 from core.jobs.inventory import Inventory
 from core.jobs.queries import JobQueries
 from core.jobs.rundir import (
@@ -63,6 +65,7 @@ class JobControl:
         self._refresh = refresh
         self._watchdog: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._quiet_until = 0.0
 
     # submit -------------------------------------------------------------------------------------------------------
 
@@ -80,12 +83,10 @@ class JobControl:
         clean, env = externalize_secrets(config)
         job_id = new_job_id(config.kind)
         run_dir = self.workspace.runs / job_id
-        (run_dir / "output").mkdir(parents=True)
         now = time.time()
         label = name or config.name or f"{config.kind} {time.strftime('%m-%d %H:%M:%S', time.localtime(now))}"
         header = f"# job {job_id} ({config.kind}), devices requested: {request.describe()}\n"
         body = yaml.safe_dump(to_dict(clean), sort_keys=False, allow_unicode=True)
-        (run_dir / CONFIG_FILE).write_text(header + body, encoding="utf-8")
         steps = [s.name for s in getattr(clean, "steps", [])] if config.kind == "pipeline" else []
         row = {
             "id": job_id, "name": label, "kind": config.kind, "status": QUEUED, "request": request.to_json(),
@@ -96,9 +97,53 @@ class JobControl:
             me = os.getpid()
             row.update(owner_pid=me, owner_ctime=procs.create_time(me))
             self._secrets[job_id] = env
-        self.transitions.create(row, steps)
+        mine = self._paths_of(config)
+        try:
+            with self._writing(run_dir):
+                (run_dir / "output").mkdir(parents=True)
+                (run_dir / CONFIG_FILE).write_text(header + body, encoding="utf-8")
+                with self.store.tx() as c:  # checked and inserted under one write lock: two submits cannot both pass
+                    row.update(self._check_paths(job_id, mine, c))
+                    self.transitions.create(row, steps, conn=c)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self._secrets.pop(job_id, None)
+            raise
         self._refresh()
         return job_id
+
+    @contextmanager
+    def _writing(self, run_dir: Path) -> Iterator[None]:
+        """A full disk while writing a run folder, as DiskFull naming the folder (a message, not a traceback)."""
+        try:
+            yield
+        except OSError as e:
+            full = disk_full_error(e, [run_dir], self.workspace.root)
+            if full is None:
+                raise
+            raise full from None
+
+    def _paths_of(self, config: Any) -> dict[str, list[str]]:
+        return {"writes": outputs.writes(config, self.workspace), "reads": outputs.reads(config, self.workspace)}
+
+    def _check_paths(self, job_id: str, mine: dict[str, list[str]], conn: Any) -> dict[str, Any]:
+        """Refuse (OutputBusy, naming the other job) when a queued or running job writes or reads what this one would
+        write; the jobs writing what this one reads are the ones it waits for. Returns the row's path columns."""
+        waits: list[str] = []
+        reason = ""
+        for r in self.store.rows((QUEUED, *ACTIVE), conn=conn, order="seq"):
+            if r["id"] == job_id:
+                continue
+            for theirs, reading in ((r["writes"] or [], False), (r["reads"] or [], True)):
+                hit = outputs.conflicts(mine["writes"], theirs)
+                if hit:
+                    raise OutputBusy(self.workspace.relative(hit), r["id"], r["status"], reading=reading)
+            hit = outputs.conflicts(mine["reads"], r["writes"] or [])
+            if hit:
+                waits.append(r["id"])
+                reason = reason or (f"waits for job {r['id']} ({r['status']}) to finish writing "
+                                    f"{self.workspace.relative(hit)}")
+        return {**mine, "waits_for": waits, "reason": reason}
 
     # stop / cancel ------------------------------------------------------------------------------------------------
 
@@ -146,6 +191,10 @@ class JobControl:
                         if not self.store.rows((STOPPING,)):
                             return
                         self._refresh()
+                    except StoreUnavailable as e:  # a full disk: say so once a minute, not a traceback a second
+                        if time.monotonic() - self._quiet_until > 0:
+                            log.warning("stop watchdog: %s", e)
+                            self._quiet_until = time.monotonic() + 60
                     except Exception:  # a daemon thread: keep watching, log what went wrong
                         log.exception("stop watchdog")
 
@@ -180,13 +229,19 @@ class JobControl:
         resolve_request(list(request.indices) if request.indices is not None else (request.count or "cpu"),
                         config, self.inventory.gpu_indices())
         attempt = int(row["attempt"]) + 1
-        clear_flags(run_dir)
-        with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(f"\n===== attempt {attempt} (resumed {time.strftime('%Y-%m-%d %H:%M:%S')}) =====\n")
+        mine = self._paths_of(config)
+        with self.store.tx() as c:  # another job may have taken its output meanwhile: refused before anything moves
+            paths = self._check_paths(job_id, mine, c)
+        with self._writing(run_dir):
+            clear_flags(run_dir)
+            with open(run_dir / LOG_FILE, "a", encoding="utf-8") as f:
+                f.write(f"\n===== attempt {attempt} (resumed {time.strftime('%Y-%m-%d %H:%M:%S')}) =====\n")
         if held:
             self._secrets[job_id] = held
-        if not self.transitions.requeue(job_id, run_dir, attempt, owned=bool(held)):
-            raise JobStateError(f"job {job_id} changed state meanwhile; look again")
+        with self.store.tx() as c:
+            paths = self._check_paths(job_id, mine, c)
+            if not self.transitions.requeue(job_id, run_dir, attempt, owned=bool(held), paths=paths, conn=c):
+                raise JobStateError(f"job {job_id} changed state meanwhile; look again")
         self._refresh()
         return job_id
 

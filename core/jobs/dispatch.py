@@ -1,6 +1,10 @@
 """Starting queued jobs: claim the ones whose devices are free (in one `BEGIN IMMEDIATE` transaction, so two
 processes never start the same job), spawn each worker in its own process group, and reap the workers this process
-started so their exact exit status is known."""
+started so their exact exit status is known.
+
+A queued job that waits for others (they write its input, see core.jobs.outputs) is not a candidate until they all
+ended: it starts once they all succeeded, and fails naming the first that did not (it never reads a partial file).
+While it waits it holds no place that blocks the jobs behind it."""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.jobs import procs
+from core.jobs.errors import StoreUnavailable
 from core.jobs.inventory import Inventory
 from core.jobs.launch import job_env, worker_command
-from core.jobs.rundir import ACTIVE, LOG_FILE, QUEUED, STARTING
+from core.jobs.rundir import ACTIVE, LOG_FILE, QUEUED, STARTING, SUCCEEDED
 from core.jobs.scheduler import CPU_KEY, Request, Waiting, gpu_index, plan
 from core.jobs.store import Store
 from core.jobs.transitions import Transitions
@@ -67,12 +72,14 @@ class Dispatcher:
             waiting: list[Waiting] = []
             hold: set[str] = set()
             for r in self.store.rows((QUEUED,), conn=c, order="queued_at, seq"):
+                if r["waits_for"] and not self._dependencies_done(r, c):
+                    continue
                 req = Request.from_json(r["request"])
                 if r["needs_secrets"] and r["id"] not in self._secrets:
                     if procs.is_alive(r["owner_pid"], r["owner_ctime"]):
                         hold.add(r["id"])  # only its submitter can start it; it keeps its place in the queue
                     else:
-                        self.transitions.fail_queued(r, ORPHANED_SECRET, c)
+                        self.transitions.fail_queued(r, ORPHANED_SECRET, c, cause="secret_lost")
                         continue
                 waiting.append(Waiting(r["id"], req))
             starts = plan(waiting, indices, held, cpu_running, self.cpu_slots, hold=hold)
@@ -80,6 +87,21 @@ class Dispatcher:
                 self.transitions.claim(job_id, devs, c)
         for job_id, devs in starts:
             self._launch(job_id, devs)
+
+    def _dependencies_done(self, row: dict, conn) -> bool:
+        """True when every job `row` waits for succeeded; fails `row` when one ended otherwise (or was deleted)."""
+        for other in row["waits_for"]:
+            dep = self.store.get(other, conn=conn)
+            status = dep["status"] if dep else None
+            if status in (QUEUED, *ACTIVE):
+                return False
+            if status != SUCCEEDED:
+                what = "was deleted" if status is None else f"ended {status}"
+                self.transitions.fail_queued(
+                    row, f"job {other} it waited for {what}, so its input is incomplete; finish that job (Resume it), "
+                    "then submit this one again", conn, cause="dependency")
+                return False
+        return True
 
     def _launch(self, job_id: str, devices: list[str]) -> None:
         row = self.store.get(job_id)
@@ -111,5 +133,7 @@ class Dispatcher:
             self._exit_codes[key] = rc
         try:
             self._on_exit()
+        except StoreUnavailable as e:  # a full disk or a locked list: one line; whoever looks next records it
+            log.warning("job %s ended; could not record it yet: %s", key[0], e)
         except Exception:  # a daemon thread: log, never die silently with the traceback lost
             log.exception("refresh after job %s ended failed", key[0])

@@ -10,10 +10,15 @@ API key, that key (it reaches the worker through its environment only, and is ne
 This class is a facade over one part per concern: `queries` (reading), `control` (what a person does), `dispatcher`
 (starting queued jobs), `reconciler` (keeping the list true to the processes), and `transitions`, the one writer of
 a job's row and status.json.
+
+When the job list cannot be written (a full disk, a lock held too long), looking still works: `get` and `list`
+answer from what the list says, and `store_problem` says why it may be behind; acting (submit, resume, ...) and
+`refresh()` raise the StoreUnavailable / DiskFull message. Nothing is retried in a loop or logged per look.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 from core.devices import Device
 from core.jobs.control import JobControl
 from core.jobs.dispatch import Dispatcher
-from core.jobs.errors import JobNotFound, JobStateError
+from core.jobs.errors import DiskFull, JobNotFound, JobStateError, OutputBusy, StoreUnavailable
 from core.jobs.inventory import Inventory
 from core.jobs.queries import JobInfo, JobQueries
 from core.jobs.reconcile import Reconciler
@@ -30,6 +35,8 @@ from core.jobs.scheduler import DeviceRequestError, default_cpu_slots
 from core.jobs.store import Store
 from core.jobs.transitions import Transitions
 from core.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 
 class JobManager:
@@ -58,14 +65,33 @@ class JobManager:
             kill_grace_s=kill_grace_s, cancel_grace_s=cancel_grace_s,
         )
         self.control = JobControl(self.workspace, self.store, self.transitions, self.queries, self.inventory,
-                                  self._secrets, refresh=self.refresh)
+                                  self._secrets, refresh=lambda: self._look())
+        self.store_problem: str | None = None  # why the list may be behind (a full disk), while it is
         if attach:
-            self.refresh()  # re-attach: running jobs found alive stay running, vanished ones are marked failed
+            self._look()  # re-attach: running jobs found alive stay running, vanished ones are marked failed
 
     def refresh(self) -> None:
-        """Reconcile active jobs with their processes, then start what fits. Cheap; safe from any process."""
-        self.reconciler.reconcile_active()
-        self.dispatcher.schedule()
+        """Reconcile active jobs with their processes, then start what fits. Cheap; safe from any process. Raises
+        StoreUnavailable (DiskFull) when the outcome of a job cannot be recorded."""
+        try:
+            self.reconciler.reconcile_active()
+            self.dispatcher.schedule()
+        except StoreUnavailable as e:
+            self._note(str(e))
+            raise
+        self.store_problem = None
+
+    def _look(self) -> None:
+        """refresh() for readers: a list that cannot be written is read as it is (store_problem says why)."""
+        try:
+            self.refresh()
+        except StoreUnavailable:
+            pass
+
+    def _note(self, problem: str) -> None:
+        if problem != self.store_problem:  # once per problem, not once per poll
+            log.warning("job list not updated: %s", problem)
+        self.store_problem = problem
 
     def devices(self, fresh: bool = False) -> list[Device]:
         """GPUs of this machine ([] = CPU only). Injected inventories (tests) are passed on to workers."""
@@ -114,7 +140,7 @@ class JobManager:
 
     def get(self, job_id: str, refresh: bool = True) -> JobInfo:
         if refresh:
-            self.refresh()
+            self._look()
         return self.queries.get(job_id)
 
     def list(
@@ -123,7 +149,7 @@ class JobManager:
     ) -> list[JobInfo]:
         """Jobs newest first. `status` may be a state, a list of states, or 'active' / 'finished'."""
         if refresh:
-            self.refresh()
+            self._look()
         return self.queries.list(status, kind, text, limit)
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2) -> JobInfo:
@@ -150,4 +176,5 @@ class JobManager:
         return self.queries.device_panel()
 
 
-__all__ = ["DeviceRequestError", "JobInfo", "JobManager", "JobNotFound", "JobStateError"]
+__all__ = ["DeviceRequestError", "DiskFull", "JobInfo", "JobManager", "JobNotFound", "JobStateError", "OutputBusy",
+           "StoreUnavailable"]

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from core.jobs import procs
 from core.jobs.dispatch import Dispatcher
-from core.jobs.failure import classify_exit
+from core.jobs.errors import StoreUnavailable
+from core.jobs.failure import classify_exit, mentions_disk_full
 from core.jobs.rundir import (
     ACTIVE,
     CANCELLED,
@@ -55,6 +56,8 @@ class Reconciler:
         for row in self.store.rows(ACTIVE):
             try:
                 self.reconcile(row)
+            except StoreUnavailable:
+                raise  # the list cannot be written (disk full): the caller says so once, no retry per job
             except Exception:  # one broken run folder must not stop the others from being looked after
                 log.exception("reconciling job %s failed", row["id"])
 
@@ -63,7 +66,8 @@ class Reconciler:
         if row["status"] == STARTING and not row["pid"]:
             claimer_alive = row["claimed_by"] and procs.create_time(row["claimed_by"]) is not None
             if not claimer_alive or now - (row["started_at"] or now) > STALE_CLAIM_S:
-                self.finalize(row, FAILED, "the worker was never started (the process starting it exited first)")
+                self.finalize(row, FAILED, "the worker was never started (the process starting it exited first)",
+                              cause="vanished")
             return
         if procs.is_alive(row["pid"], row["pid_ctime"]):
             if row["status"] == STOPPING:
@@ -90,10 +94,12 @@ class Reconciler:
         run_dir = Path(row["run_dir"])
         st = read_status(run_dir)
         wrote_final = st.get("status") in FINAL and int(st.get("attempt") or 0) == int(row["attempt"])
+        cause = ""
         if wrote_final:
             status, reason, detail = st["status"], st.get("reason", ""), st.get("detail", "")
+            cause = st.get("cause", "") if status == FAILED else ""
             if status == SUCCEEDED and rc not in (None, 0):
-                status, reason = FAILED, f"the worker reported success but exited with code {rc}"
+                status, reason, cause = FAILED, f"the worker reported success but exited with code {rc}", "exit_code"
         else:
             log_tail = scrub(tail_text(run_dir / LOG_FILE, 15))
             detail = log_tail
@@ -103,22 +109,23 @@ class Reconciler:
                 status, reason = STOPPED, "did not stop in time; the worker was terminated"
             elif rc == 0:
                 status, reason = SUCCEEDED, ""
-            elif rc is not None:
-                f = classify_exit(rc, log_tail)
-                status, reason, detail = FAILED, f.reason, f.detail
+            elif rc is not None or mentions_disk_full(log_tail):
+                f = classify_exit(rc if rc is not None else 1, log_tail)
+                status, reason, detail, cause = FAILED, f.reason, f.detail, f.category
             else:
-                status, reason = FAILED, (
+                status, reason, cause = FAILED, (
                     "worker disappeared: its process ended without recording an outcome "
                     "(killed from outside, or the machine restarted)"
-                )
-        self.finalize(row, status, reason, detail, exit_code=rc, write_status=not wrote_final)
+                ), "vanished"
+        self.finalize(row, status, reason, detail, exit_code=rc, write_status=not wrote_final, cause=cause)
 
     def finalize(
         self, row: dict, status: str, reason: str, detail: str = "", exit_code: int | None = None,
-        write_status: bool = True,
+        write_status: bool = True, cause: str = "",
     ) -> None:
         """Record the outcome, then clear what is left of the worker's process group."""
         progress = 1.0 if status == SUCCEEDED else self.progress_of(row)
-        self.transitions.finalize(row, status, reason, detail, exit_code, progress, write_status=write_status)
+        self.transitions.finalize(row, status, reason, detail, exit_code, progress, write_status=write_status,
+                                  cause=cause)
         procs.kill_group_remnants(row["pid"], row["pid_ctime"])
         self.dispatcher.forget(row["id"], row["attempt"])

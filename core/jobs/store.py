@@ -3,24 +3,35 @@
 WAL mode lets readers run while one process writes; every write is a short `BEGIN IMMEDIATE` transaction, which
 takes the write lock up front, so a read-then-update (the scheduler claiming a queued job) cannot interleave with
 another process doing the same. Connections are per thread (Gradio handlers run in a thread pool).
+
+SQLite's own errors never leave this class: a full disk becomes `DiskFull`, a lock held too long or an unreadable
+file `StoreUnavailable` (both UserErrors saying what to do), so callers show a message, never a traceback. On a full
+disk the list can still be read: opening an up-to-date database writes nothing, and where SQLite cannot even open
+it (WAL mode needs a shared-memory file, which takes space), reads fall back to a read-only snapshot of the file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-JSON_COLUMNS = ("request", "devices")
+from core.jobs.errors import DiskFull, StoreUnavailable
+from core.jobs.failure import FULL_BELOW, is_disk_full
+
+SCHEMA_VERSION = 2
+JSON_COLUMNS = ("request", "devices", "writes", "reads", "waits_for")
 COLUMNS = (
     "id", "name", "kind", "status", "reason", "detail", "request", "devices", "attempt", "created_at", "queued_at",
     "started_at", "ended_at", "pid", "pid_ctime", "claimed_by", "stop_mode", "stop_at", "stop_timeout", "term_at",
-    "exit_code", "progress", "step", "owner_pid", "owner_ctime", "needs_secrets", "run_dir",
+    "exit_code", "progress", "step", "owner_pid", "owner_ctime", "needs_secrets", "run_dir", "cause", "writes",
+    "reads", "waits_for",
 )
 
 _DDL = """
@@ -52,7 +63,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     owner_pid INTEGER,
     owner_ctime REAL,
     needs_secrets INTEGER NOT NULL DEFAULT 0,
-    run_dir TEXT NOT NULL
+    run_dir TEXT NOT NULL,
+    cause TEXT NOT NULL DEFAULT '',
+    writes TEXT NOT NULL DEFAULT '[]',
+    reads TEXT NOT NULL DEFAULT '[]',
+    waits_for TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, queued_at);
 """
@@ -70,17 +85,54 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=True)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.row_factory = sqlite3.Row
+                conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
-    def _init_schema(self) -> None:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
+    def _out_of_space(self, e: sqlite3.Error) -> bool:
+        """SQLITE_FULL, or an I/O error on a filesystem with (almost) nothing free: what a full disk looks like."""
+        if is_disk_full(e):
+            return True
+        code = getattr(e, "sqlite_errorcode", None)
+        if code is None or (code & 0xFF) not in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+            return False
         try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < FULL_BELOW
+
+    def _read(self, sql: str, args: tuple | list = (), conn: sqlite3.Connection | None = None) -> list[sqlite3.Row]:
+        """Rows of a query; on a disk too full to open the database normally, from a read-only snapshot."""
+        with self._guard():
+            if conn is not None:
+                return conn.execute(sql, args).fetchall()
+            try:
+                return self._connect().execute(sql, args).fetchall()
+            except sqlite3.OperationalError as e:
+                if not self._out_of_space(e) or not self.path.exists():
+                    raise
+            uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro&immutable=1"
+            snap = sqlite3.connect(uri, uri=True, timeout=self.timeout_s)
+            try:
+                snap.row_factory = sqlite3.Row
+                return snap.execute(sql, args).fetchall()
+            finally:
+                snap.close()
+
+    def _init_schema(self) -> None:
+        if self.path.exists():
+            have = {r["name"] for r in self._read("PRAGMA table_info(jobs)")}
+            if set(COLUMNS) <= have and self._read("PRAGMA user_version")[0][0] >= SCHEMA_VERSION:
+                return  # up to date: write nothing (a full disk must not keep the list from being read)
+        with self.tx() as conn:
             for stmt in _DDL.strip().split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
@@ -91,22 +143,45 @@ class Store:
                 if len(parts) >= 2 and parts[0] in COLUMNS and parts[0] not in have:
                     conn.execute(f"ALTER TABLE jobs ADD COLUMN {' '.join(parts)}")
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's operational errors as the UserErrors callers show: DiskFull, or StoreUnavailable saying why."""
+        try:
+            yield
+        except sqlite3.Error as e:
+            if not isinstance(e, sqlite3.OperationalError) and type(e) is not sqlite3.DatabaseError:
+                raise  # a programming or integrity error is a bug, not the store being out of reach
+            if self._out_of_space(e):
+                raise DiskFull("the workspace folder", f"the job list ({self.path.name})") from None
+            if "locked" in str(e).lower() or "busy" in str(e).lower():
+                raise StoreUnavailable(
+                    f"the job list ({self.path.name}) stayed locked by another process for over {self.timeout_s:.0f}s;"
+                    " try again in a moment", "the workspace folder") from None
+            raise StoreUnavailable(
+                f"the job list ({self.path.name} in the workspace folder) cannot be used: {e}", "the workspace folder"
+            ) from None
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # SQLite may have rolled back already (a failed COMMIT on a full disk does)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database's write lock from its first statement."""
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._guard():
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -147,22 +222,19 @@ class Store:
             c.execute(sql, tuple(enc.values()))
 
     def get(self, job_id: str, conn: sqlite3.Connection | None = None) -> dict | None:
-        c = conn or self._connect()
-        return self._decode(c.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (job_id,), conn)
+        return self._decode(rows[0]) if rows else None
 
     def find(self, prefix: str) -> list[str]:
         """Ids equal to or starting with `prefix` (the CLI accepts unique prefixes)."""
         pat = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        rows = self._connect().execute(
-            "SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY seq", (prefix, pat)
-        ).fetchall()
+        rows = self._read("SELECT id FROM jobs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY seq", (prefix, pat))
         return [r["id"] for r in rows]
 
     def rows(
         self, statuses: tuple[str, ...] | list[str] | None = None, conn: sqlite3.Connection | None = None,
         order: str = "seq DESC", limit: int | None = None,
     ) -> list[dict]:
-        c = conn or self._connect()
         sql, args = "SELECT * FROM jobs", []
         if statuses:
             sql += f" WHERE status IN ({', '.join('?' for _ in statuses)})"
@@ -170,7 +242,7 @@ class Store:
         sql += f" ORDER BY {order}"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        return [self._decode(r) for r in c.execute(sql, args).fetchall()]
+        return [self._decode(r) for r in self._read(sql, args, conn)]
 
     def update(
         self, job_id: str, fields: dict[str, Any], *, expect_status: tuple[str, ...] | None = None,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.jobs import procs
+from core.jobs.failure import disk_full_error
 from core.jobs.rundir import (
     ACTIVE,
     CANCELLED,
@@ -34,6 +35,18 @@ from core.jobs.store import Store
 RESUMABLE = (FAILED, STOPPED, CANCELLED)
 
 
+def write_status(run_dir: Path, fields: dict[str, Any]) -> None:
+    """status.json merged with `fields`; a full disk raised as DiskFull naming the run folder (a message, not a
+    traceback, wherever it surfaces)."""
+    try:
+        update_status(run_dir, **fields)
+    except OSError as e:
+        full = disk_full_error(e, [run_dir], run_dir.parent.parent)
+        if full is None:
+            raise
+        raise full from None
+
+
 class Transitions:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -45,23 +58,30 @@ class Transitions:
         """The one writer: the row if it is still in `expect` (and `attempt`), then status.json if that won."""
         won = self.store.update(job_id, fields, expect_status=expect, expect_attempt=attempt, conn=conn)
         if won and status is not None and run_dir is not None:
-            update_status(run_dir, **status)
+            write_status(run_dir, status)
         return won
 
     # entering the queue ---------------------------------------------------------------------------------------------
 
-    def create(self, row: dict[str, Any], steps: list[str]) -> None:
-        """A new job: status.json first (the run folder is complete before the list shows the job), then the row."""
-        update_status(Path(row["run_dir"]), id=row["id"], name=row["name"], kind=row["kind"], status=QUEUED,
-                      attempt=row["attempt"], created_at=row["created_at"], request=row["request"], devices=[],
-                      steps=steps)
-        self.store.insert(row)
+    def create(self, row: dict[str, Any], steps: list[str], conn: sqlite3.Connection | None = None) -> None:
+        """A new job: status.json first (the run folder is complete before the list shows the job), then the row
+        (inside `conn`'s transaction when given: the submitter checked what other jobs write in the same one)."""
+        write_status(Path(row["run_dir"]), dict(
+            id=row["id"], name=row["name"], kind=row["kind"], status=QUEUED, attempt=row["attempt"],
+            created_at=row["created_at"], request=row["request"], devices=[], steps=steps,
+            reason=row.get("reason", "")))
+        self.store.insert(row, conn=conn)
 
-    def requeue(self, job_id: str, run_dir: Path, attempt: int, owned: bool) -> bool:
+    def requeue(self, job_id: str, run_dir: Path, attempt: int, owned: bool, *, paths: dict[str, Any] | None = None,
+                conn: sqlite3.Connection | None = None) -> bool:
         """Resume: an ended job queued again as a new attempt in the same run folder. `owned`: this process holds
-        the inline secrets the job needs, so only it may start the job."""
+        the inline secrets the job needs, so only it may start the job. `paths`: what it writes and reads now, the
+        jobs it waits for and why (columns writes, reads, waits_for, reason)."""
+        paths = paths or {}
+        reason = paths.get("reason", "")
         fields: dict[str, Any] = {
-            "status": QUEUED, "attempt": attempt, "queued_at": time.time(), "reason": "", "detail": "", "devices": [],
+            "status": QUEUED, "attempt": attempt, "queued_at": time.time(), "reason": reason, "detail": "",
+            "devices": [], "cause": "", "waits_for": [], **paths,
             "pid": None, "pid_ctime": None, "claimed_by": None, "stop_mode": None, "stop_at": None, "term_at": None,
             "stop_timeout": None,
             "exit_code": None, "started_at": None, "ended_at": None, "progress": None,
@@ -70,21 +90,21 @@ class Transitions:
         if owned:
             me = os.getpid()
             fields.update(owner_pid=me, owner_ctime=procs.create_time(me))
-        return self._apply(job_id, fields, RESUMABLE, run_dir=run_dir,
-                           status={"status": QUEUED, "attempt": attempt, "reason": "", "detail": "", "ended_at": None,
-                                   "devices": [], "pid": None, "exit_code": None})
+        return self._apply(job_id, fields, RESUMABLE, run_dir=run_dir, conn=conn,
+                           status={"status": QUEUED, "attempt": attempt, "reason": reason, "detail": "",
+                                   "cause": "", "ended_at": None, "devices": [], "pid": None, "exit_code": None})
 
     # starting -------------------------------------------------------------------------------------------------------
 
     def claim(self, job_id: str, devices: list[str], conn: sqlite3.Connection) -> bool:
         """Queued -> starting on `devices`, inside the scheduler's transaction (so no two processes claim one job)."""
         return self._apply(job_id, {"status": STARTING, "devices": devices, "claimed_by": os.getpid(),
-                                    "started_at": time.time()}, (QUEUED,), conn=conn)
+                                    "started_at": time.time(), "reason": ""}, (QUEUED,), conn=conn)
 
     def announce_start(self, row: dict[str, Any], devices: list[str]) -> None:
         """status.json of a claimed job, written by the process about to launch its worker."""
-        update_status(Path(row["run_dir"]), status=STARTING, devices=devices, attempt=row["attempt"], reason="",
-                      detail="")
+        write_status(Path(row["run_dir"]), dict(status=STARTING, devices=devices, attempt=row["attempt"], reason="",
+                                                detail=""))
 
     def running(self, job_id: str, attempt: int, pid: int, ctime: float | None) -> bool:
         """Starting -> running with the worker's pid (the worker registers itself too; whoever is first)."""
@@ -117,16 +137,16 @@ class Transitions:
                            (QUEUED, STARTING), attempt=row["attempt"], run_dir=Path(row["run_dir"]),
                            status={"status": CANCELLED, "reason": reason, "ended_at": now})
 
-    def fail_queued(self, row: dict[str, Any], reason: str, conn: sqlite3.Connection) -> bool:
+    def fail_queued(self, row: dict[str, Any], reason: str, conn: sqlite3.Connection, cause: str = "") -> bool:
         """A queued job that can never start (inside the scheduler's transaction)."""
         now = time.time()
-        return self._apply(row["id"], {"status": FAILED, "reason": reason, "ended_at": now}, (QUEUED,),
-                           run_dir=Path(row["run_dir"]), status={"status": FAILED, "reason": reason, "ended_at": now},
-                           conn=conn)
+        return self._apply(row["id"], {"status": FAILED, "reason": reason, "ended_at": now, "cause": cause},
+                           (QUEUED,), run_dir=Path(row["run_dir"]),
+                           status={"status": FAILED, "reason": reason, "ended_at": now, "cause": cause}, conn=conn)
 
     def finalize(
         self, row: dict[str, Any], status: str, reason: str, detail: str, exit_code: int | None,
-        progress: float | None, write_status: bool = True,
+        progress: float | None, write_status: bool = True, cause: str = "",
     ) -> bool:
         """An active job's outcome. `write_status=False` when the worker already recorded it in status.json (its
         end time is kept)."""
@@ -137,10 +157,10 @@ class Transitions:
         return self._apply(
             row["id"],
             {"status": status, "reason": reason, "detail": detail, "ended_at": ended, "exit_code": exit_code,
-             "progress": progress, "step": st.get("step") or row["step"]},
+             "progress": progress, "step": st.get("step") or row["step"], "cause": cause},
             ACTIVE, attempt=row["attempt"], run_dir=run_dir,
-            status={"status": status, "reason": reason, "detail": detail, "ended_at": ended, "exit_code": exit_code}
-            if write_status else None,
+            status={"status": status, "reason": reason, "detail": detail, "ended_at": ended, "exit_code": exit_code,
+                    "cause": cause} if write_status else None,
         )
 
     def worker_finished(self, job_id: str, attempt: int, fields: dict[str, Any]) -> bool:

@@ -7,11 +7,16 @@ started, records the outcome in the job list, and starts whatever queued jobs ca
 
 `--rank [--step NAME]` is the mode used by `accelerate launch` for multi-GPU training: run only the entry
 (of pipeline step NAME), and leave the bookkeeping to the supervising worker.
+
+A full disk must not leave a job "running" forever: the worker holds a small reserve file in its run folder from the
+start and deletes it before writing its outcome, so the outcome ("disk full: no space left in <folder>") still fits
+after the job's own writes filled the disk. Log lines that no longer fit are dropped instead of failing the job.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -26,6 +31,7 @@ import yaml
 from core.config.errors import ConfigError
 from core.jobs import procs
 from core.jobs.context import JobContext
+from core.jobs.errors import StoreUnavailable
 from core.jobs.failure import classify_exception
 from core.jobs.launch import DistributedFailed, EntryUnavailable, resolve_entry, run_entry
 from core.jobs.progress import compute
@@ -51,6 +57,8 @@ from core.workspace import Workspace
 
 EXIT_CODES = {SUCCEEDED: 0, FAILED: 1, STOPPED: 3, CANCELLED: 4}
 EXIT_BAD_CONFIG = 2
+RESERVE_FILE = ".space-reserve"
+RESERVE_BYTES = 1 << 20  # room for status.json, the job list's update and the last log lines on a full disk
 
 
 class Terminated(BaseException):
@@ -70,12 +78,21 @@ class _ScrubbingStream:
         self._known = known
 
     def write(self, s: str) -> int:
-        self._stream.write(scrub(s, self._known))
+        try:
+            self._stream.write(scrub(s, self._known))
+        except OSError:  # a full disk: the log loses this line, the job goes on (its own writes will say why)
+            pass
         return len(s)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -103,6 +120,32 @@ class _Signals:
         self.armed = False
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
+
+
+class SpaceReserve:
+    """A file of RESERVE_BYTES held while the job runs, deleted before the outcome is written: on a disk the job
+    filled, that is the room the outcome needs."""
+
+    def __init__(self, path: Path, size: int = RESERVE_BYTES):
+        self.path = path
+        self.size = size
+
+    def take(self) -> None:
+        """Allocate the reserve; OSError (ENOSPC) when the disk is already full: the job fails before it starts."""
+        with open(self.path, "wb") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, self.size)
+            except (AttributeError, OSError) as e:
+                if isinstance(e, OSError) and e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+                f.write(b"\0" * self.size)  # a filesystem without fallocate: real blocks all the same
+            f.flush()
+
+    def release(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_job_config(run_dir: Path) -> Any:
@@ -134,13 +177,16 @@ def supervise(run_dir: Path) -> int:
     if manager is not None and not _register(manager, job_id, attempt):
         return EXIT_CODES[CANCELLED]  # cancelled between being claimed and starting: do nothing
     started = time.time()
-    update_status(run_dir, status=RUNNING, pid=os.getpid(), started_at=started, attempt=attempt, devices=devices,
-                  step=None, reason="", detail="")
-    print(f"[worker] job {job_id} attempt {attempt} on {', '.join(devices)} (pid {os.getpid()})", flush=True)
+    reserve = SpaceReserve(run_dir / RESERVE_FILE)
 
-    outcome, reason, detail = SUCCEEDED, "", ""
+    outcome, reason, detail, cause = SUCCEEDED, "", "", ""
     exit_code: int | None = None
+    config: Any = None
     try:
+        reserve.take()
+        update_status(run_dir, status=RUNNING, pid=os.getpid(), started_at=started, attempt=attempt,
+                      devices=devices, step=None, reason="", detail="", cause="")
+        print(f"[worker] job {job_id} attempt {attempt} on {', '.join(devices)} (pid {os.getpid()})", flush=True)
         config = load_job_config(run_dir)
         ctx = JobContext(job_id=job_id, run_dir=run_dir, workspace=workspace, attempt=attempt, devices=devices)
         sigs.armed = True
@@ -162,19 +208,27 @@ def supervise(run_dir: Path) -> int:
         else:
             outcome, reason = FAILED, f"terminated by {t}"
     except EntryUnavailable as e:
-        outcome, reason = FAILED, str(e)
+        outcome, reason, cause = FAILED, str(e), "unavailable"
     except DistributedFailed as e:
         outcome, reason, detail = FAILED, str(e), scrub(tail_text(run_dir / LOG_FILE, 20), known)
+        cause = "exit_code"
     except BaseException as e:  # noqa: BLE001 - every way an entry can end must be recorded
         if isinstance(e, (SystemExit, KeyboardInterrupt)) and has_flag(run_dir, "cancel"):
             outcome, reason = CANCELLED, "cancelled"
         else:
-            f = classify_exception(e, known)
-            outcome, reason, detail = FAILED, f.reason, f.detail
+            f = classify_exception(e, known, places=_places(config, workspace, run_dir),
+                                   workspace_root=workspace.root)
+            outcome, reason, detail, cause = FAILED, f.reason, f.detail, f.category
             if isinstance(e, ConfigError):
                 exit_code = EXIT_BAD_CONFIG
-            traceback.print_exc()
+            if f.category == "exception":
+                traceback.print_exc()  # a bug: its traceback belongs in the log
+            else:
+                print(f"[worker] {f.reason}", flush=True)  # a cause a person fixes: named, no traceback
+    if outcome == FAILED and not cause and reason.startswith("terminated by"):
+        cause = "terminated"
     sigs.quiet()
+    reserve.release()  # the room the outcome needs on a disk the job filled
     if exit_code is None:
         exit_code = EXIT_CODES[outcome]
 
@@ -188,19 +242,46 @@ def supervise(run_dir: Path) -> int:
     except Exception:
         progress = None
     ended = time.time()
-    update_status(run_dir, status=outcome, reason=reason, detail=detail, ended_at=ended, exit_code=exit_code)
-    print(f"[worker] job {job_id} {outcome}" + (f": {reason}" if reason else ""), flush=True)
+    try:
+        update_status(run_dir, status=outcome, reason=reason, detail=detail, ended_at=ended, exit_code=exit_code,
+                      cause=cause)
+    except OSError as e:  # still no room: the job list below (or whoever looks next) records the outcome
+        print(f"[worker] could not write status.json: {e}", flush=True)
+    print(_line_start(run_dir) + f"[worker] job {job_id} {outcome}" + (f": {reason}" if reason else ""), flush=True)
     if manager is not None:
         try:
             manager.finish_from_worker(job_id, attempt, {
                 "status": outcome, "reason": reason, "detail": detail, "ended_at": ended, "exit_code": exit_code,
-                "progress": progress, "step": step, "pid": os.getpid(), "started_at": started,
+                "progress": progress, "step": step, "pid": os.getpid(), "started_at": started, "cause": cause,
             })
             manager.refresh()  # start the queued jobs that can use the devices this job held
+        except StoreUnavailable as e:
+            print(f"[worker] could not record the outcome in the job list: {e}", flush=True)
         except Exception:
             logging.getLogger("job").exception("could not record the outcome in the job list")
     sys.stdout.flush()
     return exit_code
+
+
+def _line_start(run_dir: Path) -> str:
+    """A newline when the log ends mid-line (a line cut by a full disk), so the outcome starts a line of its own."""
+    try:
+        with open(run_dir / LOG_FILE, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return "" if f.read(1) == b"\n" else "\n"
+    except OSError:
+        return ""
+
+
+def _places(config: Any, workspace: Workspace, run_dir: Path) -> list[Any]:
+    """Where the job writes (its outputs, its run folder): where to look for the full disk a write failed on."""
+    from core.jobs.outputs import writes
+
+    try:
+        outs = writes(config, workspace) if config is not None else []
+    except Exception:  # naming the folder is a courtesy; it must never hide the failure itself
+        outs = []
+    return [*outs, run_dir, workspace.root]
 
 
 def _manager(workspace: Workspace) -> Any:
@@ -217,8 +298,11 @@ def _manager(workspace: Workspace) -> Any:
 def _register(manager: Any, job_id: str, attempt: int) -> bool:
     """Mark our row running with our pid (the launcher does it too; whoever is first). False if cancelled."""
     me = os.getpid()
-    manager.store.update(job_id, {"status": RUNNING, "pid": me, "pid_ctime": procs.create_time(me)},
-                         expect_status=(STARTING,), expect_attempt=attempt)
+    try:
+        manager.store.update(job_id, {"status": RUNNING, "pid": me, "pid_ctime": procs.create_time(me)},
+                             expect_status=(STARTING,), expect_attempt=attempt)
+    except StoreUnavailable:
+        pass  # the launcher marks us running too; a full disk fails the job below, by name
     row = manager.store.get(job_id)
     return bool(row and row["status"] in ACTIVE and row["attempt"] == attempt)
 
