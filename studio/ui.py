@@ -92,7 +92,7 @@ class UIContext:
 
         words = {s: self.t(f"jobs.status_{s}") for s in ALL_STATES}
         return {**words, "eta": self.t("jobs.col_eta"), "step": self.t("jobs.word_step"),
-                "queued_at": self.t("jobs.queued_at")}
+                "queued_at": self.t("jobs.queued_at"), "attempt": self.t("jobs.attempt")}
 
     def jobs(self) -> Any:
         """The studio's one JobManager, shared by every tab (created on first use; re-attaches to live jobs)."""
@@ -115,3 +115,5 @@ class UIContext:
 
 def elem_id(key: str) -> str:
     return key.replace(".", "-").replace("_", "-")
+        from core.jobs.summary import WORD_KEYS
+        words.update({k: self.t(f"jobs.word_{k}") for k in WORD_KEYS})

@@ -18,7 +18,7 @@ import yaml
 from core.config.io import parse_config
 from core.config.selftest import SelftestJob
 from core.devices import Device
-from core.jobs import procs
+from core.jobs import procs, summary
 from core.jobs.manager import JobManager, JobStateError
 
 FAKE2 = [Device(0, "FakeGPU", 24000), Device(1, "FakeGPU", 24000)]
@@ -293,6 +293,8 @@ def test_pipeline_shows_its_step_and_resume_skips_finished_steps(managers):
                what="the second step")
     info = m.get(job_id)
     assert info.steps == ["infer", "train"] and 0.5 < info.progress < 1.0
+    assert info.step_kinds == ["selftest", "selftest"]  # a tab lists the pipelines with a step of its kinds
+    assert "stage 2 of 2 · train · " in summary.progress_text(info) and "/400 steps" in summary.progress_text(info)
     infer_state = Path(info.run_dir) / "output" / "infer" / "state.json"
     before = infer_state.stat().st_mtime_ns
     assert m.stop(job_id, wait=30).status == "stopped"

@@ -215,7 +215,7 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
         for st in states.values():
             if st.waiting == 0:
                 settle(st)
-        ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, calls=0, rows_per_s=0.0, tokens=0)
+        ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, calls=0, rows_per_s=0.0, tokens=0)
         if units:
             backend = make_judge(config.judge, ws, devices=ctx.devices, log_dir=ctx.run_dir)
             judge_name = getattr(backend, "name", "") or config.judge.model
@@ -244,13 +244,13 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
                     if now - last >= 0.5:
                         last = now
                         ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, calls=calls, tokens=ptok + ctok,
-                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3))
+                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3), unit="rows")
             finally:
                 close = getattr(backend, "close", None)
                 if close:
                     close()
     stopped = n_ok + n_bad < total
-    ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, calls=calls, tokens=ptok + ctok,
+    ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, calls=calls, tokens=ptok + ctok,
                  rows_per_s=round((n_ok + n_bad - len(done)) / max(time.time() - t0, 1e-6), 3))
     if target.dataset:
         write_meta(ws, target.dataset, rows=n_ok, rejected=n_bad, growing=False, stopped=stopped)

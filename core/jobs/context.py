@@ -19,6 +19,8 @@ from typing import Any
 from core.workspace import Workspace
 
 STOP_FLAG = "stop.request"
+PROGRESS_LOG_S = 15.0  # a progress line in the job's log at most this often (and at a stage's last step)
+RECENT_LINES = 400  # metrics lines of the current stage kept in memory to measure the rate for those log lines
 
 
 @dataclass
@@ -31,6 +33,8 @@ class JobContext:
     step_name: str | None = None  # inside a pipeline: the step's name
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("job"))
     is_main: bool = True  # False in the extra ranks of a multi-GPU launch: only rank 0 writes metrics
+    _recent: list[dict] = field(default_factory=list, init=False, repr=False)
+    _logged: tuple[float, Any] = field(default=(0.0, None), init=False, repr=False)  # (time, step) of the last line
 
     @property
     def output_dir(self) -> Path:
@@ -53,7 +57,8 @@ class JobContext:
         return (self.run_dir / STOP_FLAG).exists()
 
     def progress(self, step: int, total: int | None = None, **scalars: Any) -> None:
-        """Append one metrics line: the manager derives progress %, ETA and plots from these."""
+        """Append one metrics line: the manager derives progress %, rate, ETA and plots from these. `unit="rows"`
+        says what `step` counts (default: steps)."""
         if not self.is_main:
             return
         rec: dict[str, Any] = {"time": time.time(), "step": step, "total": total}
@@ -74,6 +79,26 @@ class JobContext:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+        self._log_progress(rec)
+
+    def _log_progress(self, rec: dict[str, Any]) -> None:
+        """Every PROGRESS_LOG_S, and when a stage reaches its total, a line in the log saying how far it got and how
+        fast (the same words and maths as the studio's status line)."""
+        from core.jobs.progress import compute
+        from core.jobs.summary import log_line
+
+        if self._recent and self._recent[-1].get("stage") != rec.get("stage"):
+            self._recent.clear()
+        self._recent.append(rec)
+        del self._recent[:-RECENT_LINES]
+        now, step, total = rec["time"], rec["step"], rec["total"]
+        final = bool(total) and step >= total and step != self._logged[1]
+        if now - self._logged[0] < PROGRESS_LOG_S and not final:
+            return
+        self._logged = (now, step)
+        line = log_line(compute(self._recent, now=now))
+        if line:
+            self.log.info(line)
 
     def event(self, message: str, **fields: Any) -> None:
         """A human-readable line in the log plus a structured note in metrics (kind=event)."""

@@ -1,9 +1,10 @@
 """Pipelines: steps run in order inside one worker; a step starts only if the one before succeeded.
 
 Each step runs with `ctx.step_name` set (its output goes to `output/<step>/`, its metrics carry `stage`), and
-the running step is shown in status.json. Finished steps are recorded in `pipeline.json`; a resumed attempt skips
-them and continues with the first unfinished step. All steps share the pipeline's devices (a step's own `gpus`
-is not used); a training step given several GPUs is launched across them.
+the running step is shown in status.json (with every step's name and kind: the Training tab lists the pipelines that
+train). Finished steps are recorded in `pipeline.json`; a resumed attempt skips them and continues with the first
+unfinished step. All steps share the pipeline's devices (a step's own `gpus` is not used); a training step given
+several GPUs is launched across them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ def run(config: PipelineJob, ctx: JobContext) -> None:
     done: list[str] = list(read_json(record).get("done", [])) if ctx.resumed else []
     names = [s.name for s in config.steps]
     write_json_atomic(record, {"steps": names, "done": done})
-    update_status(ctx.run_dir, steps=names)
+    update_status(ctx.run_dir, steps=names, step_kinds=[s.job.kind for s in config.steps])
     for i, step in enumerate(config.steps):
         if step.name in done:
             ctx.event(f"step {step.name!r} succeeded in an earlier attempt: skipped", skipped=step.name)

@@ -52,6 +52,10 @@ class JobInfo:
     total: int | None = None  # ... out of this many
     step: str | None = None  # the pipeline step running (or last run)
     steps: list[str] = field(default_factory=list)  # a pipeline's step names
+    step_kinds: list[str] = field(default_factory=list)  # ... and their job kinds (once the pipeline started)
+    unit: str = "steps"  # what done/total count (rows, steps, ...)
+    rate: float | None = None  # units per second over the recent window (core.jobs.progress)
+    pipeline_eta_s: float | None = None  # the whole pipeline's remaining time (eta_s is the current step's)
     queue_position: int | None = None
     run_dir: str = ""
     pid: int | None = None
@@ -157,11 +161,13 @@ class JobQueries:
             st = read_status(Path(row["run_dir"]))
             info.steps = list(st.get("steps") or [])
             if row["status"] in ACTIVE:
+            info.step_kinds = list(st.get("step_kinds") or [])
                 info.step = st.get("step") or info.step
         if row["status"] in ACTIVE:
             p = compute(self.metrics(row["id"]), stages=info.steps or None, now=time.time())
             info.progress, info.eta_s, info.done, info.total = p.fraction, p.eta_s, p.step, p.total
             if p.stage and not info.step:
+            info.unit, info.rate, info.pipeline_eta_s = p.unit, p.rate, p.pipeline_eta_s
                 info.step = p.stage
         elif row["status"] == QUEUED:
             info.progress = None

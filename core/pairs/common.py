@@ -229,7 +229,8 @@ class Sink:
         self._last = now
         written = (self._out.count if self._out else 0) + (self._rej.count if self._rej else 0)
         self.ctx.progress(self.n_ok + self.n_bad, self.total, ok=self.n_ok, rejected=self.n_bad, calls=self.calls,
-                          tokens=self.tokens, rows_per_s=round(written / max(now - self.t0, 1e-6), 3), **extra)
+                          tokens=self.tokens, rows_per_s=round(written / max(now - self.t0, 1e-6), 3), unit="rows",
+                          **extra)
 
 
 def open_dataset(ws: Workspace, config: Any, target: OutputTarget, ctx: JobContext, what: str) -> None:

@@ -158,7 +158,7 @@ def run(config: SynthJob, ctx: JobContext) -> None:
             if r["id"] not in done:
                 rej.write(r)
                 n_bad += 1
-        ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, rows_per_s=0.0, tokens=0)
+        ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, rows_per_s=0.0, tokens=0)
         if pending:
             backend = make_teacher(config.teacher, ws, devices=ctx.devices, log_dir=ctx.run_dir)
             params.teacher = getattr(backend, "name", "") or config.teacher.model
@@ -179,7 +179,7 @@ def run(config: SynthJob, ctx: JobContext) -> None:
                     now = time.time()
                     if now - last_report >= 0.5:
                         last_report = now
-                        ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, tokens=ptok + ctok,
+                        ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, tokens=ptok + ctok,
                                      prompt_tokens=ptok, completion_tokens=ctok,
                                      rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3))
             finally:
@@ -188,7 +188,7 @@ def run(config: SynthJob, ctx: JobContext) -> None:
                     close()
             stopped = ctx.should_stop() and n_ok + n_bad < total
     elapsed = max(time.time() - t0, 1e-6)
-    ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, tokens=ptok + ctok, prompt_tokens=ptok,
+    ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, tokens=ptok + ctok, prompt_tokens=ptok,
                  completion_tokens=ctok, rows_per_s=round((n_ok + n_bad - len(done)) / elapsed, 3))
     _finish(ws, config, target, n_ok, n_bad, ctx, stopped, {u.id: i for i, u in enumerate(units)})
 

@@ -108,7 +108,7 @@ def run(config: CaptureJob, ctx: JobContext) -> None:
         if done:
             ctx.event(f"resuming: {done} of {total} rows already in cache '{name}'")
         if not todo:
-            ctx.progress(total, total, rows=total)
+            ctx.progress(total, total, unit="rows", rows=total)
             return
         backend = open_backend(config.teacher, ctx)
         if template and hasattr(backend, "tokenizer"):
@@ -116,7 +116,7 @@ def run(config: CaptureJob, ctx: JobContext) -> None:
         batch = max(1, config.teacher.batch_size)
         unaligned = positions = 0
         first_error = ""
-        ctx.progress(done, total, rows=done)
+        ctx.progress(done, total, unit="rows", rows=done)
         try:
             for s in range(0, len(todo), batch):
                 if ctx.should_stop():
@@ -151,7 +151,7 @@ def run(config: CaptureJob, ctx: JobContext) -> None:
                 done += len(chunk)
                 if positions == 0 and first_error and writer.meta.rows == 0:
                     raise CaptureError(f"the teacher could not score any row: {first_error}")
-                ctx.progress(done, total, rows=done, positions=positions, unaligned=unaligned)
+                ctx.progress(done, total, unit="rows", rows=done, positions=positions, unaligned=unaligned)
         finally:
             close = getattr(backend, "close", None)
             if close:
