@@ -194,3 +194,18 @@ def test_data_tab_import_message_lists_unused_columns(workspace, tmp_path):
         "Columns the format does not use, kept on each row as extra fields (not in prompts or answers): "
         "text → src_text (1 row(s)), topic (1 row(s))")
     assert "topic（1 行）" in _import_message(UIContext(workspace, lang="zh"), res)
+
+
+def test_web_messages_name_paths_relative_to_the_workspace(workspace):
+    """(Issue 16) the CLI names a file as given; a visitor reads it relative to the workspace, never the server's
+    absolute path."""
+    from studio.ui import UIContext
+
+    src = workspace.datasets / "uploads" / "u16.json"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(json.dumps(LAST_HAS_INPUT).encode("utf-16"))
+    with pytest.raises(DataError) as ei:
+        detect_file(src)
+    assert str(workspace.root) in str(ei.value)  # the CLI names the file as it was given
+    shown = UIContext(workspace).error_text(ei.value)
+    assert shown.startswith("datasets/uploads/u16.json: not UTF-8 text") and str(workspace.root) not in shown
