@@ -89,8 +89,10 @@ class UIContext:
     def job_words(self) -> dict[str, str]:
         """The words `core.jobs.summary` renders a job's status with, in the page's language (states, ETA, step)."""
         from core.jobs.rundir import ALL_STATES
+        from core.jobs.summary import WORD_KEYS
 
         words = {s: self.t(f"jobs.status_{s}") for s in ALL_STATES}
+        words.update({k: self.t(f"jobs.word_{k}") for k in WORD_KEYS})
         return {**words, "eta": self.t("jobs.col_eta"), "step": self.t("jobs.word_step"),
                 "queued_at": self.t("jobs.queued_at"), "attempt": self.t("jobs.attempt")}
 
@@ -115,5 +117,3 @@ class UIContext:
 
 def elem_id(key: str) -> str:
     return key.replace(".", "-").replace("_", "-")
-        from core.jobs.summary import WORD_KEYS
-        words.update({k: self.t(f"jobs.word_{k}") for k in WORD_KEYS})

@@ -160,14 +160,14 @@ class JobQueries:
         if row["kind"] == "pipeline" or row["status"] in ACTIVE:
             st = read_status(Path(row["run_dir"]))
             info.steps = list(st.get("steps") or [])
-            if row["status"] in ACTIVE:
             info.step_kinds = list(st.get("step_kinds") or [])
+            if row["status"] in ACTIVE:
                 info.step = st.get("step") or info.step
         if row["status"] in ACTIVE:
             p = compute(self.metrics(row["id"]), stages=info.steps or None, now=time.time())
             info.progress, info.eta_s, info.done, info.total = p.fraction, p.eta_s, p.step, p.total
-            if p.stage and not info.step:
             info.unit, info.rate, info.pipeline_eta_s = p.unit, p.rate, p.pipeline_eta_s
+            if p.stage and not info.step:
                 info.step = p.stage
         elif row["status"] == QUEUED:
             info.progress = None
