@@ -66,7 +66,7 @@ def _lf_folder(tmp_path):
          "history": [["Translate to French.", "Bonjour"]]},
         {"instruction": "", "input": "Only the input", "output": "ok"},
     ])
-    write_records(d / "qa.jsonl", [{"q": "Capital of Italy?", "a": "Rome", "input": "ignored by the entry"},
+    write_records(d / "qa.jsonl", [{"id": "it", "q": "Capital of Italy?", "a": "Rome", "input": "ignored by the entry"},
                                    {"q": "2+2?", "a": "4"}])
     write_records(d / "pairs.json", [{"instruction": "Best pet?", "input": "one word", "chosen": "Cat",
                                       "rejected": "idk"}])
@@ -133,7 +133,7 @@ def test_llamafactory_alpaca_entries(workspace, tmp_path):
     res = import_llamafactory(workspace, d, "qa")
     rows = _rows(res)
     assert [(r["instruction"], r["output"]) for r in rows] == [("Capital of Italy?", "Rome"), ("2+2?", "4")]
-    assert "input" not in rows[0] and rows[0]["src_input"] == "ignored by the entry"
+    assert "input" not in rows[0] and rows[0]["src_input"] == "ignored by the entry" and rows[0]["id"] == "it"
     assert res.unused == {"input": 1} and "input as src_input (1 row)" in res.summary()
 
     res = import_llamafactory(workspace, d, "pairs")

@@ -177,7 +177,7 @@ def lf_rows(record: Any, entry: LFEntry) -> list[dict]:
     if not isinstance(record, dict):
         raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}")
     row = _alpaca(record, entry) if entry.formatting == "alpaca" else _conversation(record, entry)
-    extras = {k: v for k, v in record.items() if k not in entry.used()}
+    extras = {k: v for k, v in record.items() if k not in entry.used() or k == "id"}  # a source id stays the id
     from core.data.formats import _extras
 
     row.update({k: v for k, v in _extras(extras, set()).items() if k not in row})
