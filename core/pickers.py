@@ -60,10 +60,12 @@ def cache_choices(ws: Workspace) -> list[str]:
     return sorted(p.name for p in ws.cache.iterdir() if (p / "meta.json").is_file())
 
 
-def job_choices(jobs: Any, kinds: tuple[str, ...] | None = None, limit: int = 50) -> list[tuple[str, str]]:
-    """(label, id) of past jobs of `kinds`, newest first, for a tab's job picker."""
+def job_choices(jobs: Any, kinds: tuple[str, ...] | None = None, limit: int = 50,
+                pipelines: bool = False) -> list[tuple[str, str]]:
+    """(label, id) of past jobs of `kinds`, newest first, for a tab's job picker; with `pipelines`, also the pipelines
+    with a step of those kinds (the Start tab's ② Train)."""
     out = []
     for j in jobs.list(limit=200, refresh=False):
-        if kinds is None or j.kind in kinds:
+        if kinds is None or j.kind in kinds or (pipelines and set(kinds) & set(getattr(j, "step_kinds", ()))):
             out.append((f"{j.name} · {j.id}", j.id))
     return out[:limit]

@@ -1,9 +1,11 @@
 """The Jobs tab: every job of the workspace (table with filters), the selected job's live progress, log tail,
 metric curves and config, the Stop / Cancel / Resume / Clone / Delete actions, and which job holds which device.
 
-A `gr.Timer` polls core.jobs (which also advances the queue); closing the browser changes nothing for the jobs.
-Unchanged parts are skipped on each tick so a quiet tab costs one small query. Handlers are thin calls into
-core.jobs.JobManager, shared through `ui.services["jobs"]`; every job's words come from core.jobs.summary.
+A `gr.Timer` polls core.jobs (which also advances the queue) while any job is queued or running, and sleeps otherwise
+(woken by a tab switch or an action here: studio.job_panel.live_timer); closing the browser changes nothing for the
+jobs. Unchanged parts are skipped on each tick so a quiet tab costs one small query. Until a row is clicked (or a job
+acted on), the detail follows the newest job that runs, moving on when the one it shows has ended. Handlers are thin
+calls into core.jobs.JobManager, shared through `ui.services["jobs"]`; every job's words come from core.jobs.summary.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import gradio as gr
 
 from core.errors import UserError
 from core.jobs import summary
+from studio.job_panel import follow, live_timer, running
 from studio.ui import UIContext
 
 TICK_S = 1.5
@@ -52,20 +55,42 @@ def progress_html(info: Any | None, words: Mapping[str, str] | None = None) -> s
 
 
 def detail_md(info: Any | None, t: Callable[..., str], words: Mapping[str, str] | None = None) -> str:
-    """The selected job: id, kind and its progress words, then what only this view shows (queue, failure, folder)."""
+    """The selected job: id, kind and its progress words, then what only this view shows (queue, failure, folder).
+    A failed job reads cause and fix first (core.jobs.failure), its own message next, the traceback folded below."""
     if info is None:
         return t("jobs.none_selected")
     attempt = f" · {t('jobs.attempt', n=info.attempt)}" if info.attempt > 1 else ""
     lines = [f"### {html.escape(info.name)}",
              f"`{info.id}` · {info.kind} · **{html.escape(summary.progress_text(info, words))}**{attempt}"]
-    if info.reason:
+    lines += failure_lines(info, t)
+    if info.reason and info.status != "failed":
         lines.append(f"**{t('jobs.reason')}:** {html.escape(info.reason)}")
     if summary.queue_note(info, words):
         lines.append(summary.queue_note(info, words))
-    if info.detail and info.status == "failed":
-        lines.append("```\n" + info.detail[-3000:] + "\n```")
     lines.append(f"{t('jobs.run_folder')}: `{info.run_dir}`")
     return "\n\n".join(lines)
+
+
+def failure_lines(info: Any, t: Callable[..., str]) -> list[str]:
+    """A failed job's cause and fix in the reader's words (`jobs.cause_<name>`, `jobs.fix_<name>`; core's English
+    where a cause has no text yet), the job's own message, then the traceback in a folded <details>."""
+    from core.jobs.failure import cause_of
+    from studio.i18n import has
+
+    cause = cause_of(info)
+    if cause is None:
+        return []
+    said = {k: t(f"jobs.{k}_{cause.name}") if has(f"jobs.{k}_{cause.name}") else getattr(cause, k)
+            for k in ("cause", "fix")}
+    lines = [f"**{t('jobs.failure_cause')}:** {html.escape(said['cause'])}",
+             f"**{t('jobs.failure_fix')}:** {html.escape(said['fix'])}"]
+    if info.reason:
+        lines.append(f"**{t('jobs.reason')}:** {html.escape(info.reason)}")
+    if info.detail:
+        body = html.escape(info.detail[-3000:])
+        lines.append(f'<details class="eds-job-traceback"><summary>{t("jobs.failure_details")}</summary>\n\n'
+                     f"<pre>{body}</pre>\n\n</details>")
+    return lines
 
 
 def device_rows(panel: list[dict], names: dict[str, str], t) -> list[list[str]]:
@@ -113,17 +138,20 @@ class _View:
     def tick_inputs(self) -> list[Any]:
         return [self.selected, self.status_f, self.kind_f, self.search, self.sig]
 
+    timer: Any = None
+
     @property
     def tick_outputs(self) -> list[Any]:
-        return [self.table, self.devices, self.detail, self.progress, self.log_box, self.plot, self.sig, self.selected]
+        return [self.table, self.devices, self.detail, self.progress, self.log_box, self.plot, self.sig, self.selected,
+                self.timer]
 
 
 def build(ui: UIContext) -> None:
     ui.jobs()  # at studio start: re-attach to jobs still running, mark vanished ones failed
     v = _layout(ui)
     tick = _poller(ui)
-    timer = gr.Timer(TICK_S)
-    timer.tick(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    v.timer = live_timer(ui, TICK_S)
+    v.timer.tick(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
     for comp in (v.status_f, v.kind_f):
         comp.change(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
     v.search.submit(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
@@ -131,15 +159,20 @@ def build(ui: UIContext) -> None:
     def pick(evt: gr.SelectData, seen: dict):
         row = evt.row_value or []
         job_id = str(row[0]) if row else None
-        seen = {k: val for k, val in (seen or {}).items() if k in ("table", "devices")}
+        seen = {**{k: val for k, val in (seen or {}).items() if k in ("table", "devices")}, "pinned": True}
         return job_id, seen, ui.jobs().config_text(job_id) if job_id else "", "", None
 
     v.table.select(pick, [v.sig], [v.selected, v.sig, v.config, v.message, v.armed_delete],
                    show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
     act_outputs = [v.message, v.armed_delete, v.config, v.selected]
+
+    def pin_and_tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
+        """After an action the detail stays on the job acted on (a stopped job is resumed next, not replaced)."""
+        return tick(job_id, status, kind, text, {**(seen or {}), "pinned": True})
+
     for action, button in v.buttons.items():
         button.click(_action(ui, action), [v.selected, v.armed_delete], act_outputs, show_progress="hidden").then(
-            tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+            pin_and_tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
 
     def run_selftest(steps: float | None):
         from core.config.selftest import SelftestJob
@@ -195,22 +228,20 @@ def _layout(ui: UIContext) -> _View:
 
 
 def _poller(ui: UIContext) -> Callable[..., tuple]:
-    """The timer's handler: table, devices, and the selected job's detail, progress, log and curves (what changed)."""
+    """The timer's handler: table, devices, and the selected job's detail, progress, log and curves (what changed),
+    and whether to keep polling (while any job is queued or running)."""
     t = ui.t
-    words = ui.job_words()
 
     def tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
         m = ui.jobs()
+        words = ui.job_words()
         seen = dict(seen or {})
         infos = m.list(status=None if status == "all" else status, kind=kind or None, text=text or None,
                        limit=TABLE_LIMIT)
         everything = infos if (status == "all" and not kind and not text) else m.list(refresh=False)
-        if job_id is None:  # follow the newest running job until the user picks one
-            active = [i for i in everything if not i.finished]
-            job_id = active[0].id if active else None
+        job_id = follow(job_id, bool(seen.get("pinned")), everything)
         info = next((i for i in everything if i.id == job_id), None)
-        if info is None and job_id is not None:
-            job_id = None
+        awake = gr.Timer(active=any(running(i) for i in everything))
         rows = table_rows(infos, words)
         dev_rows = device_rows(m.device_panel(), {i.id: i.name for i in everything}, t)
         out_table = _changed(seen, "table", rows, lambda: gr.update(value=rows))
@@ -219,7 +250,7 @@ def _poller(ui: UIContext) -> Callable[..., tuple]:
             changed = seen.get("job") is not None
             seen["job"] = None
             blank = (t("jobs.none_selected"), "", "", None) if changed else (gr.skip(),) * 4
-            return (out_table, out_dev, *blank, seen, job_id)
+            return (out_table, out_dev, *blank, seen, job_id, awake)
         if seen.get("job") != job_id:
             for k in ("log", "metrics"):
                 seen.pop(k, None)
@@ -229,7 +260,7 @@ def _poller(ui: UIContext) -> Callable[..., tuple]:
         records = m.metrics(job_id)
         out_plot = _changed(seen, "metrics", (job_id, len(records)), lambda: _figure(records, info))
         return (out_table, out_dev, detail_md(info, t, words), progress_html(info, words), out_log, out_plot, seen,
-                job_id)
+                job_id, awake)
 
     return tick
 

@@ -17,6 +17,7 @@ from core.devices import discover_gpus
 from core.errors import UserError
 from core.jobs import summary
 from core.presets import check_machine, find_preset, list_presets
+from studio.job_panel import live_timer
 from studio.ui import UIContext
 
 STAGES = ("synth", "train", "compare")
@@ -123,7 +124,7 @@ def _guided_layout(ui: UIContext) -> _Guided:
     message = gr.Markdown(elem_id="eds-start-message")
     lines = {s: gr.Markdown(elem_id=f"eds-start-{s}-status") for s in STAGES}
     return _Guided(teacher, student, dataset, demo_pair, demo_data, refresh, buttons, message, lines, gr.State({}),
-                   gr.Timer(2.0, active=False))
+                   live_timer(ui, 2.0))
 
 
 def _wire_lists(ui: UIContext, g: _Guided) -> None:

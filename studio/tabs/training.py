@@ -5,7 +5,9 @@ Widgets and wiring only. The form is core.train.form's TrainingForm rendered by 
 help from the job configs; its YAML / command preview, presets and loading), so what the preview shows is exactly
 what Start submits. The method switch shows the method's sections and applies its defaults (core's
 `method_defaults`). A job runs in its own process through the job manager; the tab polls its run folder with a timer
-(status line from core.jobs.summary, curves from core.jobs.plots), so closing the browser never stops training.
+(status line from core.jobs.summary, curves from core.jobs.plots), so closing the browser never stops training. Until a
+job is picked by hand the panel follows the newest training job that runs, a pipeline with a training step included
+(the Start tab's ② Train), and its timer sleeps while nothing it shows runs (studio.job_panel.live_timer).
 Nothing here imports torch.
 """
 
@@ -18,6 +20,7 @@ import gradio as gr
 from core.errors import UserError
 from core.train.form import FORM, PER_METHOD, method_defaults
 from studio.forms import FormView
+from studio.job_panel import follow, live_timer, running
 from studio.tabs import training_pairs
 from studio.ui import UIContext
 
@@ -160,7 +163,8 @@ def _run_section(ui: UIContext, w: dict[str, Any]) -> None:
     w["message"] = gr.Markdown(elem_id="training-message")
     w["status"] = gr.Markdown(elem_id="training-status")
     w["plot"] = gr.Plot(elem_id="training-plot", show_label=False)
-    w["timer"] = gr.Timer(2.0)
+    w["timer"] = live_timer(ui, 2.0)
+    w["pinned"] = gr.State(False)  # True once a job is picked by hand: the panel stops following new ones
 
 
 # ------------------------------------------------------------------------------------------------ wiring
@@ -217,30 +221,42 @@ def _wire_run(ui: UIContext, w: dict[str, Any]) -> None:
 
     w["start"].click(on_start, inputs=view.inputs(), outputs=[message, job])
     w["stop"].click(lambda j: ui.job_action("stop", j, "training.stopping", "training.no_job"), job, message)
-    w["resume"].click(lambda j: ui.job_action("resume", j, "training.resumed", "training.no_job"), job, message)
+    w["resume"].click(lambda j: (ui.job_action("resume", j, "training.resumed", "training.no_job"),
+                                 gr.Timer(active=True)), job, [message, w["timer"]])
     job.focus(lambda: gr.update(choices=_training_jobs(ui)), None, job, show_progress="hidden")
+    job.input(lambda j: bool(j), job, w["pinned"], show_progress="hidden")  # picked by hand (ticks set it silently)
+    _wire_status(ui, w)
 
-    def on_tick(job_id: str | None):
-        if not job_id:
-            return gr.skip(), gr.skip()
+
+def _wire_status(ui: UIContext, w: dict[str, Any]) -> None:
+    """The followed job's status line and curves, on each tick and when another job is picked."""
+    job, outputs = w["job"], [w["status"], w["plot"], w["timer"], w["job"]]
+
+    def on_tick(job_id: str | None, pinned: bool):
         from core.jobs.plots import metrics_figure
         from core.jobs.summary import status_line
 
+        jm = ui.jobs()
+        kinds = set(FORM.kinds())
+        mine = [i for i in jm.list(limit=200, refresh=False) if i.kind in kinds or kinds & set(i.step_kinds)]
+        shown = job_id if pinned and job_id else follow(job_id, False, mine)
+        picker = gr.update(choices=_training_jobs(ui), value=shown) if shown != job_id else gr.skip()
+        if not shown:
+            return gr.skip(), gr.skip(), gr.Timer(active=False), picker
         try:
-            jm = ui.jobs()
-            info, records = jm.get(job_id), jm.metrics(job_id)
+            info, records = jm.get(shown), jm.metrics(shown)
         except UserError as e:  # the job was deleted, or an id typed by hand names none
-            return f"⚠️ {ui.error_text(e)}", gr.skip()
-        return status_line(info, ui.job_words()), metrics_figure(records)
+            return f"⚠️ {ui.error_text(e)}", gr.skip(), gr.Timer(active=False), picker
+        return status_line(info, ui.job_words()), metrics_figure(records), gr.Timer(active=running(info)), picker
 
-    w["timer"].tick(on_tick, inputs=job, outputs=[w["status"], w["plot"]], show_progress="hidden")
-    job.change(on_tick, inputs=job, outputs=[w["status"], w["plot"]], show_progress="hidden")
+    w["timer"].tick(on_tick, inputs=[job, w["pinned"]], outputs=outputs, show_progress="hidden")
+    job.change(on_tick, inputs=[job, w["pinned"]], outputs=outputs, show_progress="hidden")
 
 
 def _training_jobs(ui: UIContext) -> list[tuple[str, str]]:
     from core.pickers import job_choices
 
-    return job_choices(ui.jobs(), FORM.kinds())
+    return job_choices(ui.jobs(), FORM.kinds(), pipelines=True)
 
 
 def _cache_text(ui: UIContext, name: str) -> str:
