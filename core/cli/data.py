@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from core.data.errors import DataError
 from core.workspace import Workspace
@@ -58,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", help="output file (default: workspace/datasets/exports/<name>-<format>.<ext>)")
     a.add_argument("--no-ids", action="store_true", help="leave the row ids out")
     a.add_argument("--llamafactory", action="store_true",
-                   help="also add an entry to dataset_info.json next to the output (LLaMA-Factory)")
+                   help="also add an entry to dataset_info.json next to the output (LLaMA-Factory: the columns "
+                        "the file has; pairs as a preference entry for stage rm/dpo)")
     a.set_defaults(func=cmd_export)
 
     a = dsub.add_parser("split", help="seeded train/eval split into <name>-train and <name>-eval")
@@ -219,7 +219,7 @@ def cmd_stats(args) -> int:
 
 @_guard
 def cmd_export(args) -> int:
-    from core.data.convert import EXPORT_FORMATS, export_rows, llamafactory_entry, update_dataset_info
+    from core.data.convert import EXPORT_FORMATS, check_llamafactory, export_rows, register_llamafactory
     from core.data.store import exports_dir, load_rows
 
     ws = _ws(args)
@@ -227,11 +227,13 @@ def cmd_export(args) -> int:
     rows, _ = load_rows(ws, ref, confined=False)
     stem = ref.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in ref else ref  # a file's name without its extension
     out = ws.local(args.out) if args.out else exports_dir(ws) / f"{stem}-{args.fmt}{EXPORT_FORMATS[args.fmt]}"
-    res = export_rows(rows, args.fmt, out, keep_id=not args.no_ids)
+    if args.llamafactory:  # refused before anything is written
+        check_llamafactory(args.fmt, out)
+    res = export_rows(rows, args.fmt, out, keep_id=not args.no_ids)  # DataError when no row can be written
     print(res.summary())
     if args.llamafactory:
-        info = update_dataset_info(Path(out).parent, Path(out).stem, llamafactory_entry(Path(out).name, args.fmt))
-        print(f"LLaMA-Factory entry '{Path(out).stem}' written to {info}")
+        info, name = register_llamafactory(res, args.fmt)
+        print(f"LLaMA-Factory entry '{name}' written to {info}")
     return 0
 
 

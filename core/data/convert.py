@@ -2,20 +2,30 @@
 
 Each export is the inverse of the matching import in core.data.formats, so import -> export gives the file back
 (tested per format). Rows a format cannot express (a multi-turn chat as a flat pair, a row without chosen/rejected
-as DPO) are skipped and listed with the reason, never silently dropped.
+as DPO) are skipped and listed with the reason, never silently dropped; what a written row loses (a pair's rejected
+answer in a one-answer format, a system prompt in EasyDistill's) is counted in `ExportResult.lost`. An export that
+would write nothing is refused (and leaves an earlier file of that name as it was).
+
+Preference pairs (rows with chosen and rejected) are written in LLaMA-Factory's preference shapes: alpaca
+{instruction, input, chosen, rejected}, sharegpt {conversations ending with the user turn, chosen: {from, value},
+rejected: {from, value}} and dpo {prompt, chosen, rejected}; their entries say `ranking: true` (stage rm / dpo).
+The entry lists exactly the columns the written file has (LLaMA-Factory 0.9 indexes every listed column of every
+row, so naming an optional `system` or `history` that no row has fails its loader with a KeyError).
+tests/test_llamafactory_roundtrip.py loads every format x kind of data through LLaMA-Factory's own pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.data.errors import DataError, RowInvalid
-from core.data.io import write_records
+from core.data.io import file_type, write_records
 from core.data.rows import prompt_text, response_text, to_messages
 from core.data.store import exports_dir, load_rows
 from core.workspace import Workspace
@@ -31,6 +41,26 @@ EXPORT_LABELS: dict[str, str] = {  # what a person picks from (format names, the
 }
 CANONICAL_KEYS = {"id", "system", "instruction", "input", "output", "messages", "chosen", "rejected", "thought",
                   "solution", "text"}
+# format -> (LLaMA-Factory column key, the column our export writes); an entry names those the file has
+LF_COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "alpaca": [("prompt", "instruction"), ("query", "input"), ("response", "output"), ("system", "system"),
+               ("history", "history"), ("chosen", "chosen"), ("rejected", "rejected")],
+    "easydistill": [("prompt", "instruction"), ("response", "output")],
+    "sharegpt": [("messages", "conversations"), ("system", "system"), ("chosen", "chosen"), ("rejected", "rejected")],
+    "messages": [("messages", "messages")],
+    "dpo": [("prompt", "prompt"), ("system", "system"), ("history", "history"), ("chosen", "chosen"),
+            ("rejected", "rejected")],
+}
+LF_ALWAYS: dict[str, set[str]] = {  # columns every file of the format has (an entry built without the file's columns)
+    "alpaca": {"instruction", "input", "output"}, "easydistill": {"instruction", "output"},
+    "sharegpt": {"conversations"}, "messages": {"messages"}, "dpo": {"prompt", "chosen", "rejected"},
+}
+LF_CONTAINERS = ("json", "jsonl", "parquet")  # CSV cells would hold the nested columns as text
+LOST_TEXT = {  # what a written row could not keep -> how the summary says it
+    "rejected": "pair(s) written with the chosen answer only ({fmt} holds one answer: dpo, alpaca or sharegpt keep "
+                "both)",
+    "system": "row(s) written without their system prompt ({fmt} holds instruction and output only)",
+}
 
 
 @dataclass
@@ -38,19 +68,52 @@ class ExportResult:
     path: Path
     written: int
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (row id, reason)
+    columns: list[str] = field(default_factory=list)  # every column a written record has, in first-seen order
+    lost: dict[str, int] = field(default_factory=dict)  # LOST_TEXT key -> written rows that lost it
+    fmt: str = ""
 
     def summary(self) -> str:
         s = f"{self.written} row(s) written to {self.path.name}"
         if self.skipped:
             s += f"; {len(self.skipped)} skipped (first: {self.skipped[0][0]}: {self.skipped[0][1]})"
+        for key, n in self.lost.items():
+            s += f"; {n} {LOST_TEXT[key].format(fmt=self.fmt)}"
         return s
 
 
+def _is_pair(row: dict) -> bool:
+    return row.get("chosen") is not None and row.get("rejected") is not None
+
+
+def _history_turns(h: Any) -> list[dict] | None:
+    """Earlier turns kept in a row's `history` (the pairs job: role/content dicts; Alpaca: [user, answer] pairs) as
+    messages; None when `h` is neither (then it is an ordinary extra column)."""
+    if not isinstance(h, list) or not h:
+        return None
+    if all(isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
+           for m in h):
+        return [{"role": m["role"], "content": m["content"]} for m in h]
+    if all(isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in h):
+        return [t for u, a in h for t in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+    return None
+
+
 def _extras(row: dict, keep_id: bool) -> dict:
-    out = {k: v for k, v in row.items() if k not in CANONICAL_KEYS}
+    out = {k: v for k, v in row.items()
+           if k not in CANONICAL_KEYS and not (k == "history" and _history_turns(v) is not None)}
     if keep_id and "id" in row:
         out = {"id": row["id"], **out}
     return out
+
+
+def _conversation(row: dict, include_output: bool = True) -> list[dict]:
+    """The row as messages, with the earlier turns a pair row keeps in `history` before its prompt."""
+    msgs = to_messages(row, include_output=include_output)
+    history = None if row.get("messages") else _history_turns(row.get("history"))
+    if history:
+        at = 1 if msgs and msgs[0]["role"] == "system" else 0
+        msgs = msgs[:at] + history + msgs[at:]
+    return msgs
 
 
 def _pairs(msgs: list[dict]) -> tuple[str | None, list[list[str]], str, str | None]:
@@ -69,41 +132,69 @@ def _pairs(msgs: list[dict]) -> tuple[str | None, list[list[str]], str, str | No
     return system, [[msgs[i]["content"], msgs[i + 1]["content"]] for i in range(0, len(msgs), 2)], last, answer
 
 
-def export_row(row: dict, fmt: str, keep_id: bool = True) -> dict:
-    """One canonical row in format `fmt` (RowInvalid when the row cannot be expressed in it)."""
+def _check_preference(row: dict, preference: bool | None) -> bool:
+    pref = _is_pair(row) if preference is None else preference
+    if pref and not _is_pair(row):
+        raise RowInvalid("not a preference pair: this export holds the dataset's pairs (chosen/rejected), and "
+                         "LLaMA-Factory reads one kind per dataset")
+    return pref
+
+
+def _alpaca(row: dict, keep_id: bool, pref: bool) -> dict:
+    if not row.get("instruction") and not row.get("messages"):
+        raise RowInvalid("no instruction")
+    system, history, last, answer = _pairs(_conversation(row, include_output=not pref))
+    ins, inp = (row["instruction"], row.get("input", "")) if prompt_text(row) == last else (last, "")
+    out: dict[str, Any] = {**_extras(row, keep_id), "instruction": ins, "input": inp}
+    if pref:
+        out.update(chosen=row["chosen"], rejected=row["rejected"])
+        if row.get("output") is not None:
+            out["output"] = row["output"]
+    else:
+        out["output"] = answer or ""
+    if system:
+        out["system"] = system
+    if history:
+        out["history"] = history
+    return out
+
+
+def _sharegpt(row: dict, keep_id: bool, pref: bool) -> dict:
+    if not row.get("instruction") and not row.get("messages"):
+        raise RowInvalid("no instruction or messages")
+    msgs = _conversation(row, include_output=not pref)
+    out: dict[str, Any] = _extras(row, keep_id)
+    if msgs and msgs[0]["role"] == "system":
+        out["system"] = msgs[0]["content"]
+        msgs = msgs[1:]
+    names = {"user": "human", "assistant": "gpt", "system": "system"}
+    out["conversations"] = [{"from": names[m["role"]], "value": m["content"]} for m in msgs]
+    if pref:
+        if not msgs or msgs[-1]["role"] != "user":
+            raise RowInvalid("the pair's prompt does not end with a user turn")
+        out["chosen"] = {"from": "gpt", "value": row["chosen"]}
+        out["rejected"] = {"from": "gpt", "value": row["rejected"]}
+    return out
+
+
+def export_row(row: dict, fmt: str, keep_id: bool = True, preference: bool | None = None) -> dict:
+    """One canonical row in format `fmt` (RowInvalid when the row cannot be expressed in it).
+
+    `preference` (alpaca, sharegpt): write the preference shape (chosen/rejected) rather than the one-answer one;
+    default: whether the row is a pair. export_rows decides it once for the whole file.
+    """
     if fmt == "canonical":
         return dict(row)
     if fmt == "messages":
         if not row.get("instruction") and not row.get("messages"):
             raise RowInvalid("no instruction or messages")
-        return {**_extras(row, keep_id), "messages": to_messages(row)}
+        return {**_extras(row, keep_id), "messages": _conversation(row)}
     if fmt == "sharegpt":
-        msgs = to_messages(row)
-        out: dict[str, Any] = _extras(row, keep_id)
-        if msgs and msgs[0]["role"] == "system":
-            out["system"] = msgs[0]["content"]
-            msgs = msgs[1:]
-        names = {"user": "human", "assistant": "gpt", "system": "system"}
-        out["conversations"] = [{"from": names[m["role"]], "value": m["content"]} for m in msgs]
-        return out
+        return _sharegpt(row, keep_id, _check_preference(row, preference))
     if fmt == "alpaca":
-        if row.get("messages"):
-            system, history, last, answer = _pairs(row["messages"])
-            ins, inp = (row["instruction"], row.get("input", "")) if prompt_text(row) == last else (last, "")
-            out = {**_extras(row, keep_id), "instruction": ins, "input": inp, "output": answer or ""}
-            if system:
-                out["system"] = system
-            out["history"] = history
-            return out
-        if not row.get("instruction"):
-            raise RowInvalid("no instruction")
-        out = {**_extras(row, keep_id), "instruction": row["instruction"], "input": row.get("input", ""),
-               "output": response_text(row) or ""}
-        if row.get("system"):
-            out["system"] = row["system"]
-        return out
+        return _alpaca(row, keep_id, _check_preference(row, preference))
     if fmt == "easydistill":
-        if row.get("messages") and len([m for m in row["messages"] if m["role"] == "user"]) > 1:
+        if len([m for m in _conversation(row) if m["role"] == "user"]) > 1:
             raise RowInvalid("a multi-turn conversation cannot be written as one instruction/output pair")
         if not row.get("instruction"):
             raise RowInvalid("no instruction")
@@ -113,14 +204,26 @@ def export_row(row: dict, fmt: str, keep_id: bool = True) -> dict:
             out["output"] = ans
         return out
     if fmt == "dpo":
-        if row.get("chosen") is None or row.get("rejected") is None:
+        if not _is_pair(row):
             raise RowInvalid("no chosen/rejected pair")
-        out = {**_extras(row, keep_id), "prompt": prompt_text(row), "chosen": row["chosen"],
-               "rejected": row["rejected"]}
-        if row.get("system"):
-            out["system"] = row["system"]
+        system, history, last, _ = _pairs(_conversation(row, include_output=False))
+        out = {**_extras(row, keep_id), "prompt": last, "chosen": row["chosen"], "rejected": row["rejected"]}
+        if system:
+            out["system"] = system
+        if history:
+            out["history"] = history
         return out
     raise ValueError(f"unknown export format {fmt!r}; choose one of {sorted(EXPORT_FORMATS)}")
+
+
+def _lost(row: dict, fmt: str) -> list[str]:
+    """What of a written row `fmt` cannot hold (LOST_TEXT keys)."""
+    out = []
+    if fmt in ("messages", "easydistill") and _is_pair(row):
+        out.append("rejected")
+    if fmt == "easydistill" and any(m["role"] == "system" for m in _conversation(row)):
+        out.append("system")
+    return out
 
 
 def _omnithought_records(rows: Iterable[dict], keep_id: bool, skipped: list) -> list[dict]:
@@ -154,43 +257,89 @@ def _omnithought_records(rows: Iterable[dict], keep_id: bool, skipped: list) -> 
     return list(groups.values())
 
 
+def _nothing_written(fmt: str, total: int, skipped: list[tuple[str, str]]) -> DataError:
+    if not total:
+        return DataError(f"nothing to export: the dataset has no rows (no {fmt} file written)")
+    first = f" (first: {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+    return DataError(f"nothing to export as {fmt}: none of the {total} row(s) can be written in it{first}; no file "
+                     "written. Pick a format that holds these rows (dpo needs chosen/rejected pairs)")
+
+
 def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id: bool = True) -> ExportResult:
-    """Write rows in `fmt` to `path` (container by the path's extension: .json, .jsonl, .csv, .parquet)."""
+    """Write rows in `fmt` to `path` (container by the path's extension: .json, .jsonl, .csv, .parquet).
+
+    DataError, and `path` left as it was, when no row can be written. Alpaca and ShareGPT of a dataset holding
+    preference pairs write the pairs in the preference shape (the other rows are skipped, listed).
+    """
     p = Path(path)
+    rows = list(rows)
     skipped: list[tuple[str, str]] = []
+    columns: dict[str, None] = {}
     if fmt == "omnithought":
-        n = write_records(p, _omnithought_records(rows, keep_id, skipped))
-        return ExportResult(p, n, skipped)
+        records = _omnithought_records(rows, keep_id, skipped)
+        if not records:
+            raise _nothing_written(fmt, len(rows), skipped)
+        for rec in records:
+            columns.update(dict.fromkeys(rec))
+        return ExportResult(p, write_records(p, records), skipped, list(columns), fmt=fmt)
+
+    preference = any(_is_pair(r) for r in rows) if fmt in ("alpaca", "sharegpt") else None
+    lost: Counter[str] = Counter()
 
     def gen():
+        n = 0
         for row in rows:
             try:
-                yield export_row(row, fmt, keep_id)
+                rec = export_row(row, fmt, keep_id, preference=preference)
             except RowInvalid as e:
                 skipped.append((str(row.get("id", "?")), str(e)))
+                continue
+            columns.update(dict.fromkeys(rec))
+            lost.update(_lost(row, fmt))
+            n += 1
+            yield rec
+        if not n:  # raised inside write_records: its temporary file goes, an earlier export stays
+            raise _nothing_written(fmt, len(rows), skipped)
 
     n = write_records(p, gen())
-    return ExportResult(p, n, skipped)
+    return ExportResult(p, n, skipped, list(columns), dict(lost), fmt)
 
 
-def llamafactory_entry(file_name: str, fmt: str) -> dict:
-    """The `dataset_info.json` entry LLaMA-Factory needs to read a file we exported in `fmt`."""
-    if fmt == "alpaca":
-        return {"file_name": file_name, "columns": {"prompt": "instruction", "query": "input", "response": "output",
-                                                    "system": "system", "history": "history"}}
-    if fmt == "easydistill":
-        return {"file_name": file_name, "columns": {"prompt": "instruction", "response": "output"}}
-    if fmt == "sharegpt":
-        return {"file_name": file_name, "formatting": "sharegpt",
-                "columns": {"messages": "conversations", "system": "system"}}
+def check_llamafactory(fmt: str, path: str | os.PathLike | None = None) -> None:
+    """DataError when LLaMA-Factory cannot read `fmt` (or a file at `path`): checked before anything is written."""
+    if fmt not in LF_COLUMNS:
+        raise DataError(f"LLaMA-Factory has no entry type for format {fmt!r}; export as "
+                        f"{', '.join(LF_COLUMNS)} instead")
+    if path is not None and file_type(Path(path)) not in LF_CONTAINERS:
+        raise DataError(f"{Path(path).name}: a LLaMA-Factory entry needs a .json, .jsonl or .parquet file (the "
+                        "conversation columns do not fit in CSV cells)")
+
+
+def llamafactory_entry(file_name: str, fmt: str, columns: Iterable[str] | None = None) -> dict:
+    """The `dataset_info.json` entry LLaMA-Factory needs to read a file we exported in `fmt`.
+
+    `columns`: those the written file has (ExportResult.columns); the entry names exactly those of them LLaMA-Factory
+    reads, and is a preference (`ranking`) entry when the file has chosen and rejected. Without it, only the columns
+    every file of the format has are named.
+    """
+    check_llamafactory(fmt)
+    have = set(LF_ALWAYS[fmt] if columns is None else columns)
+    ranking = {"chosen", "rejected"} <= have
+    cols = {key: col for key, col in LF_COLUMNS[fmt] if col in have and not (ranking and key == "response")}
+    if fmt in ("alpaca", "easydistill", "dpo") and "prompt" not in cols:
+        raise DataError(f"{file_name} has no '{LF_COLUMNS[fmt][0][1]}' column: LLaMA-Factory cannot read it")
+    if fmt in ("sharegpt", "messages") and "messages" not in cols:
+        raise DataError(f"{file_name} has no '{LF_COLUMNS[fmt][0][1]}' column: LLaMA-Factory cannot read it")
+    entry: dict[str, Any] = {"file_name": file_name}
+    if fmt in ("sharegpt", "messages"):
+        entry["formatting"] = "sharegpt"
+    if ranking:
+        entry["ranking"] = True
+    entry["columns"] = cols
     if fmt == "messages":
-        return {"file_name": file_name, "formatting": "sharegpt", "columns": {"messages": "messages"},
-                "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                         "assistant_tag": "assistant", "system_tag": "system"}}
-    if fmt == "dpo":
-        return {"file_name": file_name, "ranking": True,
-                "columns": {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "system": "system"}}
-    raise DataError(f"LLaMA-Factory has no entry type for format {fmt!r}; export as alpaca, sharegpt or messages")
+        entry["tags"] = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                         "assistant_tag": "assistant", "system_tag": "system"}
+    return entry
 
 
 def update_dataset_info(folder: str | os.PathLike, name: str, entry: dict) -> Path:
@@ -211,6 +360,15 @@ def update_dataset_info(folder: str | os.PathLike, name: str, entry: dict) -> Pa
     return path
 
 
+def register_llamafactory(result: ExportResult, fmt: str) -> tuple[Path, str]:
+    """Enter a written export in dataset_info.json beside it, named after the file: (dataset_info.json, name)."""
+    if not result.written:
+        raise DataError(f"{result.path.name} holds no rows: no LLaMA-Factory entry written")
+    name = result.path.stem
+    entry = llamafactory_entry(result.path.name, fmt, result.columns)
+    return update_dataset_info(result.path.parent, name, entry), name
+
+
 # ------------------------------------------------------------------------------------------ workspace wrapper
 
 
@@ -227,15 +385,16 @@ def export_dataset(ws: Workspace, name: str, fmt: str, keep_id: bool = True,
                    llamafactory: bool = False) -> DatasetExport:
     """Export workspace dataset `name` to `datasets/exports/<name>-<fmt><ext>` (and register it for LLaMA-Factory).
 
-    The LLaMA-Factory entry is built before anything is written, so a format it cannot read fails with nothing half
-    done.
+    A format LLaMA-Factory cannot read fails before anything is written; an export with no row to write is refused
+    (DataError) with no file and no entry.
     """
     if fmt not in EXPORT_FORMATS:
         raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = exports_dir(ws) / f"{name}-{fmt}{EXPORT_FORMATS[fmt]}"
-    entry = llamafactory_entry(out.name, fmt) if llamafactory else None
+    if llamafactory:
+        check_llamafactory(fmt, out)
     rows, _ = load_rows(ws, name)
     done = DatasetExport(export_rows(rows, fmt, out, keep_id=keep_id))
-    if entry is not None:
-        done.info_path, done.info_name = update_dataset_info(out.parent, out.stem, entry), out.stem
+    if llamafactory:
+        done.info_path, done.info_name = register_llamafactory(done.result, fmt)
     return done
