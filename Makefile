@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
 
-.PHONY: setup studio test test-fast lint bench demo browser vllm-env clean-venv
+.PHONY: setup studio test test-fast lint bench demo browser vllm-env llamafactory-env clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -25,21 +25,26 @@ browser:
 vllm-env:
 	bash scripts/setup_vllm.sh
 
+# LLaMA-Factory in .venv-llamafactory: tests/test_llamafactory_roundtrip.py loads every export through its pipeline.
+llamafactory-env:
+	bash scripts/setup_llamafactory.sh
+
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/easydistill --workspace $(WORKSPACE) models prepare-demo
 
 studio: demo
 	$(BIN)/distill-studio --workspace $(WORKSPACE) $(STUDIO_ARGS)
 
-test: setup browser vllm-env
+test: setup browser vllm-env llamafactory-env
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/arch_report.py --strict
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
 
-# The edit loop: no browser, no vLLM engine, nothing marked slow (CI still runs everything through `make test`).
+# The edit loop: no browser, no vLLM engine, no LLaMA-Factory, nothing marked slow (CI still runs everything through
+# `make test`).
 test-fast: setup
 	$(BIN)/ruff check .
-	bash scripts/run_tests.sh -m "not browser and not vllm and not slow" $(PYTEST_ARGS)
+	bash scripts/run_tests.sh -m "not browser and not vllm and not llamafactory and not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
