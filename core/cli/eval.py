@@ -13,7 +13,7 @@ from typing import Any
 
 from core.workspace import Workspace
 
-METRIC_NAMES = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model")
+METRIC_NAMES = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "rouge_l", "reward_model")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     es = ev.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
 
     p = es.add_parser("run", help="submit an evaluate job from flags and follow it")
-    p.add_argument("--model", required=True, help="model to evaluate: workspace name, folder, or endpoint:<name>")
+    p.add_argument("--model", required=True, action="append",
+                   help="model to evaluate: workspace name, folder, or endpoint:<name>; repeat it to evaluate several "
+                   "students against one reference in one job (the reference answers once)")
     p.add_argument("--dataset", required=True, help="held-out dataset: workspace name or file")
     p.add_argument("--metrics", default="exact_match",
                    help=f"comma-separated, from {', '.join(METRIC_NAMES)} (default exact_match)")
@@ -99,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if unknown:
         return _err(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRIC_NAMES)}")
     try:
-        job = build_job(ws, {"model": args.model, "dataset": args.dataset, "metrics": metrics,
+        job = build_job(ws, {"model": args.model[0], "students": args.model[1:], "dataset": args.dataset,
+                             "metrics": metrics,
                              "reference": args.reference, "judge": args.judge, "limit": args.limit,
                              "reward_model": args.reward_model,
                              "answer_field": args.answer_field, "top_k": args.top_k,
@@ -133,7 +136,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     sys.stdout.write(results.markdown_report(run))
     if args.rows:
         print()
-        print(_text_table(headers, rows))
+        print(text_table(headers, rows))
     return 0
 
 
@@ -154,10 +157,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
           f"{c.only_b} only in B")
     for note in c.notes:
         print(f"note: {note}")
-    print(_text_table(*c.summary_table()))
+    print(text_table(*c.summary_table()))
     if c.changed:
         print(f"\n{len(c.changed)} row(s) changed:")
-        print(_text_table(*c.changed_table()))
+        print(text_table(*c.changed_table()))
     return 0
 
 
@@ -173,7 +176,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _text_table(headers: list[str], rows: list[list[Any]], width: int = 40) -> str:
+def text_table(headers: list[str], rows: list[list[Any]], width: int = 40) -> str:
     def cell(v: Any) -> str:
         s = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
         s = s.replace("\n", " ")

@@ -268,7 +268,8 @@ class ExportJob(JobBase):
     output: str = Field(description="model name under workspace/models")
 
 
-EvalMetric = Literal["exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model"]
+EvalMetric = Literal["exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "rouge_l",
+                     "reward_model"]
 
 
 class EvaluateJob(JobBase):
@@ -277,7 +278,11 @@ class EvaluateJob(JobBase):
     ENTRY = "core.eval.job:run"
     DEFAULT_GPUS = 1
     kind: Literal["evaluate"] = "evaluate"
-    model: BackendSpec = Field(description="the model to evaluate (usually the student)")
+    model: BackendSpec | None = Field(None, description="the model to evaluate (usually the student)")
+    students: list[BackendSpec] = Field(
+        default_factory=list, description="several models to evaluate in one go (after `model`, if given), each "
+        "against the same reference: its answers and scores are computed once"
+    )
     reference: BackendSpec | None = Field(
         None, description="the model to compare against (usually the teacher): its answers, the judge's other side, "
         "the distribution KL is measured to"
@@ -291,6 +296,7 @@ class EvaluateJob(JobBase):
         default_factory=lambda: ["exact_match"],
         description="exact_match / math_verify: the answer against the gold column; judge_winrate: model vs reference, "
         "judged in both orders; kl: KL(reference ‖ model) on reference responses; perplexity: of the model on them; "
+        "rouge_l: ROUGE-L F1 of the model's answer against them (character-level for Chinese); "
         "reward_model: the mean score a trained reward model gives the model's answers (and the reference's)",
     )
     limit: int | None = Field(None, ge=1, description="evaluate only the first N rows")
@@ -317,9 +323,11 @@ class EvaluateJob(JobBase):
     @model_validator(mode="after")
     def _needs(self):
         m = set(self.metrics)
+        if self.model is None and not self.students:
+            raise ValueError("model: choose the model to evaluate (or several under 'students')")
         if not m:
             raise ValueError("metrics: choose at least one of exact_match, math_verify, judge_winrate, kl, perplexity, "
-                             "reward_model")
+                             "rouge_l, reward_model")
         if "judge_winrate" in m and (self.judge is None or self.reference is None):
             raise ValueError("judge_winrate needs both 'judge' (the judging model) and 'reference' (the other side)")
         if "kl" in m and self.reference is None:
@@ -327,9 +335,14 @@ class EvaluateJob(JobBase):
         if "reward_model" in m and not self.reward_model:
             raise ValueError("reward_model: the reward_model metric needs a trained reward model (a train_reward job's "
                              "output)")
-        if "perplexity" in m and self.reference is None and self.responses == "reference":
+        if m & {"perplexity", "rouge_l"} and self.reference is None and self.responses == "reference":
             raise ValueError("responses: reference needs a 'reference' model; or use the dataset's output column")
         return self
+
+    @property
+    def evaluated(self) -> list[BackendSpec]:
+        """The models scored against the reference, in order: `model`, then `students`."""
+        return ([self.model] if self.model is not None else []) + list(self.students)
 
 
 class ServeJob(JobBase):

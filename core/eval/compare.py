@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.eval.results import HIGHER_IS_BETTER, ROLES, EvalRun, correct, metric_columns
+from core.eval.results import HIGHER_IS_BETTER, EvalRun, correct, metric_columns, roles
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Comparison:
 def compare(a: EvalRun, b: EvalRun) -> Comparison:
     summary = []
     metrics = [m for m in metric_columns(a.results) if m in set(metric_columns(b.results))]
-    for role in ROLES:
+    for role in [r for r in roles(a.results) if r in roles(b.results)]:
         sa, sb = a.summary(role), b.summary(role)
         for m in metrics:
             va, vb = sa.get(m), sb.get(m)

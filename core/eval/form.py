@@ -1,8 +1,9 @@
 """The evaluation form: which model, against which reference and judge, on which held-out set, by which metrics.
 
 A model choice becomes a BackendSpec (a workspace model is loaded by the evaluate job itself through transformers
-or vLLM, an endpoint is reached over HTTP); the reward model (the reward_model metric) is a workspace model name,
-offered from the reward heads alone; everything else is EvaluateJob's own fields.
+or vLLM, an endpoint is reached over HTTP); `students` is a multi-select of the same choices (several models scored
+against one reference in one job: the reference answers once); the reward model (the reward_model metric) is a
+workspace model name, offered from the reward heads alone; everything else is EvaluateJob's own fields.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.config.train import EvaluateJob
+from core.endpoints import choice_for
 from core.forms.fields import FieldSpec, field
 from core.forms.form import FormError, JobForm
 from core.pickers import reward_model_choices
@@ -23,6 +25,7 @@ class EvaluateForm(JobForm):
     config = EvaluateJob
     fields = (
         field(EvaluateJob, "model", widget="model"),
+        field(EvaluateJob, "students", widget="model", extra={"gradio": {"multiselect": True}}),
         field(EvaluateJob, "reference", widget="model"),
         field(EvaluateJob, "judge", widget="model"),
         # reward heads only: a trained reward model scores answers, it cannot write them
@@ -39,14 +42,22 @@ class EvaluateForm(JobForm):
     )
 
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
-        if not values.get("model"):
+        students = [s for s in (values.get("students") or []) if s]
+        if not values.get("model") and not students:
             raise FormError("choose the model to evaluate", "model")
         if not values.get("dataset"):
             raise FormError("choose a held-out dataset", "dataset")
-        data = super().to_data(ws, values)
+        data = super().to_data(ws, {**values, "students": []})
+        spec = next(f for f in self.fields if f.name == "students")
+        data["students"] = [self.backend_for(ws, values, spec, s) for s in students]
         if not data.get("name"):
-            data["name"] = f"evaluate {values['model']}"
+            data["name"] = f"evaluate {', '.join(m for m in [values.get('model'), *students] if m)}"
         return data
+
+    def values_of(self, job: Any, ws: Workspace) -> dict[str, Any]:
+        out = super().values_of(job, ws)
+        out["students"] = [choice_for(s, ws) for s in getattr(job, "students", [])]
+        return out
 
 
 FORM = EvaluateForm()

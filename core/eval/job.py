@@ -2,11 +2,15 @@
 
 Stages, each loading one model at a time (a teacher and a student rarely fit on one device together):
 
-1. reference — generates its answers (for the judge, the table and as the teacher responses KL is measured on) and
-   scores those responses (teacher-forced top-k, kept in memory in compact arrays for stage 2);
-2. model — generates its answers, scores the teacher responses: KL(reference ‖ model) and perplexity;
-3. reward model — a trained reward model (train_reward) scores the model's answers and the reference's;
-4. judge — compares model and reference answers in both orders (position swap).
+1. reference — generates its answers (for the judge, the table and as the teacher responses KL, perplexity and
+   ROUGE-L are measured on) and scores those responses (teacher-forced top-k, kept in memory in compact arrays for
+   stage 2); once, however many models are evaluated;
+2. each evaluated model in turn (`model`, then `students`: `model`, `model_2`, ... in the results) — generates its
+   answers, scores the teacher responses: KL(reference ‖ model) and perplexity;
+3. reward model — a trained reward model (train_reward) scores every model's answers and the reference's;
+4. judge — compares each model's answers with the reference's in both orders (position swap).
+
+ROUGE-L (core.eval.rouge) needs no model: it is computed from the answers when results are assembled.
 
 Every stage appends what it produced per row to `output/work/*.jsonl` as it goes, so a stopped or crashed job keeps
 it, and a resumed job skips rows already done. After each stage `results.json` + `rows.jsonl` are rewritten from
@@ -30,6 +34,7 @@ from core.data.rows import content_id, iter_jsonl_rows, prompt_text, to_messages
 from core.data.store import resolve_dataset
 from core.eval import answers, judge, results
 from core.eval.divergence import TokenizerMismatch, TopK, Totals, compact, row_kl, row_nll
+from core.eval.rouge import rouge_l
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 
@@ -60,11 +65,17 @@ class Plan:
     judge: bool
     notes: list[str] = field(default_factory=list)
     reward: bool = False  # the reward_model metric: a trained reward model scores every answer
+    rouge: bool = False  # rouge_l: each answer against the teacher response (see response_source)
 
     @property
     def model_answers(self) -> bool:
-        """Whether the evaluated model must write answers (checks, the judge and the reward model read them)."""
-        return bool(self.checks) or self.judge or self.reward
+        """Whether the evaluated models must write answers (checks, judge, ROUGE-L and reward model read them)."""
+        return bool(self.checks) or self.judge or self.reward or self.rouge
+
+    @property
+    def scoring(self) -> bool:
+        """Whether the models score the teacher responses (teacher-forced top-k)."""
+        return self.kl or self.perplexity
 
 
 def load_rows(config: EvaluateJob, ctx: JobContext) -> tuple[list[Row], str]:
@@ -110,19 +121,33 @@ def make_plan(config: EvaluateJob, rows: list[Row]) -> Plan:
         if missing:
             notes.append(f"{missing} row(s) have no gold answer and are not checked")
     source = None
-    if m & {"kl", "perplexity"}:
+    if m & {"kl", "perplexity", "rouge_l"}:
         source = config.responses
         if source == "auto":
             source = "reference" if config.reference is not None else "dataset"
         if source == "dataset" and not any(r.row.get("output") for r in rows):
-            raise ValueError("perplexity/kl on the dataset's responses needs an 'output' column; or give a reference "
-                             "model (responses: reference)")
+            raise ValueError("perplexity/kl/rouge_l on the dataset's responses needs an 'output' column; or give a "
+                             "reference model (responses: reference)")
     reward = "reward_model" in m
     reference_answers = config.reference is not None and (
         bool(checks) or "judge_winrate" in m or source == "reference" or reward
     )
     return Plan(checks, reference_answers, source, "kl" in m, "perplexity" in m, "judge_winrate" in m, notes,
-                reward=reward)
+                reward=reward, rouge="rouge_l" in m)
+
+
+def scores_stage(role: str) -> str:
+    """The work file of a model's teacher-forced scores (`scores` for the first, as before several students)."""
+    return "scores" if role == "model" else f"scores-{role}"
+
+
+def judge_stage(role: str) -> str:
+    return "judge" if role == "model" else f"judge-{role}"
+
+
+def evaluated(config: EvaluateJob) -> list[tuple[str, BackendSpec]]:
+    """(role, spec) of each evaluated model: `model`, `model_2`, ..."""
+    return [(results.student_role(i), spec) for i, spec in enumerate(config.evaluated)]
 
 
 class Work:
@@ -132,6 +157,7 @@ class Work:
         self.folder = folder / WORK
         self.folder.mkdir(parents=True, exist_ok=True)
         self.checked: dict[tuple[str, str, str], bool] = {}  # (role, row id, check) -> result, across saves
+        self.rouge: dict[tuple[str, str], float] = {}  # (role, row id) -> ROUGE-L, across saves
 
     def done(self, stage: str) -> dict[str, dict]:
         p = self.folder / f"{stage}.jsonl"
@@ -215,13 +241,13 @@ def score_rows(backend: Any, part: list[Row], responses: dict[str, str], k: int)
     return {r.id: (s.error if getattr(s, "error", None) else compact(s)) for r, s in zip(part, scored, strict=True)}
 
 
-def run_judge(backend: Any, rows: list[Row], work: Work, template: str, params: Any, chunk: int,
+def run_judge(backend: Any, role: str, rows: list[Row], work: Work, template: str, params: Any, chunk: int,
               prog: Progress) -> None:
-    """Both orders per row: model answer as A, then as B. Raw judge replies are kept for the drill-down."""
-    mine, ref = work.done("answers-model"), work.done("answers-reference")
-    done = work.done("judge")
+    """Both orders per row: the model's answer as A, then as B. Raw judge replies are kept for the drill-down."""
+    mine, ref = work.done(f"answers-{role}"), work.done("answers-reference")
+    done = work.done(judge_stage(role))
     todo = [r for r in rows if r.id not in done and _ok(mine.get(r.id)) and _ok(ref.get(r.id))]
-    with work.appender("judge") as out:
+    with work.appender(judge_stage(role)) as out:
         for part in _chunks(todo, max(1, chunk // 2)):
             convs = []
             for r in part:
@@ -237,18 +263,19 @@ def run_judge(backend: Any, rows: list[Row], work: Work, template: str, params: 
                     "model_second": None if second.error else judge.parse_verdict(second.text),
                     "raw_first": first.error or first.text, "raw_second": second.error or second.text,
                 })
-            prog.add(len(part), "judge")
+            prog.add(len(part), f"judge {role}")
 
 
 def run_reward(config: EvaluateJob, ctx: JobContext, rows: list[Row], work: Work, prog: Progress) -> None:
-    """The reward model's score of each row's answers (the model's, and the reference's where it answered), as the
-    reward model was trained: prompt + answer through its chat template. Appended per row."""
+    """The reward model's score of each row's answers (every evaluated model's, and the reference's where it
+    answered), as the reward model was trained: prompt + answer through its chat template. Appended per row."""
     from core.eval.reward_model import RewardScorer
     from core.models.registry import resolve_model
 
     done = work.done("reward")
-    ans = {role: work.done(f"answers-{role}") for role in results.ROLES}
-    todo = [r for r in rows if r.id not in done and _ok(ans["model"].get(r.id))]
+    every = [role for role, _ in evaluated(config)] + ["reference"]
+    ans = {role: work.done(f"answers-{role}") for role in every}
+    todo = [r for r in rows if r.id not in done and any(_ok(ans[role].get(r.id)) for role in every[:-1])]
     if not todo:
         return
     assert config.reward_model is not None  # the config refuses the metric without one
@@ -259,7 +286,7 @@ def run_reward(config: EvaluateJob, ctx: JobContext, rows: list[Row], work: Work
         with work.appender("reward") as out:
             for part in _chunks(todo, REWARD_BATCH):
                 recs: dict[str, dict[str, Any]] = {r.id: {"id": r.id} for r in part}
-                for role in results.ROLES:
+                for role in every:
                     answered = [r for r in part if _ok(ans[role].get(r.id))]
                     if answered:
                         scores = scorer.score([r.prompt for r in answered],
@@ -285,103 +312,143 @@ def _shown(text: str) -> str:
 def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, dataset: str, complete: bool,
              extra_notes: list[str]) -> tuple[dict, list[dict]]:
     """results.json and rows.jsonl from the work files (partial ones too)."""
-    ans = {role: work.done(f"answers-{role}") for role in results.ROLES}
-    jdg = work.done("judge")
-    scores = work.done("scores")
+    models = [role for role, _ in evaluated(config)]
+    every = [*models, "reference"]
+    ans = {role: work.done(f"answers-{role}") for role in every}
+    jdg = {role: work.done(judge_stage(role)) for role in models}
+    scores = {role: work.done(scores_stage(role)) for role in models}
     rewards = work.done("reward")
-    rewarded: dict[str, list[float]] = {role: [] for role in results.ROLES}
-    win = judge.WinRate()
-    checked: dict[str, dict[str, list[bool]]] = {role: {c: [] for c in plan.checks} for role in results.ROLES}
-    totals = {"kl": Totals(), "model": Totals(), "reference": Totals()}
-    out_rows = []
-    for r in rows:
-        rec: dict[str, Any] = {"id": r.id, "prompt": r.question, "gold": r.gold}
-        for role in results.ROLES:
-            a = ans[role].get(r.id)
-            if a is None:
-                continue
-            rec[f"{role}_answer"] = a.get("text")
-            rec[f"{role}_tokens"] = a.get("completion_tokens")
-            if a.get("error"):
-                rec[f"{role}_error"] = a["error"]
-            for c in plan.checks:
-                if r.gold is None or a.get("error"):
-                    continue
-                key = (role, r.id, c)
-                if key not in work.checked:
-                    fn = answers.exact_match if c == "exact_match" else answers.math_verify_match
-                    work.checked[key] = fn(a.get("text") or "", r.gold)
-                ok = work.checked[key]
-                rec[f"{role}_{c}"] = ok
-                checked[role][c].append(ok)
-        j = jdg.get(r.id)
-        if j is not None:
-            outcome = win.add(j.get("model_first"), j.get("model_second"))
-            rec.update(judge_model_first=j.get("model_first"), judge_model_second=j.get("model_second"),
-                       judge_outcome=outcome, judge_raw_first=j.get("raw_first"), judge_raw_second=j.get("raw_second"))
-        for role, v in ((role, (rewards.get(r.id) or {}).get(f"{role}_reward")) for role in results.ROLES):
-            if v is not None:
-                rec[f"{role}_reward"] = v
-                rewarded[role].append(v)
-        s = scores.get(r.id)
-        if s is not None:
-            rec["response_source"] = plan.response_source
-            if s.get("error"):
-                rec["score_error"] = s["error"]
-            if s.get("kl_tokens"):
-                rec["kl"] = s["kl_sum"] / s["kl_tokens"]
-                totals["kl"].kl_sum += s["kl_sum"]
-                totals["kl"].kl_tokens += s["kl_tokens"]
-                totals["kl"].estimated += s.get("kl_estimated", 0)
-            for role in results.ROLES:
-                n = s.get(f"{role}_nll_tokens")
-                if n:
-                    rec[f"{role}_perplexity"] = _exp(s[f"{role}_nll_sum"] / n)
-                    totals[role].nll_sum += s[f"{role}_nll_sum"]
-                    totals[role].nll_tokens += n
-                    totals[role].bounded += s.get(f"{role}_nll_bounded", 0)
-        out_rows.append(rec)
+    wins = {role: judge.WinRate() for role in models}
+    tally = Tally(plan, every)
+    out_rows = [_assemble_row(r, plan, work, ans, jdg, scores, rewards, wins, tally) for r in rows]
     summary: dict[str, dict[str, Any]] = {}
-    for role in results.ROLES:
-        sm: dict[str, Any] = {}
-        for c in plan.checks:
-            vals = checked[role][c]
-            if vals:
-                sm[c] = sum(vals) / len(vals)
-                sm[f"{c}_n"] = len(vals)
-        if plan.reward and rewarded[role]:
-            sm["reward_model"] = sum(rewarded[role]) / len(rewarded[role])
-            sm["reward_model_n"] = len(rewarded[role])
-        if plan.perplexity and totals[role].perplexity is not None:
-            sm["perplexity"] = totals[role].perplexity
-        if role == "model":
-            if plan.judge and win.winrate is not None:
-                sm["judge_winrate"] = win.winrate
-            if plan.kl and totals["kl"].kl is not None:
-                sm["kl"] = totals["kl"].kl
+    for role in every:
+        sm = tally.summary(role)
+        if role in wins and plan.judge and wins[role].winrate is not None:
+            sm["judge_winrate"] = wins[role].winrate
         if sm:
             summary[role] = sm
     notes = list(plan.notes) + list(extra_notes)
-    if totals["kl"].estimated:
-        notes.append(f"kl: at {totals['kl'].estimated} position(s) a teacher top-{config.top_k} token was outside the "
-                     "model's top-k and its probability was estimated; raise top_k for an exact value")
+    estimated = sum(t.estimated for t in tally.kl.values())
+    if estimated:
+        notes.append(f"kl: at {estimated} position(s) a teacher top-{config.top_k} token was outside the model's top-k "
+                     "and its probability was estimated; raise top_k for an exact value")
+    described = {role: describe(spec) for role, spec in evaluated(config)}
     doc = {
         "name": config.name or "evaluate",
         "dataset": dataset,
         "rows_total": len(rows),
-        "rows_done": sum(1 for r in rows if any(r.id in ans[role] for role in results.ROLES) or r.id in scores
-                         or r.id in rewards),
+        "rows_done": sum(1 for r in rows if any(r.id in ans[role] for role in every)
+                         or any(r.id in scores[role] for role in models) or r.id in rewards),
         "complete": complete,
         "metrics": list(config.metrics),
-        "models": {"model": describe(config.model), "reference": describe(config.reference),
-                   "judge": describe(config.judge), "reward_model": config.reward_model},
+        "evaluated": models,
+        "models": {**described, "reference": describe(config.reference), "judge": describe(config.judge),
+                   "reward_model": config.reward_model},
         "response_source": plan.response_source,
         "summary": summary,
-        "judge": win.summary() if plan.judge else None,
+        "judge": wins["model"].summary() if plan.judge else None,
+        "judges": {role: w.summary() for role, w in wins.items()} if plan.judge else None,
         "notes": notes,
         "updated_at": time.time(),
     }
     return doc, out_rows
+
+
+class Tally:
+    """Per-role sums over the rows: answer checks, ROUGE-L, rewards, token-weighted KL and NLL."""
+
+    def __init__(self, plan: Plan, roles: list[str]):
+        self.plan = plan
+        self.checked: dict[str, dict[str, list[bool]]] = {role: {c: [] for c in plan.checks} for role in roles}
+        self.rouge: dict[str, list[float]] = {role: [] for role in roles}
+        self.rewarded: dict[str, list[float]] = {role: [] for role in roles}
+        self.kl: dict[str, Totals] = {role: Totals() for role in roles}
+        self.nll: dict[str, Totals] = {role: Totals() for role in roles}
+
+    def summary(self, role: str) -> dict[str, Any]:
+        plan, sm = self.plan, {}
+        for c in plan.checks:
+            vals = self.checked[role][c]
+            if vals:
+                sm[c] = sum(vals) / len(vals)
+                sm[f"{c}_n"] = len(vals)
+        for metric, vals, on in (("rouge_l", self.rouge[role], plan.rouge),
+                                 ("reward_model", self.rewarded[role], plan.reward)):
+            if on and vals:
+                sm[metric] = sum(vals) / len(vals)
+                sm[f"{metric}_n"] = len(vals)
+        if plan.perplexity and self.nll[role].perplexity is not None:
+            sm["perplexity"] = self.nll[role].perplexity
+        if plan.kl and self.kl[role].kl is not None:
+            sm["kl"] = self.kl[role].kl
+        return sm
+
+
+def _assemble_row(r: Row, plan: Plan, work: Work, ans: dict[str, dict[str, dict]], jdg: dict[str, dict[str, dict]],
+                  scores: dict[str, dict[str, dict]], rewards: dict[str, dict], wins: dict[str, judge.WinRate],
+                  tally: Tally) -> dict[str, Any]:
+    """One row of rows.jsonl (and its share of the tallies)."""
+    rec: dict[str, Any] = {"id": r.id, "prompt": r.question, "gold": r.gold}
+    teacher = response_for(r, plan, ans["reference"]) if plan.rouge else None
+    for role, answered in ans.items():
+        a = answered.get(r.id)
+        if a is None:
+            continue
+        rec[f"{role}_answer"] = a.get("text")
+        rec[f"{role}_tokens"] = a.get("completion_tokens")
+        if a.get("error"):
+            rec[f"{role}_error"] = a["error"]
+            continue
+        for c in plan.checks:
+            if r.gold is None:
+                continue
+            key = (role, r.id, c)
+            if key not in work.checked:
+                fn = answers.exact_match if c == "exact_match" else answers.math_verify_match
+                work.checked[key] = fn(a.get("text") or "", r.gold)
+            rec[f"{role}_{c}"] = work.checked[key]
+            tally.checked[role][c].append(work.checked[key])
+        if teacher is not None and not (role == "reference" and plan.response_source == "reference"):
+            if (role, r.id) not in work.rouge:
+                work.rouge[(role, r.id)] = rouge_l(a.get("text") or "", teacher)
+            rec[f"{role}_rouge_l"] = work.rouge[(role, r.id)]
+            tally.rouge[role].append(work.rouge[(role, r.id)])
+    for role, judged in jdg.items():
+        j, p = judged.get(r.id), results.prefix(role)
+        if j is not None:
+            outcome = wins[role].add(j.get("model_first"), j.get("model_second"))
+            rec.update({f"{p}judge_model_first": j.get("model_first"), f"{p}judge_model_second": j.get("model_second"),
+                        f"{p}judge_outcome": outcome, f"{p}judge_raw_first": j.get("raw_first"),
+                        f"{p}judge_raw_second": j.get("raw_second")})
+    for role in ans:
+        v = (rewards.get(r.id) or {}).get(f"{role}_reward")
+        if v is not None:
+            rec[f"{role}_reward"] = v
+            tally.rewarded[role].append(v)
+    reference_scored = False  # the reference's NLL of a row is in every model's scores: counted once
+    for role, scored in scores.items():
+        s, p = scored.get(r.id), results.prefix(role)
+        if s is None:
+            continue
+        rec["response_source"] = plan.response_source
+        if s.get("error"):
+            rec[f"{p}score_error"] = s["error"]
+        if s.get("kl_tokens"):
+            rec[f"{p}kl"] = s["kl_sum"] / s["kl_tokens"]
+            tally.kl[role].kl_sum += s["kl_sum"]
+            tally.kl[role].kl_tokens += s["kl_tokens"]
+            tally.kl[role].estimated += s.get("kl_estimated", 0)
+        for who, target in (("model", role), ("reference", "reference")):
+            n = s.get(f"{who}_nll_tokens")
+            if not n or (target == "reference" and reference_scored):
+                continue
+            rec[f"{target}_perplexity"] = _exp(s[f"{who}_nll_sum"] / n)
+            tally.nll[target].nll_sum += s[f"{who}_nll_sum"]
+            tally.nll[target].nll_tokens += n
+            tally.nll[target].bounded += s.get(f"{who}_nll_bounded", 0)
+            reference_scored = reference_scored or target == "reference"
+    return rec
 
 
 def _exp(x: float) -> float:
@@ -396,56 +463,62 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
     work = Work(ctx.output_dir)
     notes: list[str] = []
     params = SamplingParams.from_sampling(config.sampling)
-    scoring = plan.kl or plan.perplexity
+    models = evaluated(config)
 
     def save(complete: bool) -> None:
         doc, out_rows = assemble(config, rows, plan, work, dataset, complete, notes)
         results.save(ctx.output_dir, doc, out_rows)
 
-    done_scores = work.done("scores")
-    score_todo = [r for r in rows if r.id not in done_scores] if scoring else []
-    n = len(rows)
-
     def left(stage: str) -> int:
         have = work.done(stage)
         return sum(r.id not in have for r in rows)
 
-    total = (left("answers-reference") if plan.reference_answers else 0) + len(score_todo) * (2 if plan.kl else 1)
-    total += (left("answers-model") if plan.model_answers else 0) + (left("judge") if plan.judge else 0)
+    # rows each model still has to score; the reference scores the union of them, once
+    score_todo = {role: [r for r in rows if r.id not in work.done(scores_stage(role))] if plan.scoring else []
+                  for role, _ in models}
+    pending = {r.id for todo in score_todo.values() for r in todo}
+    ref_todo = [r for r in rows if r.id in pending]
+    total = (left("answers-reference") if plan.reference_answers else 0) + (len(ref_todo) if plan.kl else 0)
+    for role, _ in models:
+        total += len(score_todo[role]) + (left(f"answers-{role}") if plan.model_answers else 0)
+        total += left(judge_stage(role)) if plan.judge else 0
     total += left("reward") if plan.reward else 0
     prog = Progress(ctx, total)
-    ctx.event(f"evaluating {n} row(s): {', '.join(config.metrics)}")
+    ctx.event(f"evaluating {len(rows)} row(s) with {len(models)} model(s): {', '.join(config.metrics)}")
     complete = False
     try:
         ref_scores: dict[str, TopK | str] = {}
         responses: dict[str, str] = {}
-        if plan.reference_answers or (plan.kl and score_todo):
+        if plan.reference_answers or (plan.kl and ref_todo):
             backend = open_backend(config.reference, ctx, "reference")
             try:
                 if plan.reference_answers:
                     generate(backend, "reference", rows, work, params, _chunk_size(config.reference), prog)
                     save(False)
-                responses = _responses(score_todo, plan, work)
+                responses = _responses(ref_todo, plan, work)
                 if plan.kl and responses:
-                    for part in _chunks([r for r in score_todo if r.id in responses], _chunk_size(config.reference)):
+                    for part in _chunks([r for r in ref_todo if r.id in responses], _chunk_size(config.reference)):
                         ref_scores.update(score_rows(backend, part, responses, config.top_k))
                         prog.add(len(part), "reference scoring")
             finally:
                 backend.close()
-        elif scoring:
-            responses = _responses(score_todo, plan, work)
-        if plan.model_answers or scoring:
-            backend = open_backend(config.model, ctx, "model")
+        elif plan.scoring:
+            responses = _responses(ref_todo, plan, work)
+        for role, spec in models:
+            todo = [r for r in score_todo[role] if r.id in responses]
+            if not todo and not (plan.model_answers and left(f"answers-{role}")):
+                continue  # done in an earlier attempt: the model is not loaded again
+            backend = open_backend(spec, ctx, role)
             try:
                 if plan.model_answers:
-                    generate(backend, "model", rows, work, params, _chunk_size(config.model), prog)
+                    generate(backend, role, rows, work, params, _chunk_size(spec), prog)
                     save(False)
-                if scoring and responses:
-                    k = config.top_k if plan.kl else 1
-                    for part in _chunks([r for r in score_todo if r.id in responses], _chunk_size(config.model)):
-                        mine = score_rows(backend, part, responses, k)
-                        _write_scores(work, part, mine, ref_scores, plan, notes)
-                        prog.add(len(part), "model scoring")
+                k = config.top_k if plan.kl else 1
+                for part in _chunks(todo, _chunk_size(spec)):
+                    mine = score_rows(backend, part, responses, k)
+                    _write_scores(work, role, part, mine, ref_scores, plan, notes)
+                    prog.add(len(part), f"{role} scoring")
+                if todo:
                     save(False)
             finally:
                 backend.close()
@@ -458,7 +531,8 @@ def run(config: EvaluateJob, ctx: JobContext) -> None:
             jparams.temperature, jparams.max_new_tokens, jparams.stop = 0.0, config.judge_max_new_tokens, []
             backend = open_backend(config.judge, ctx, "judge")
             try:
-                run_judge(backend, rows, work, template, jparams, _chunk_size(config.judge), prog)
+                for role, _ in models:
+                    run_judge(backend, role, rows, work, template, jparams, _chunk_size(config.judge), prog)
             finally:
                 backend.close()
         complete = True
@@ -483,10 +557,11 @@ def _responses(todo: list[Row], plan: Plan, work: Work) -> dict[str, str]:
     return out
 
 
-def _write_scores(work: Work, todo: list[Row], mine: dict[str, TopK | str], ref: dict[str, TopK | str], plan: Plan,
-                  notes: list[str]) -> None:
+def _write_scores(work: Work, role: str, todo: list[Row], mine: dict[str, TopK | str], ref: dict[str, TopK | str],
+                  plan: Plan, notes: list[str]) -> None:
+    """One model's scores of the teacher responses, in its own work file (`model_*` keys there are this model's)."""
     mismatch = None
-    with work.appender("scores") as out:
+    with work.appender(scores_stage(role)) as out:
         for r in todo:
             m = mine.get(r.id)
             if m is None:

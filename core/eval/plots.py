@@ -1,6 +1,7 @@
 """Plots of an evaluation (plotly figures; the UI shows them, the CLI does not need them).
 
-Scores in [0, 1] (answer checks, win-rate) share one chart, model beside reference; KL and perplexity have their own
+Scores in [0, 1] (answer checks, win-rate, ROUGE-L) share one chart, each model (several students side by side)
+beside the reference; KL and perplexity have their own
 scales and get their own panels; the judge's tallies are one stacked bar, so order bias is visible next to them.
 """
 
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.eval.results import ROLES
+from core.eval.results import roles
 
-RATE_METRICS = ("exact_match", "math_verify", "judge_winrate")
+RATE_METRICS = ("exact_match", "math_verify", "judge_winrate", "rouge_l")
+# the reference keeps its colour; evaluated models take these in order (model, model_2, ...)
+MODEL_COLORS = ("#3b82f6", "#10b981", "#8b5cf6", "#ef4444", "#06b6d4", "#84cc16", "#ec4899", "#64748b")
+REFERENCE_COLOR = "#f59e0b"
 SCALE_METRICS = ("kl", "perplexity")
 SCORE_METRICS = ("reward_model",)  # unbounded, higher is better (a reward model's score)
 
@@ -20,9 +24,10 @@ def summary_figure(results: dict[str, Any], title: str = "") -> Any:
     from plotly.subplots import make_subplots
 
     summary = results.get("summary", {})
-    rates = [m for m in RATE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
-    scales = [m for m in SCALE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
-    scores = [m for m in SCORE_METRICS if any(m in summary.get(r, {}) for r in ROLES)]
+    every = roles(results)
+    rates = [m for m in RATE_METRICS if any(m in summary.get(r, {}) for r in every)]
+    scales = [m for m in SCALE_METRICS if any(m in summary.get(r, {}) for r in every)]
+    scores = [m for m in SCORE_METRICS if any(m in summary.get(r, {}) for r in every)]
     panels = ([("scores (higher is better)", rates)] if rates else []) + [(f"{m} (lower is better)", [m])
                                                                             for m in scales]
     panels += [(f"{m} (higher is better)", [m]) for m in scores]
@@ -31,10 +36,11 @@ def summary_figure(results: dict[str, Any], title: str = "") -> Any:
         fig.update_layout(title=title or "no results yet", height=260)
         return fig
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
-    colors = {"model": "#3b82f6", "reference": "#f59e0b"}
+    colors = {r: MODEL_COLORS[i % len(MODEL_COLORS)] for i, r in enumerate(every[:-1])}
+    colors["reference"] = REFERENCE_COLOR
     names = results.get("models", {})
     for col, (_, metrics) in enumerate(panels, 1):
-        for role in ROLES:
+        for role in every:
             vals = [summary.get(role, {}).get(m) for m in metrics]
             if all(v is None for v in vals):
                 continue

@@ -2,8 +2,13 @@
 
 A finished (or stopped) `evaluate` job leaves in its output folder:
 
-    results.json   summary: per model (the evaluated one, the reference) and metric, the judge's tallies, the config
-    rows.jsonl     one object per dataset row: prompt, gold answer, both answers, checks, judge verdicts, KL, NLL
+    results.json   summary: per model (the evaluated ones, the reference) and metric, the judge's tallies, the config
+    rows.jsonl     one object per dataset row: prompt, gold answer, every answer, checks, judge verdicts, KL, NLL
+
+Roles: `model` is the evaluated model (the first one when several students are evaluated in one job: `model_2`,
+`model_3`, ... follow, listed in results.json's `evaluated`), `reference` the teacher. A row's per-model keys are
+`<role>_<name>` (`model_2_answer`, `model_2_perplexity`); the keys that predate several students carry no role for
+the first model (`kl`, `judge_outcome`) and `<role>_` before them for the others (`model_2_kl`): see `prefix`.
 
 The summary table is "one row per model, one column per metric"; the drill-down is the per-row file filtered; exports
 are JSON (both files in one), CSV (rows) and Markdown (a short report to paste into a journal or issue).
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +31,12 @@ from core.workspace import Workspace
 RESULTS_FILE = "results.json"
 ROWS_FILE = "rows.jsonl"
 FORMAT_VERSION = 1
-ROLES = ("model", "reference")
-METRICS = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "reward_model")
+ROLES = ("model", "reference")  # of a one-model evaluation; with several students see `roles`
+METRICS = ("exact_match", "math_verify", "judge_winrate", "kl", "perplexity", "rouge_l", "reward_model")
 # Higher is better for these; lower for kl / perplexity (used by compare and the plots' titles).
 HIGHER_IS_BETTER = {"exact_match": True, "math_verify": True, "judge_winrate": True, "kl": False,
-                    "perplexity": False, "reward_model": True}
+                    "perplexity": False, "rouge_l": True, "reward_model": True}
+_EXTRA_ROLE = re.compile(r"^(model_\d+)_answer$")
 DRILLDOWN_FILTERS = ("all", "model_wrong", "model_right", "judge_win", "judge_loss", "judge_tie", "highest_kl")
 
 
@@ -47,6 +54,32 @@ class EvalRun:
 
     def summary(self, role: str = "model") -> dict[str, Any]:
         return dict(self.results.get("summary", {}).get(role, {}))
+
+
+def student_role(i: int) -> str:
+    """The role of the i-th evaluated model (0-based): `model`, `model_2`, `model_3`, ..."""
+    return "model" if i == 0 else f"model_{i + 1}"
+
+
+def prefix(role: str) -> str:
+    """What goes before a per-model row key that predates several students (`kl`, `judge_outcome`, ...)."""
+    return "" if role == "model" else f"{role}_"
+
+
+def evaluated_roles(results: dict[str, Any]) -> list[str]:
+    """The evaluated models' roles, in order (`model` alone for results written before several students)."""
+    return [str(r) for r in results.get("evaluated") or ["model"]]
+
+
+def roles(results: dict[str, Any]) -> list[str]:
+    """Every role of an evaluation: the evaluated models, then the reference."""
+    return [*evaluated_roles(results), "reference"]
+
+
+def row_roles(rows: list[dict[str, Any]]) -> list[str]:
+    """The evaluated roles the rows hold answers of (`model` first, then `model_2`, ... in order)."""
+    extra = {m.group(1) for r in rows for k in r for m in [_EXTRA_ROLE.match(k)] if m}
+    return ["model", *sorted(extra, key=lambda x: int(x.rsplit("_", 1)[1]))]
 
 
 def save(folder: Path, results: dict[str, Any], rows: list[dict[str, Any]]) -> None:
@@ -90,16 +123,17 @@ def load(ref: str | os.PathLike, ws: Workspace | None = None) -> EvalRun:
 
 def metric_columns(results: dict[str, Any]) -> list[str]:
     """The metrics this evaluation has values for, in the canonical order."""
-    present = {m for role in ROLES for m in results.get("summary", {}).get(role, {})}
+    present = {m for role in roles(results) for m in results.get("summary", {}).get(role, {})}
     return [m for m in METRICS if m in present]
 
 
 def summary_table(results: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Headers and rows: one row per model (evaluated, reference), one column per metric; n = rows scored."""
+    """Headers and rows: one row per model (the evaluated ones side by side, then the reference), one column per
+    metric; n = rows scored."""
     cols = metric_columns(results)
     headers = ["role", "model", *cols, "rows"]
     table = []
-    for role in ROLES:
+    for role in roles(results):
         s = results.get("summary", {}).get(role)
         if not s:
             continue
@@ -112,8 +146,20 @@ def _round(v: Any, nd: int = 4) -> Any:
     return round(v, nd) if isinstance(v, float) else v
 
 
-DRILL_COLUMNS = ["id", "prompt", "gold", "model_answer", "model_correct", "reference_answer", "reference_correct",
-                 "judge_outcome", "judge_verdicts", "kl", "model_perplexity", "model_reward", "reference_reward"]
+def drill_columns(evaluated: list[str]) -> list[str]:
+    """The drill-down's columns for these evaluated roles (DRILL_COLUMNS for one model): answers side by side."""
+    cols = ["id", "prompt", "gold"]
+    for role in evaluated:
+        cols += [f"{role}_answer", f"{role}_correct"]
+    cols += ["reference_answer", "reference_correct"]
+    for role in evaluated:
+        p = prefix(role)
+        cols += [f"{p}judge_outcome", f"{p}judge_verdicts", f"{p}kl", f"{role}_perplexity", f"{role}_rouge_l",
+                 f"{role}_reward"]
+    return [*cols, "reference_rouge_l", "reference_reward"]
+
+
+DRILL_COLUMNS = drill_columns(["model"])
 
 
 def correct(row: dict[str, Any], role: str) -> bool | None:
@@ -139,19 +185,23 @@ def drilldown(rows: list[dict[str, Any]], how: str = "all", limit: int = 200,
         sel = [r for r in rows if r.get("judge_outcome") == how.removeprefix("judge_")]
     elif how == "highest_kl":
         sel = sorted((r for r in rows if r.get("kl") is not None), key=lambda r: -r["kl"])
-    out = []
-    for r in sel[:limit]:
-        verdicts = "/".join(str(r.get(k) or "-") for k in ("judge_model_first", "judge_model_second"))
-        out.append([
-            r.get("id"), _cut(r.get("prompt"), text_chars), _cut(r.get("gold"), text_chars),
-            _cut(r.get("model_answer"), text_chars), correct(r, "model"), _cut(r.get("reference_answer"), text_chars),
-            correct(r, "reference"), r.get("judge_outcome"), verdicts if r.get("judge_outcome") else None,
-            _round(r.get("kl")), _round(r.get("model_perplexity")), _round(r.get("model_reward")),
-            _round(r.get("reference_reward")),
-        ])
+    columns = drill_columns(row_roles(rows))
+    out = [[_cell(r, c, text_chars) for c in columns] for r in sel[:limit]]
     # columns no row has a value in (no reference, no judge, ...) are left out
-    keep = [i for i, c in enumerate(DRILL_COLUMNS) if c in ("id", "prompt") or any(row[i] is not None for row in out)]
-    return [DRILL_COLUMNS[i] for i in keep], [[row[i] for i in keep] for row in out]
+    keep = [i for i, c in enumerate(columns) if c in ("id", "prompt") or any(row[i] is not None for row in out)]
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in out]
+
+
+def _cell(r: dict[str, Any], column: str, text_chars: int) -> Any:
+    if column.endswith("_correct"):
+        return correct(r, column.removesuffix("_correct"))
+    if column.endswith("judge_verdicts"):
+        p = column.removesuffix("judge_verdicts")
+        if not r.get(f"{p}judge_outcome"):
+            return None
+        return "/".join(str(r.get(f"{p}{k}") or "-") for k in ("judge_model_first", "judge_model_second"))
+    v = r.get(column)
+    return _cut(v, text_chars) if isinstance(v, str) and column != "id" else _round(v)
 
 
 def _cut(v: Any, n: int) -> Any:
@@ -191,9 +241,12 @@ def markdown_report(run: EvalRun) -> str:
     lines.append("")
     headers, table = summary_table(res)
     lines.append(_md_table(headers, table))
-    judge = res.get("judge")
-    if judge:
-        lines += ["", "Judge (position-swapped): "
+    judges = res.get("judges") or ({"model": res["judge"]} if res.get("judge") else {})
+    for role, judge in judges.items():
+        if not judge:
+            continue
+        who = f" ({role})" if len(judges) > 1 else ""
+        lines += ["", f"Judge{who} (position-swapped): "
                   f"{judge.get('wins', 0)} wins / {judge.get('ties', 0)} ties / {judge.get('losses', 0)} losses, "
                   f"{judge.get('unjudged', 0)} unjudged; order consistency {_pct(judge.get('consistency'))}, "
                   f"first-position preference {_pct(judge.get('first_position_rate'))}"]

@@ -45,7 +45,7 @@ def _form_section(ui: UIContext, w: dict[str, Any], open_: bool) -> None:
     t, view = ui.t, w["form"]
     with ui.reg("evaluate.new", gr.Accordion(t("evaluate.new"), open=open_, elem_id="eds-eval-form")):
         with gr.Row():
-            for name in ("model", "reference", "judge", "reward_model"):
+            for name in ("model", "students", "reference", "judge", "reward_model"):
                 view.render(name, elem_id=f"eds-eval-{name}")
         with gr.Row():
             view.render("dataset", elem_id="eds-eval-dataset")
@@ -228,7 +228,8 @@ def _first_line(e: Exception) -> str:
 
 
 def _detail_markdown(ui: UIContext, rec: dict[str, Any]) -> str:
-    """The full record of one row: prompt, gold, both answers, checks, judge replies."""
+    """The full record of one row: prompt, gold, every model's answer (several students one after another), checks,
+    judge replies."""
     def block(title: str, text: Any) -> str:
         if text in (None, ""):
             return ""
@@ -238,13 +239,16 @@ def _detail_markdown(ui: UIContext, rec: dict[str, Any]) -> str:
     parts = [f"#### {rec.get('id')}", block(t("evaluate.prompt"), rec.get("prompt")),
              block(t("evaluate.gold"), rec.get("gold")),
              block(t("evaluate.model_answer") + f" ({_check(rec, 'model')})", rec.get("model_answer")),
+             *[block(t("evaluate.student_answer", role=role) + f" ({_check(rec, role)})", rec.get(f"{role}_answer"))
+               for role in R.row_roles([rec])[1:]],
              block(t("evaluate.reference_answer") + f" ({_check(rec, 'reference')})", rec.get("reference_answer"))]
     if rec.get("judge_outcome"):
         parts.append(f"**{t('evaluate.verdict')}**: {rec['judge_outcome']} "
                      f"({rec.get('judge_model_first') or '-'} / {rec.get('judge_model_second') or '-'})")
         parts.append(block(t("evaluate.judge_first"), rec.get("judge_raw_first")))
         parts.append(block(t("evaluate.judge_second"), rec.get("judge_raw_second")))
-    extra = [f"{k} = {rec[k]:.4g}" for k in ("kl", "model_perplexity", "reference_perplexity")
+    keys = [k for role in R.row_roles([rec]) for k in (f"{R.prefix(role)}kl", f"{role}_perplexity", f"{role}_rouge_l")]
+    extra = [f"{k} = {rec[k]:.4g}" for k in (*keys, "reference_perplexity", "reference_rouge_l")
              if isinstance(rec.get(k), float)]
     if extra:
         parts.append(" · ".join(extra))
