@@ -39,8 +39,11 @@ def served(workspace, tiny_models):
         jobs.cancel(info.id, wait=15)
 
 
-def test_load_chat_concurrently_and_unload(served):
+def test_load_chat_concurrently_and_unload(served, tiny_models):
+    from transformers import AutoTokenizer
+
     jobs, servers = served
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models.teacher)
     assert servers.status("tiny-teacher").status == NOT_LOADED
     job_id = servers.load("tiny-teacher")
     assert servers.load("tiny-teacher") == job_id  # a second Load attaches to the same server
@@ -70,6 +73,9 @@ def test_load_chat_concurrently_and_unload(served):
         reply = s.turns[-1].replies[0]
         assert reply.stats.error is None, reply.stats.error
         assert reply.stats.finished and reply.text and reply.stats.tokens > 0 and reply.stats.ttft_s is not None
+        # tokens are the server's count (its tokenizer's), not the number of streamed chunks (word-sized pieces)
+        assert reply.stats.tokens_exact
+        assert reply.stats.tokens == len(tokenizer.encode(reply.text, add_special_tokens=False)), reply.text
 
     pid = state.pid
     assert psutil.pid_exists(pid)

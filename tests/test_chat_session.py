@@ -125,7 +125,17 @@ def test_usage_object_overrides_chunk_count():
     s.add_user("go")
     run = ColumnRun(0, start, s.start_reply(0, "t"))
     list(stream_columns([run], interval=0.01))
-    assert run.reply.stats.tokens == 7
+    assert run.reply.stats.tokens == 7 and run.reply.stats.tokens_exact
+    assert run.reply.stats.describe().endswith(" 7 tokens")
+
+
+def test_chunk_counts_are_marked_approximate():
+    s = ChatSession()
+    s.add_user("go")
+    run = ColumnRun(0, _slow_stream(["two ", "words"], 0.01), s.start_reply(0, "t"))
+    list(stream_columns([run], interval=0.01))
+    st = run.reply.stats
+    assert st.tokens == 2 and not st.tokens_exact and "~2 tokens" in st.describe()
 
 
 def test_closing_the_iterator_cancels_streams():

@@ -6,9 +6,11 @@ model does not flood the browser and a slow one does not hold the others back. C
 Stop or left) cancels the streams: each worker stops at its next delta and closes its HTTP response.
 
 Stats per column are measured here, client side, where the user waits: time to first token from the moment the
-request is sent, tokens/s over the generation after the first token. Tokens are counted as stream chunks (OpenAI-
-compatible servers send one token per chunk) unless the stream reports the server's own count (an object with
-`completion_tokens` at the end, as `stream_options.include_usage` gives).
+request is sent, tokens/s over the generation after the first token. Tokens are the server's own count, which the
+stream reports at its end (`stream_options.include_usage`: vLLM, and our transformers serve job, which counts with the
+model's tokenizer); a chunk is not a token (the transformers server streams word-sized pieces: counted as tokens they
+read 78 "tokens" for a 250-token answer). While a reply streams, and from a server that reports no usage, the count is
+the number of chunks, marked approximate (`ReplyStats.tokens_exact`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from core.chat.servers import ModelServers, client_for
 from core.chat.session import ChatSession, Reply
 
 StreamFn = Callable[[], Iterator[object]]
+
+
+@dataclass
+class StreamUsage:
+    """The server's token count for one streamed request (the last thing a stream function yields)."""
+
+    prompt_tokens: int
+    completion_tokens: int
 
 
 @dataclass
@@ -68,7 +78,7 @@ def _worker(run: ColumnRun, changed: threading.Event, cancel: threading.Event) -
             except Exception:  # noqa: BLE001 - closing an already broken stream
                 pass
         if usage_tokens is not None:
-            stats.tokens = usage_tokens
+            stats.tokens, stats.tokens_exact = usage_tokens, True
         if stats.elapsed_s is None:
             stats.elapsed_s = time.monotonic() - t0
         stats.finished = True
@@ -135,12 +145,20 @@ def respond(session: ChatSession, servers: ModelServers, requests: list[ColumnRe
         except Exception as e:  # noqa: BLE001 - shown in the column
             reply.stats.error, reply.stats.finished = _message(e), True
             continue
-        runs.append(ColumnRun(req.column, partial(client.stream, conv, req.params), reply))
+        runs.append(ColumnRun(req.column, partial(_with_usage, client, conv, req.params), reply))
     if not runs:
         yield None
         return
     for _ in stream_columns(runs, interval):
         yield None
+
+
+def _with_usage(client: Any, conversation: list[dict], params: Any) -> Iterator[object]:
+    """The client's text deltas, then the server's token count for this request when it reports one."""
+    usage: list[StreamUsage] = []
+    yield from client.stream(conversation, params, on_usage=lambda p, c: usage.append(StreamUsage(p, c)))
+    if usage:
+        yield usage[-1]
 
 
 def _not_ready(state: Any) -> str:

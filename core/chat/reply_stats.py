@@ -10,10 +10,12 @@ from typing import Any
 
 @dataclass
 class ReplyStats:
-    """Timing of one streamed reply. Tokens are counted from the stream (server usage when it reports it)."""
+    """Timing of one streamed reply. `tokens` is the server's count once it reports usage (`tokens_exact`); before
+    that, and from a server that reports none, the number of stream chunks (which need not be tokens)."""
 
     ttft_s: float | None = None  # time to first token
     tokens: int = 0
+    tokens_exact: bool = False  # True once `tokens` is the server's own count
     elapsed_s: float | None = None  # first request byte to last token
     error: str | None = None
     finished: bool = False
@@ -26,14 +28,15 @@ class ReplyStats:
         return (self.tokens - 1) / gen if gen > 0 else None
 
     def describe(self) -> str:
-        """'TTFT 0.21 s · 38.5 tok/s · 120 tokens' (the column footer)."""
+        """'TTFT 0.21 s · 38.5 tok/s · 120 tokens' (the column footer); '~' marks figures counted in chunks."""
+        approx = "" if self.tokens_exact else "~"
         parts = []
         if self.ttft_s is not None:
             parts.append(f"TTFT {self.ttft_s:.2f} s")
         tps = self.tokens_per_s
         if tps is not None:
-            parts.append(f"{tps:.1f} tok/s")
-        parts.append(f"{self.tokens} tokens")
+            parts.append(f"{approx}{tps:.1f} tok/s")
+        parts.append(f"{approx}{self.tokens} tokens")
         return " · ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

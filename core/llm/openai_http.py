@@ -291,7 +291,10 @@ class OpenAIBackend:
 
         return list(self._pool.map(one, conversations))
 
-    def stream(self, conversation: Conversation, params: SamplingParams) -> Iterator[str]:
+    def stream(self, conversation: Conversation, params: SamplingParams,
+               on_usage: Callable[[int, int], None] | None = None) -> Iterator[str]:
+        """Text deltas; `on_usage(prompt_tokens, completion_tokens)` is called with the count the server reports at the
+        end of the stream (`stream_options.include_usage`), for this request alone (`self.usage` sums all)."""
         kwargs = chat_request(self.model, list(conversation), params, stream=True, extra=self.extra_body)
         url = f"{self.base_url}/chat/completions"
         last = ""
@@ -306,6 +309,8 @@ class OpenAIBackend:
                         if chunk.usage is not None:  # chunks are not validated: a missing field reads None
                             self.usage.add(prompt_tokens=chunk.usage.prompt_tokens or 0,
                                            completion_tokens=chunk.usage.completion_tokens or 0)
+                            if on_usage is not None:
+                                on_usage(chunk.usage.prompt_tokens or 0, chunk.usage.completion_tokens or 0)
                         delta = "".join(ch.delta.content or "" for ch in chunk.choices or [] if ch.delta)
                         if delta:
                             sent_any = True
