@@ -17,6 +17,7 @@ from core.errors import UserError
 from core.presets import BUNDLED
 from core.workspace import ENV_ALLOW_ROOTS, Workspace
 from studio.edge import guard_all, setup_logging
+from studio.idle import quiet_when_idle
 from studio.options import StudioOptions, parse_args
 from studio.serving import launch_files, upload_script
 from studio.ui import UIContext
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     # Jobs this studio starts (and the CLI run from here) reach the same allowed roots as its visitors.
     os.environ[ENV_ALLOW_ROOTS] = os.pathsep.join(str(r) for r in ui.workspace.extra_roots)
     print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
-    demo.queue(default_concurrency_limit=8).launch(
+    quiet_when_idle(demo.queue(default_concurrency_limit=8)).launch(  # no polling while idle: studio/idle.py
         **_no_reachability_probe(),
         server_name=opts.host,
         server_port=opts.port,
