@@ -3,13 +3,20 @@
 The stages are not a second copy of the recipe: their jobs are the `demo-cpu` preset's steps (label, sft, capture,
 kd, evaluate) with the user's teacher, student and data put in, so the preset and the flow cannot drift apart.
 Names of what each stage produces derive from the choices, so the next stage finds them without retyping paths.
+"Rows to use" takes the first rows of the seeded train / held-out split (so the held-out rows never change with it),
+names what it produces after the count, and sets the training steps (about the demo's 1.5 epochs, at most the
+preset's). The time such a choice implies comes from `estimate`, built on the demo preset's measured stage times.
+A stopped ② is resumed, not restarted: `train_offer` says what pressing ② again should do.
 Imports nothing heavy: the studio calls this directly.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from core.config import PipelineJob, PipelineStep
 from core.config.base import BackendSpec, JobBase
@@ -20,6 +27,9 @@ from core.workspace import Workspace
 
 FLOW_PRESET = "demo-cpu"
 HELDOUT_SHARE = 0.1
+MIN_ROWS = 2  # one to train on, one held out
+EPOCHS = 1.5  # passes over the training rows: the preset's 100 steps of 4 over the demo's 265 training rows
+MIN_STEPS = 10  # a few rows still get enough optimizer steps to move the student
 
 
 def slug(text: str) -> str:
@@ -33,6 +43,21 @@ class FlowPlan:
     teacher: BackendSpec  # a local model (transformers) or an endpoint (openai)
     student: str  # workspace model name, folder or hub id
     dataset: str  # workspace dataset of instructions
+    rows: int | None = None  # rows to use (train + held out); None = all
+
+    @property
+    def heldout_rows(self) -> int | None:
+        """Held-out rows labelled (None: the whole held-out split)."""
+        return None if self.rows is None else max(1, round(self.rows * HELDOUT_SHARE))
+
+    @property
+    def train_rows(self) -> int | None:
+        """Training rows labelled (None: the whole training split)."""
+        return None if self.rows is None else max(1, self.rows - (self.heldout_rows or 0))
+
+    @property
+    def _scope(self) -> str:
+        return "" if self.rows is None else f"-{self.rows}rows"
 
     @property
     def tag(self) -> str:
@@ -50,11 +75,11 @@ class FlowPlan:
 
     @property
     def labelled(self) -> str:
-        return f"{self.train_split}-{self.tag}"
+        return f"{self.train_split}{self._scope}-{self.tag}"
 
     @property
     def heldout_labelled(self) -> str:
-        return f"{self.heldout_split}-{self.tag}"
+        return f"{self.heldout_split}{self._scope}-{self.tag}"
 
     @property
     def logits(self) -> str:
@@ -62,11 +87,11 @@ class FlowPlan:
 
     @property
     def student_sft(self) -> str:
-        return f"{slug(self.student)}-sft"
+        return f"{slug(self.student)}{self._scope}-sft"
 
     @property
     def student_kd(self) -> str:
-        return f"{slug(self.student)}-kd"
+        return f"{slug(self.student)}{self._scope}-kd"
 
 
 def _step(name: str) -> JobBase:
@@ -94,30 +119,57 @@ def prepare_data(plan: FlowPlan, ws: Workspace, seed: int = 42) -> tuple[int, in
 
 
 def synthesize_job(plan: FlowPlan) -> PipelineJob:
-    """Stage 1: the teacher answers the training and the held-out instructions."""
+    """Stage 1: the teacher answers the training and the held-out instructions (the first `rows` of them)."""
     steps = []
-    for name, src, out in (("label", plan.train_split, plan.labelled),
-                           ("label-heldout", plan.heldout_split, plan.heldout_labelled)):
+    for name, src, out, limit in (("label", plan.train_split, plan.labelled, plan.train_rows),
+                                  ("label-heldout", plan.heldout_split, plan.heldout_labelled, plan.heldout_rows)):
         base = _step(name)
-        job = base.model_copy(update={"input": src, "output": out, "teacher": _teacher(base.teacher, plan)})
+        job = base.model_copy(update={"input": src, "output": out, "teacher": _teacher(base.teacher, plan),
+                                      "limit": limit})
         steps.append(PipelineStep(name=name, job=job))
     return PipelineJob(name=f"synthesize {plan.dataset} with {plan.tag}", steps=steps)
 
 
-def train_job(plan: FlowPlan, logit_kd: bool) -> PipelineJob:
-    """Stage 2: SFT on the teacher's answers, then (same tokenizer only) white-box KD from its top-k log-probs."""
-    sft = _step("sft").model_copy(update={"student": plan.student, "dataset": plan.labelled,
-                                          "eval_dataset": plan.heldout_labelled, "output": plan.student_sft})
+def training_steps(train_rows: int | None, preset_steps: int) -> int:
+    """Optimizer steps for `train_rows` labelled rows: about EPOCHS passes, at least MIN_STEPS, at most the preset's
+    (None: the preset's). The demo's 265 training rows get the preset's 100."""
+    if not train_rows:
+        return preset_steps
+    batch = _step("sft").per_device_train_batch_size * _step("sft").gradient_accumulation_steps
+    return min(preset_steps, max(MIN_STEPS, math.ceil(train_rows * EPOCHS / batch)))
+
+
+def _scaled(job: JobBase, train_rows: int | None) -> JobBase:
+    """A preset training step with its steps (and evaluation / checkpoint intervals) fitted to the rows."""
+    steps = training_steps(train_rows, job.max_steps)
+    if steps == job.max_steps:
+        return job
+    every = max(1, min(job.eval_steps or steps, steps // 4))  # about four evaluations, a checkpoint every second one
+    return job.model_copy(update={"max_steps": steps, "eval_steps": every, "save_steps": min(job.save_steps,
+                                                                                               2 * every)})
+
+
+def train_job(plan: FlowPlan, logit_kd: bool, train_rows: int | None = None) -> PipelineJob:
+    """Stage 2: SFT on the teacher's answers, then (same tokenizer only) white-box KD from its top-k log-probs.
+    `train_rows`: how many labelled rows there are (sets the steps; None: the preset's)."""
+    sft = _scaled(_step("sft"), train_rows).model_copy(update={
+        "student": plan.student, "dataset": plan.labelled, "eval_dataset": plan.heldout_labelled,
+        "output": plan.student_sft})
     steps = [PipelineStep(name="sft", job=sft)]
     if logit_kd:
         base = _step("capture")
         capture = base.model_copy(update={"input": plan.labelled, "output": plan.logits,
                                           "teacher": _teacher(base.teacher, plan)})
-        kd = _step("kd").model_copy(update={
+        kd = _scaled(_step("kd"), train_rows).model_copy(update={
             "student": plan.student_sft, "teacher": plan.teacher.model, "dataset": plan.labelled,
             "eval_dataset": plan.heldout_labelled, "logits": plan.logits, "output": plan.student_kd})
         steps += [PipelineStep(name="capture", job=capture), PipelineStep(name="kd", job=kd)]
-    return PipelineJob(name=f"train {slug(plan.student)} on {plan.labelled}", steps=steps)
+    return PipelineJob(name=train_job_name(plan), steps=steps)
+
+
+def train_job_name(plan: FlowPlan) -> str:
+    """The name ② gives its job: how a later press of ② (another page, after a restart) finds it again."""
+    return f"train {slug(plan.student)} on {plan.labelled}"
 
 
 def final_student(plan: FlowPlan, logit_kd: bool) -> str:
@@ -148,14 +200,21 @@ class FlowError(UserError, ValueError):
     """The guided flow's choices cannot make a plan (one is missing, or teacher and student are the same)."""
 
 
-def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws: Workspace) -> FlowPlan:
-    """The user's three choices, checked: each missing one is named."""
+def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws: Workspace,
+              rows: float | None = None) -> FlowPlan:
+    """The user's choices, checked: each missing one is named. `rows` at or above the dataset's size means all."""
     missing = [what for what, v in (("teacher", teacher), ("student", student), ("data", dataset)) if not v]
     if missing:
         raise FlowError("choose " + ", ".join(missing) + " first")
     if teacher == student:
         raise FlowError("teacher and student are the same model: pick a smaller student (or derive one)")
-    return FlowPlan(spec_for(teacher, ws), student, dataset)
+    n = int(rows) if rows else None
+    if n is not None and n < MIN_ROWS:
+        raise FlowError(f"rows to use: at least {MIN_ROWS} (one to train on, one held out)")
+    total = dataset_rows(ws, dataset)
+    if n is not None and total is not None and n >= total:
+        n = None
+    return FlowPlan(spec_for(teacher, ws), student, dataset, n)
 
 
 def logit_kd_possible(plan: FlowPlan, ws: Workspace) -> tuple[bool, str]:
@@ -181,3 +240,241 @@ def ensure_demo_dataset(ws: Workspace) -> str:
         import_file(ws, BUNDLED.parent / "assets" / "demo" / "instructions.json", DEMO_DATASET,
                     created_by="bundled demo")
     return DEMO_DATASET
+
+
+def dataset_rows(ws: Workspace, name: str | None) -> int | None:
+    """Rows of a workspace dataset (its sidecar's count, else its lines); None when it cannot be read."""
+    from core.data.io import count_lines
+    from core.data.store import dataset_path, read_meta
+
+    if not name:
+        return None
+    try:
+        meta = read_meta(ws, name)
+        if isinstance(meta.get("rows"), int) and not meta.get("growing"):
+            return meta["rows"]
+        path = dataset_path(ws, name)
+        return count_lines(path) if path.is_file() else None
+    except (UserError, OSError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------- the default pair
+
+
+@dataclass(frozen=True)
+class DefaultPair:
+    teacher: str | None
+    student: str | None
+    only: str | None = None  # the one model there is (then it is the teacher and no student is chosen)
+
+
+def default_pair(ws: Workspace) -> DefaultPair:
+    """What a fresh page proposes: the offline demo pair when it is there; else the largest local model teaches and
+    the largest smaller one (one sharing its vocabulary first: white-box KD needs it) learns. Never the same model:
+    with one local model and an endpoint, the endpoint teaches; with one model alone, no student is proposed."""
+    from core.endpoints import ENDPOINT_PREFIX
+    from core.models.demo import STUDENT_NAME, TEACHER_NAME
+    from core.models.registry import list_models
+
+    models = list_models(ws)
+    local = sorted((m for m in models if m.source != "endpoint" and not m.is_adapter and m.head is None),
+                   key=lambda m: (-(m.params or 0), m.name))
+    endpoints = [f"{ENDPOINT_PREFIX}{m.name}" for m in models if m.source == "endpoint"]
+    names = {m.name for m in local}
+    if {TEACHER_NAME, STUDENT_NAME} <= names:
+        return DefaultPair(TEACHER_NAME, STUDENT_NAME)
+    if len(local) < 2:
+        if local and endpoints:
+            return DefaultPair(endpoints[0], local[0].name)
+        if local:
+            return DefaultPair(local[0].name, None, only=local[0].name)
+        return DefaultPair(endpoints[0] if endpoints else None, None)
+    teacher, rest = local[0], local[1:]
+
+    def rank(m: Any) -> tuple:
+        smaller = (m.params or 0) < (teacher.params or 0)
+        return (not smaller, m.vocab_size != teacher.vocab_size, -(m.params or 0), m.name)
+
+    return DefaultPair(teacher.name, min(rest, key=rank).name)
+
+
+# ------------------------------------------------------------------------------------------- time estimate
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds per unit of work, measured with the offline demo pair (SmolLM2-135M-Instruct, 134.5M parameters →
+    its 15-layer student, 81.4M) on this project's 2-core CPU by the demo-cpu preset (README, "What the demo
+    achieves on a CPU"): labelling 294 + 30 rows of up to 128 new tokens ~10 min, SFT 100 steps of 4 rows (length
+    256, four evaluations) ~10 min, capture + KD 294 rows + 100 steps ~6 min (their split is an assumption: the
+    preset timed them together), an evaluation of 30 held-out rows against the teacher 14 s; `step_start`
+    is a job step's start (process, imports, model loading), taken off the per-unit figures."""
+
+    step_start: float = 10.0
+    label_row: float = 1.8
+    sft_step: float = 5.9
+    capture_row: float = 0.4
+    kd_step: float = 2.2
+    eval_row: float = 0.13
+    teacher_params: int = 134_515_008
+    student_params: int = 81_413_568
+
+
+DEMO_CPU = Costs()
+
+
+@dataclass(frozen=True)
+class Estimate:
+    train_rows: int
+    heldout_rows: int
+    sft_steps: int
+    kd_steps: int  # 0: no white-box KD (an endpoint teacher, or another tokenizer)
+    synth_s: float | None  # None: the teacher is an endpoint (its pace is the server's)
+    train_s: float
+    compare_s: float
+    scaled: bool  # the models differ from the demo pair: the figures were scaled by their parameter counts
+
+    @property
+    def total_s(self) -> float:
+        return (self.synth_s or 0.0) + self.train_s + self.compare_s
+
+
+def minutes(seconds: float) -> int:
+    """An estimate in whole minutes (0: under half a minute), as coarse as the figures behind it."""
+    return round(seconds / 60)
+
+
+def split_sizes(total: int, rows: int | None = None) -> tuple[int, int]:
+    """(training rows, held-out rows) that ① labels out of a dataset of `total` rows when using `rows` of them."""
+    heldout_all = max(1, round(total * HELDOUT_SHARE)) if total > 1 else 0
+    if rows is None or rows >= total:
+        return total - heldout_all, heldout_all
+    heldout = min(heldout_all, max(1, round(rows * HELDOUT_SHARE)))
+    return min(total - heldout_all, rows - heldout), heldout
+
+
+def estimate(total: int, rows: int | None, kd: bool, api_teacher: bool, teacher_params: int | None = None,
+             student_params: int | None = None, costs: Costs = DEMO_CPU) -> Estimate:
+    """The time the three stages take for `rows` of a `total`-row dataset. Per-unit costs scale with the parameters
+    of the model doing the work (teacher: labelling, capture; student: training; both: evaluation) when known."""
+    n_train, n_heldout = split_sizes(total, rows)
+    t = (teacher_params or costs.teacher_params) / costs.teacher_params
+    s = (student_params or costs.student_params) / costs.student_params
+    sft = training_steps(n_train, _step("sft").max_steps)
+    kd_steps = training_steps(n_train, _step("kd").max_steps) if kd else 0
+    start = costs.step_start
+    synth = None if api_teacher else 2 * start + (n_train + n_heldout) * costs.label_row * t
+    train = start + sft * costs.sft_step * s
+    if kd_steps:
+        train += 2 * start + n_train * costs.capture_row * t + kd_steps * costs.kd_step * s
+    per_eval = start + n_heldout * costs.eval_row * ((s + t) / 2 if not api_teacher else s)
+    scaled = any(p is not None and abs(p / ref - 1) > 0.05 for p, ref in (
+        (teacher_params, costs.teacher_params), (student_params, costs.student_params)))
+    return Estimate(n_train, n_heldout, sft, kd_steps, synth, train, 2 * per_eval, scaled)
+
+
+def model_params(ref: str | None, ws: Workspace) -> int | None:
+    """Parameters of a workspace model (from its safetensors headers); None for an endpoint, a path or a hub id."""
+    from core.models.registry import weight_stats
+
+    if not ref or "/" in ref or "\\" in ref or ":" in ref:
+        return None
+    folder = ws.models / ref
+    try:
+        return weight_stats(ws.inside(folder))[0] if folder.is_dir() else None
+    except (UserError, OSError, ValueError, KeyError):
+        return None
+
+
+def estimate_for(teacher: str | None, student: str | None, dataset: str | None, rows: float | None,
+                 ws: Workspace) -> Estimate | None:
+    """The estimate for the Start tab's current choices (None without a readable dataset). White-box KD is assumed
+    when both are local models with the same vocabulary size (② checks the tokenizers themselves)."""
+    from core.endpoints import ENDPOINT_PREFIX
+
+    total = dataset_rows(ws, dataset)
+    if not total:
+        return None
+    api = bool(teacher and teacher.startswith(ENDPOINT_PREFIX))
+    tp, sp = model_params(teacher, ws), model_params(student, ws)
+    kd = not api and tp is not None and sp is not None and _vocab(teacher, ws) == _vocab(student, ws)
+    return estimate(total, int(rows) if rows else None, kd, api, tp, sp)
+
+
+def _vocab(ref: str | None, ws: Workspace) -> int | None:
+    from core.modelpath import read_json
+
+    try:
+        cfg = read_json(ws.inside(ws.models / str(ref) / "config.json"))
+        return (cfg.get("text_config") or cfg).get("vocab_size")
+    except (UserError, OSError, ValueError, AttributeError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------- ② again: resume?
+
+START, RESUME, RUNNING, DONE = "start", "resume", "running", "done"
+CHECKPOINTS = "checkpoints"  # core.train.common.CHECKPOINTS (not imported: it pulls the training stack)
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    done: tuple[str, ...]  # pipeline steps that finished in earlier attempts (a resume skips them)
+    step: str | None  # the first unfinished step ...
+    checkpoint: int | None  # ... and the optimizer step of its last checkpoint (None: none saved)
+
+
+@dataclass(frozen=True)
+class TrainOffer:
+    action: str  # START: submit a new ②; RESUME: offer Resume (and a fresh start); RUNNING / DONE: say so
+    job: Any = None  # the latest ② job of this plan (core.jobs JobInfo), if any
+    point: ResumePoint | None = None
+
+
+def latest_train_job(jobs: Any, plan: FlowPlan) -> Any:
+    """The newest job ② submitted for this plan (found by its name), or None."""
+    name = train_job_name(plan)
+    return next((j for j in jobs.list(kind="pipeline", refresh=False) if j.name == name), None)
+
+
+def resume_point(info: Any) -> ResumePoint | None:
+    """What a resume of a ② job continues from: finished steps and the unfinished step's last checkpoint; None when
+    nothing was saved (a resume would start from scratch anyway)."""
+    from core.jobs.rundir import PIPELINE_FILE, read_json
+
+    run_dir = Path(info.run_dir)
+    record = read_json(run_dir / PIPELINE_FILE)
+    done = tuple(record.get("done", []))
+    steps = list(info.steps or record.get("steps", []))
+    step = next((s for s in steps if s not in done), None)
+    checkpoint = None
+    if step:
+        saved = [p.name.split("-", 1)[1] for p in (run_dir / "output" / step / CHECKPOINTS).glob("checkpoint-*")]
+        checkpoint = max((int(n) for n in saved if n.isdigit()), default=None)
+    if not done and checkpoint is None:
+        return None
+    return ResumePoint(done, step, checkpoint)
+
+
+def train_offer(jobs: Any, plan: FlowPlan) -> TrainOffer:
+    """What pressing ② should do: start (no earlier job, or one that failed before saving anything), resume (it was
+    stopped, or it failed / was cancelled after saving a checkpoint or finishing a step), or neither (it runs, or it
+    succeeded)."""
+    info = latest_train_job(jobs, plan)
+    if info is None:
+        return TrainOffer(START)
+    if not info.finished:
+        return TrainOffer(RUNNING, info)
+    if info.status == "succeeded":
+        return TrainOffer(DONE, info)
+    point = resume_point(info)
+    if info.status == "stopped" or point is not None:
+        return TrainOffer(RESUME, info, point)
+    return TrainOffer(START, info)
+
+
+def fresh_start_blockers(plan: FlowPlan, ws: Workspace) -> list[str]:
+    """Models a new ② would have to overwrite (a training job refuses to replace a model another job wrote)."""
+    return [name for name in (plan.student_sft, plan.student_kd)
+            if (ws.models / name).is_dir() and any((ws.models / name).iterdir())]
