@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = jsub.add_parser("delete", help="remove a finished or queued job and its run folder")
     p.add_argument("job")
     p.set_defaults(func=cmd_delete)
+    p = jsub.add_parser("compare", help="2-4 runs side by side: config keys that differ, final metrics, evaluations")
+    p.add_argument("jobs", nargs="+", metavar="JOB", help="2 to 4 job ids (or unique prefixes)")
+    p.add_argument("--plot", metavar="OUT.html", help="also write their curves overlaid to this HTML file")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_compare)
 
 
 # helpers ----------------------------------------------------------------------------------------------------------
@@ -463,3 +468,42 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     return _control(args, "delete")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """`easydistill jobs compare A B [C D]`: the config diff, the final metrics and the evaluation results of the runs,
+    a column each (core.jobs.compare, core.eval.compare.side_by_side); `--plot` writes the curves overlaid."""
+    from core.cli.tables import text_table
+    from core.eval.compare import side_by_side
+    from core.jobs import compare
+    from core.jobs.manager import JobNotFound
+
+    m = _manager(args)
+    try:
+        runs = compare.load_runs(m, args.jobs)
+    except (JobNotFound, compare.CompareError) as e:
+        return _err(str(e))
+    eval_headers, eval_rows = side_by_side([(r.label, r.run_dir) for r in runs], m.workspace)
+    if args.plot:
+        out = Path(args.plot).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        compare.curves_figure(runs, title=" vs ".join(r.label for r in runs)).write_html(out, include_plotlyjs=True)
+        print(f"curves written to {out}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({
+            "runs": [{"id": r.id, "label": r.label, "kind": r.kind, "status": r.status} for r in runs],
+            "config_diff": [{"key": k, "values": v} for k, v in compare.config_diff(runs)],
+            "metrics": {r.label: compare.final_values(r.records) for r in runs},
+            "evaluation": [dict(zip(eval_headers, row, strict=True)) for row in eval_rows],
+        }, ensure_ascii=False, indent=1, default=str))
+        return 0
+    for r in runs:
+        print(f"{r.label}: {r.id} ({r.kind}, {r.status})")
+    diff_headers, diff_rows = compare.diff_table(runs)
+    print("\nconfig (changed keys only):")
+    print(text_table(diff_headers, diff_rows) if diff_rows else "  the configs are the same")
+    print("\nfinal metrics:")
+    print(text_table(*compare.metrics_table(runs)))
+    print("\nevaluation:")
+    print(text_table(eval_headers, eval_rows) if eval_rows else "  no evaluation results in these runs")
+    return 0

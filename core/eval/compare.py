@@ -1,4 +1,6 @@
-"""Comparing two evaluation runs: what changed per metric, and which rows flipped.
+"""Comparing evaluation runs: two of them, what changed per metric and which rows flipped (`compare`); or the
+evaluations of several jobs side by side, one column per job (`side_by_side`: the Jobs tab's "Compare runs" and
+`easydistill jobs compare`, where a job may be an evaluate job or a pipeline with evaluate steps).
 
 Typical use: the student before and after distillation on the same held-out set. Rows are paired by id (never by
 position), so two runs with different limits or orders still compare correctly; rows only one run has are counted.
@@ -6,10 +8,12 @@ position), so two runs with different limits or orders still compare correctly; 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.eval.results import HIGHER_IS_BETTER, EvalRun, correct, metric_columns, roles
+from core.eval.results import HIGHER_IS_BETTER, EvalRun, correct, find_all, load, metric_columns, roles
+from core.workspace import Workspace
 
 
 @dataclass
@@ -69,3 +73,29 @@ def compare(a: EvalRun, b: EvalRun) -> Comparison:
 
 def _r(v: Any) -> Any:
     return round(v, 4) if isinstance(v, float) else v
+
+
+def side_by_side(runs: list[tuple[str, str | os.PathLike]], ws: Workspace | None = None
+                 ) -> tuple[list[str], list[list[Any]]]:
+    """The evaluations of several jobs, one column per job: `runs` are (label, run folder). A row per (evaluation,
+    role, metric) — the evaluation is a pipeline's step name ("" for an evaluate job's own) — plus a `model` row per
+    role naming the model scored, so a column says which student it is. No rows when no job holds an evaluation."""
+    cells: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for label, run_dir in runs:
+        for step, folder in find_all(run_dir):
+            try:
+                ev = load(folder, ws)
+            except (FileNotFoundError, ValueError):
+                continue
+            cols = metric_columns(ev.results)
+            for role in roles(ev.results):
+                s = ev.summary(role)
+                if not any(m in s for m in cols):
+                    continue
+                cells.setdefault((step, role, "model"), {})[label] = ev.results.get("models", {}).get(role)
+                for m in cols:
+                    if m in s:
+                        cells.setdefault((step, role, m), {})[label] = _r(s[m])
+    labels = [label for label, _ in runs]
+    headers = ["evaluation", "role", "metric", *labels]
+    return headers, [[*key, *(vals.get(label) for label in labels)] for key, vals in cells.items()]

@@ -25,7 +25,7 @@ from typing import Any
 
 from core.data.io import write_records
 from core.data.rows import iter_jsonl_rows
-from core.jobs.rundir import write_json_atomic
+from core.jobs.rundir import PIPELINE_FILE, read_json, write_json_atomic
 from core.workspace import Workspace
 
 RESULTS_FILE = "results.json"
@@ -106,6 +106,20 @@ def find_results(ref: str | os.PathLike, ws: Workspace | None = None) -> Path:
                 return found[0].parent
     raise FileNotFoundError(f"no evaluation results for '{raw}' (looked for {RESULTS_FILE} in "
                             f"{', '.join(str(c) for c in candidates)})")
+
+
+def find_all(run_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+    """Every evaluation one run folder holds, as (step, folder): an evaluate job's own output ("", output/), or a
+    pipeline's evaluate steps (their names, in the pipeline's order: output/<step>/)."""
+    out_dir = Path(run_dir) / "output"
+    if (out_dir / RESULTS_FILE).is_file():
+        return [("", out_dir)]
+    if not out_dir.is_dir():
+        return []
+    order = [str(s) for s in read_json(Path(run_dir) / PIPELINE_FILE).get("steps", [])]
+    found = {p.parent.name: p.parent for p in out_dir.glob(f"*/{RESULTS_FILE}")}
+    names = [n for n in order if n in found] + sorted(n for n in found if n not in order)
+    return [(n, found[n]) for n in names]
 
 
 def load(ref: str | os.PathLike, ws: Workspace | None = None) -> EvalRun:

@@ -21,6 +21,7 @@ import gradio as gr
 from core.errors import UserError
 from core.jobs import summary
 from studio.job_panel import follow, live_timer, running
+from studio.tabs.jobs_compare import build_compare
 from studio.ui import UIContext
 
 TICK_S = 1.5
@@ -149,6 +150,7 @@ class _View:
 def build(ui: UIContext) -> None:
     ui.jobs()  # at studio start: re-attach to jobs still running, mark vanished ones failed
     v = _layout(ui)
+    build_compare(ui)  # "Compare runs", below the devices table (studio/tabs/jobs_compare.py)
     tick = _poller(ui)
     v.timer = live_timer(ui, TICK_S)
     v.timer.tick(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
