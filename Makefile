@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
 
-.PHONY: setup studio test test-fast lint bench demo browser vllm-env llamafactory-env clean-venv
+.PHONY: setup studio test test-fast lint bench demo browser proxy vllm-env llamafactory-env clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -21,6 +21,10 @@ $(SETUP_STAMP): pyproject.toml scripts/setup_venv.sh
 
 browser:
 	bash scripts/setup_browser.sh
+
+# Debian's nginx for tests/test_proxy_browser.py (the studio behind a sub-path reverse proxy, like PAI-DSW's).
+proxy:
+	bash scripts/setup_proxy.sh
 
 vllm-env:
 	bash scripts/setup_vllm.sh
@@ -35,7 +39,7 @@ demo: setup
 studio: demo
 	$(BIN)/distill-studio --workspace $(WORKSPACE) $(STUDIO_ARGS)
 
-test: setup browser vllm-env llamafactory-env
+test: setup browser proxy vllm-env llamafactory-env
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/arch_report.py --strict
 	bash scripts/run_tests.sh $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ from core.workspace import ENV_ALLOW_ROOTS, Workspace
 from studio.edge import guard_all, setup_logging
 from studio.idle import quiet_when_idle
 from studio.options import StudioOptions, parse_args
+from studio.proxy import proxy_app_kwargs
 from studio.serving import launch_files, upload_script
 from studio.ui import UIContext
 
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         root_path=opts.root_path or None,
         auth=opts.auth or None,
         ssr_mode=False,
+        app_kwargs=proxy_app_kwargs(),  # links keep the proxy's port: studio/proxy.py
         share=False,
         css=CSS,
         show_error=True,
