@@ -21,6 +21,7 @@ from typing import Any
 
 from core import textfile
 from core.data.errors import DataError
+from core.data.jsonarray import iter_array, starts_array
 
 EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
@@ -111,55 +112,32 @@ def _read_text(p: Path) -> str:
 
 
 def _iter_json(p: Path) -> Iterator[Record]:
-    """A JSON array (one record per element), one JSON object, or JSON Lines saved with a .json name."""
+    """A JSON array (one record per element, streamed by core.data.jsonarray: memory holds one record, not the
+    file), one JSON object, or JSON Lines saved with a .json name."""
+    if starts_array(p):
+        for line, k, value in iter_array(p):
+            yield Record(line, value, index=k)
+        return
     text = _read_text(p)
-    dec = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if pos >= len(text):
         return
-    if text[pos] != "[":
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            if e.msg == "Extra data":  # several objects, one per line: JSON Lines under a .json name
-                yield from _iter_jsonl(p)
-                return
-            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
-        except RecursionError:
-            raise DataError(f"{p}: not usable: JSON nested too deeply") from None
-        if isinstance(value, dict):
-            lists = [v for v in value.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
-            if len(lists) == 1 and len(value) <= 3:  # {"data": [...]} and similar wrappers
-                for k, x in enumerate(lists[0], 1):
-                    yield Record(0, x, index=k)
-                return
-        yield Record(1, value)
-        return
-    line, last, k = 1, 0, 0
-    pos = _skip_ws(text, pos + 1)
-    if pos < len(text) and text[pos] == "]":
-        return
-    while pos < len(text):
-        line += text.count("\n", last, pos)
-        last = pos
-        k += 1
-        try:
-            value, end = dec.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno} (record {k} of the array): "
-                            f"{e.msg}") from None
-        except RecursionError:
-            raise DataError(f"{p}: record {k} of the array (line {line}) is nested too deeply") from None
-        yield Record(line, value, index=k)
-        pos = _skip_ws(text, end)
-        if pos < len(text) and text[pos] == ",":
-            pos = _skip_ws(text, pos + 1)
-        elif pos < len(text) and text[pos] == "]":
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        if e.msg == "Extra data":  # several objects, one per line: JSON Lines under a .json name
+            yield from _iter_jsonl(p)
             return
-        else:
-            ln = text.count("\n", 0, pos) + 1
-            raise DataError(f"{p}: not valid JSON at line {ln}: expected ',' or ']' after record {k} of the array")
-    raise DataError(f"{p}: not valid JSON: the array is not closed (file truncated?)")
+        raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DataError(f"{p}: not usable: JSON nested too deeply") from None
+    if isinstance(value, dict):
+        lists = [v for v in value.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
+        if len(lists) == 1 and len(value) <= 3:  # {"data": [...]} and similar wrappers
+            for k, x in enumerate(lists[0], 1):
+                yield Record(0, x, index=k)
+            return
+    yield Record(1, value)
 
 
 def _skip_ws(text: str, pos: int) -> int:
