@@ -1,8 +1,11 @@
-"""Paged preview of big files, statistics, split, dedupe, and the `easydistill data` CLI."""
+"""Paged preview of big files, statistics, split, dedupe, and the `easydistill data` CLI (the list functions; the
+streamed workspace operations are compared against them in test_data_stream.py)."""
 
 from __future__ import annotations
 
 import json
+import random
+import re
 
 from core.cli.main import main as cli
 from core.data.io import JsonlAppender, count_lines, write_records
@@ -55,14 +58,40 @@ def test_stats_counts_duplicates_empties_and_tokens(tmp_path, tiny_models):
 
 def test_split_is_seeded_complete_and_keeps_groups_together():
     rows = [{"id": f"q{i // 3}-{i % 3}", "question_id": f"q{i // 3}", "instruction": f"q{i // 3}"}
-            for i in range(300)]
+            for i in range(3000)]
     tr, ev = split(rows, 0.1, seed=3)
     tr2, ev2 = split(rows, 0.1, seed=3)
     assert [r["id"] for r in ev] == [r["id"] for r in ev2]
-    assert len(ev) == 30 and len(tr) + len(ev) == 300
+    assert len(tr) + len(ev) == 3000 and 60 <= len(ev) // 3 <= 140  # 1000 groups, 10% each: 100 ± 4 sd
     assert {r["question_id"] for r in tr}.isdisjoint({r["question_id"] for r in ev})
+    pos = {r["id"]: i for i, r in enumerate(rows)}
+    assert [pos[r["id"]] for r in ev] == sorted(pos[r["id"]] for r in ev)  # file order kept
     _, ev3 = split(rows, 0.1, seed=4)
     assert [r["id"] for r in ev] != [r["id"] for r in ev3]
+
+
+def test_split_is_stable_under_reordering_and_growth():
+    """A row's side depends on its own group and the seed only: shuffle the file, or add rows, and no row moves."""
+    rows = [{"id": f"r{i}", "instruction": f"q{i}"} for i in range(2000)]
+    _, ev = split(rows, 0.2, seed=7)
+    shuffled = rows[:]
+    random.Random(1).shuffle(shuffled)
+    _, ev_shuffled = split(shuffled, 0.2, seed=7)
+    assert {r["id"] for r in ev_shuffled} == {r["id"] for r in ev}
+    _, ev_grown = split(rows + [{"id": f"new{i}", "instruction": "x"} for i in range(500)], 0.2, seed=7)
+    assert {r["id"] for r in ev_grown if r["id"].startswith("r")} == {r["id"] for r in ev}
+    assert 0.15 < len(ev) / 2000 < 0.25
+
+
+def test_split_never_leaves_a_part_empty_when_there_are_two_groups():
+    for n in range(2, 12):
+        rows = [{"id": f"r{i}", "instruction": "q"} for i in range(n)]
+        for share in (0.01, 0.49):
+            tr, ev = split(rows, share, seed=0)
+            assert tr and ev and len(tr) + len(ev) == n
+    one_group = [{"id": f"r{i}", "question_id": "same"} for i in range(5)]
+    tr, ev = split(one_group, 0.01)
+    assert (len(tr), len(ev)) in ((5, 0), (0, 5))
 
 
 def test_dedupe_modes():
@@ -89,12 +118,14 @@ def test_cli_import_list_split_export(tmp_path, capsys):
     listed = json.loads(capsys.readouterr().out)
     assert listed[0]["name"] == "qa" and listed[0]["rows"] == 20 and listed[0]["rejects"] == 1
     assert cli([*base, "split", "qa", "--eval-share", "0.25", "--seed", "1"]) == 0
-    assert "qa-train: 15 rows, qa-eval: 5 rows" in capsys.readouterr().out
+    said = re.fullmatch(r"qa-train: (\d+) rows, qa-eval: (\d+) rows\n", capsys.readouterr().out)
+    n_train, n_eval = int(said[1]), int(said[2])
+    assert n_train + n_eval == 20 and n_train and n_eval
     out = tmp_path / "alpaca.json"
     assert cli([*base, "export", "qa-eval", "--format", "alpaca", "--out", str(out), "--llamafactory"]) == 0
-    assert "5 row(s) written" in capsys.readouterr().out
+    assert f"{n_eval} row(s) written" in capsys.readouterr().out
     data = json.loads(out.read_text())
-    assert len(data) == 5 and set(data[0]) == {"id", "instruction", "input", "output"}
+    assert len(data) == n_eval and set(data[0]) == {"id", "instruction", "input", "output"}
     assert json.loads((tmp_path / "dataset_info.json").read_text())["alpaca"]["file_name"] == "alpaca.json"
     assert cli([*base, "stats", "qa", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 20

@@ -1,6 +1,10 @@
 """`easydistill data ...`: import, inspect, convert, split, dedupe and balance datasets headless (same core as the
 Data tab). Files given here are the local user's: any path, relative to the current folder, except that a path into
 the workspace never leads out of it through a link (`Workspace.local`); a bare name is a workspace dataset.
+
+split, dedupe, stats, export and balance run in this process (the Data tab submits them as jobs): they stream the
+dataset in bounded memory either way, and a terminal sees their progress on stderr. To run one as a job instead
+(listed, stoppable from the Jobs tab), give `easydistill --config` a `data_split` / `data_dedupe` / ... config.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the file has; pairs as a preference entry for stage rm/dpo)")
     a.set_defaults(func=cmd_export)
 
-    a = dsub.add_parser("split", help="seeded train/eval split into <name>-train and <name>-eval")
+    a = dsub.add_parser("split", help="seeded train/eval split into <name>-train and <name>-eval (by hash of each "
+                                      "row's question_id, else its id: a row stays on its side whatever the order)")
     a.add_argument("name")
     a.add_argument("--eval-share", type=float, default=0.1)
     a.add_argument("--seed", type=int, default=42)
@@ -94,6 +99,24 @@ def _ref(ws: Workspace, ref: str) -> str:
     if NAME_RE.match(name) and (ws.datasets / f"{name}.jsonl").exists():
         return name
     return str(ws.local(ref))
+
+
+def _tracker():
+    """Progress on stderr (rows read) when it is a terminal; nothing otherwise."""
+    from core.data.stream import Tracker
+
+    if not sys.stderr.isatty():
+        return Tracker()
+
+    def show(done: int, total: int | None) -> None:
+        print(f"\r  {done:,}" + (f" / {total:,}" if total else "") + " rows", end="", file=sys.stderr, flush=True)
+
+    return Tracker(show)
+
+
+def _done(track) -> None:
+    if sys.stderr.isatty() and track.done:
+        print(file=sys.stderr)
 
 
 def _guard(fn):
@@ -193,7 +216,9 @@ def cmd_stats(args) -> int:
     if args.tokenizer:
         cand = ws.models / args.tokenizer
         tok = ws.inside(cand) if "/" not in args.tokenizer and cand.is_dir() else ws.local(args.tokenizer)
-    st = compute_stats(resolve_dataset(ws, _ref(ws, args.name), confined=False), tok)
+    track = _tracker()
+    st = compute_stats(resolve_dataset(ws, _ref(ws, args.name), confined=False), tok, track=track)
+    _done(track)
     out = {
         "rows": st.rows, "duplicate_instructions": st.duplicate_instructions, "duplicate_pairs": st.duplicate_pairs,
         "multi_turn": st.multi_turn,
@@ -220,16 +245,21 @@ def cmd_stats(args) -> int:
 @_guard
 def cmd_export(args) -> int:
     from core.data.convert import EXPORT_FORMATS, check_llamafactory, export_rows, register_llamafactory
-    from core.data.store import exports_dir, load_rows
+    from core.data.store import exports_dir
+    from core.data.stream import holds_pairs, open_source
 
     ws = _ws(args)
     ref = _ref(ws, args.name)
-    rows, _ = load_rows(ws, ref, confined=False)
+    src = open_source(ws, ref, confined=False)
     stem = ref.rsplit("/", 1)[-1].rsplit(".", 1)[0] if "/" in ref else ref  # a file's name without its extension
     out = ws.local(args.out) if args.out else exports_dir(ws) / f"{stem}-{args.fmt}{EXPORT_FORMATS[args.fmt]}"
     if args.llamafactory:  # refused before anything is written
         check_llamafactory(args.fmt, out)
-    res = export_rows(rows, args.fmt, out, keep_id=not args.no_ids)  # DataError when no row can be written
+    pairs = holds_pairs(src.rows()) if args.fmt in ("alpaca", "sharegpt") else None  # streamed: see export_rows
+    track = _tracker()
+    # DataError when no row can be written
+    res = export_rows(track.watch(src.rows()), args.fmt, out, keep_id=not args.no_ids, preference=pairs)
+    _done(track)
     print(res.summary())
     if args.llamafactory:
         info, name = register_llamafactory(res, args.fmt)
@@ -242,7 +272,9 @@ def cmd_split(args) -> int:
     from core.data.ops import split_dataset
 
     ws = _ws(args)
-    tn, nt, en, ne = split_dataset(ws, _ref(ws, args.name), args.eval_share, args.seed, confined=False)
+    track = _tracker()
+    tn, nt, en, ne = split_dataset(ws, _ref(ws, args.name), args.eval_share, args.seed, confined=False, track=track)
+    _done(track)
     print(f"{tn}: {nt} rows, {en}: {ne} rows")
     return 0
 
@@ -252,15 +284,16 @@ def cmd_dedupe(args) -> int:
     from core.data.ops import dedupe_dataset
 
     ws = _ws(args)
-    new, kept, removed = dedupe_dataset(ws, _ref(ws, args.name), args.by, confined=False)
+    track = _tracker()
+    new, kept, removed = dedupe_dataset(ws, _ref(ws, args.name), args.by, confined=False, track=track)
+    _done(track)
     print(f"{new}: {kept} rows kept, {removed} duplicates removed")
     return 0
 
 
 @_guard
 def cmd_balance(args) -> int:
-    from core.data.ops import balance
-    from core.data.store import load_rows, save_rows
+    from core.data.ops import balance_dataset
 
     shares = {}
     for part in args.shares.split(","):
@@ -269,13 +302,11 @@ def cmd_balance(args) -> int:
             raise DataError(f"--shares: {part!r} is not CATEGORY=SHARE")
         shares[k.strip()] = float(v)
     ws = _ws(args)
-    rows, _ = load_rows(ws, _ref(ws, args.name), confined=False)
-    if not any("category" in r for r in rows):
-        raise DataError(f"'{args.name}' has no 'category' column: classify it first (synth operator classify)")
-    out, rep = balance(rows, shares, args.total, args.seed, args.upsample)
-    name = args.out or f"{args.name}-balanced"
-    save_rows(ws, name, out, created_by="balance", source=args.name, shares=shares)
-    print(f"{name}: {len(out)} rows; before {rep.before}; after {rep.after}")
+    track = _tracker()
+    name, n, rep = balance_dataset(ws, _ref(ws, args.name), shares, args.total, args.seed, args.upsample,
+                                   args.out or f"{args.name}-balanced", confined=False, track=track)
+    _done(track)
+    print(f"{name}: {n} rows; before {rep.before}; after {rep.after}")
     if rep.short:
         print(f"below target (not enough rows): {rep.short}", file=sys.stderr)
     return 0

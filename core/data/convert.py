@@ -27,7 +27,8 @@ from typing import Any
 from core.data.errors import DataError, RowInvalid
 from core.data.io import file_type, write_records
 from core.data.rows import prompt_text, response_text, to_messages
-from core.data.store import exports_dir, load_rows
+from core.data.store import exports_dir
+from core.data.stream import Tracker, holds_pairs, open_source
 from core.workspace import Workspace
 
 EXPORT_FORMATS: dict[str, str] = {  # format -> default file extension
@@ -265,14 +266,19 @@ def _nothing_written(fmt: str, total: int, skipped: list[tuple[str, str]]) -> Da
                      "written. Pick a format that holds these rows (dpo needs chosen/rejected pairs)")
 
 
-def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id: bool = True) -> ExportResult:
+def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id: bool = True,
+                preference: bool | None = None) -> ExportResult:
     """Write rows in `fmt` to `path` (container by the path's extension: .json, .jsonl, .csv, .parquet).
 
     DataError, and `path` left as it was, when no row can be written. Alpaca and ShareGPT of a dataset holding
-    preference pairs write the pairs in the preference shape (the other rows are skipped, listed).
+    preference pairs write the pairs in the preference shape (the other rows are skipped, listed). Rows are written
+    as they come (a generator streams: JSON and JSONL files) when the caller says whether the dataset holds pairs
+    (`preference`, alpaca and sharegpt); otherwise they are gathered first to find out, as omnithought's regrouping
+    gathers them.
     """
     p = Path(path)
-    rows = list(rows)
+    if fmt == "omnithought" or (fmt in ("alpaca", "sharegpt") and preference is None):
+        rows = list(rows)
     skipped: list[tuple[str, str]] = []
     columns: dict[str, None] = {}
     if fmt == "omnithought":
@@ -283,12 +289,18 @@ def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id
             columns.update(dict.fromkeys(rec))
         return ExportResult(p, write_records(p, records), skipped, list(columns), fmt=fmt)
 
-    preference = any(_is_pair(r) for r in rows) if fmt in ("alpaca", "sharegpt") else None
+    if fmt not in ("alpaca", "sharegpt"):
+        preference = None
+    elif preference is None:
+        preference = any(_is_pair(r) for r in rows)
     lost: Counter[str] = Counter()
+    total = 0
 
     def gen():
+        nonlocal total
         n = 0
         for row in rows:
+            total += 1
             try:
                 rec = export_row(row, fmt, keep_id, preference=preference)
             except RowInvalid as e:
@@ -299,7 +311,7 @@ def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id
             n += 1
             yield rec
         if not n:  # raised inside write_records: its temporary file goes, an earlier export stays
-            raise _nothing_written(fmt, len(rows), skipped)
+            raise _nothing_written(fmt, total, skipped)
 
     n = write_records(p, gen())
     return ExportResult(p, n, skipped, list(columns), dict(lost), fmt)
@@ -382,19 +394,25 @@ class DatasetExport:
 
 
 def export_dataset(ws: Workspace, name: str, fmt: str, keep_id: bool = True,
-                   llamafactory: bool = False) -> DatasetExport:
+                   llamafactory: bool = False, track: Tracker | None = None) -> DatasetExport:
     """Export workspace dataset `name` to `datasets/exports/<name>-<fmt><ext>` (and register it for LLaMA-Factory).
 
     A format LLaMA-Factory cannot read fails before anything is written; an export with no row to write is refused
-    (DataError) with no file and no entry.
+    (DataError) with no file and no entry. The dataset is streamed (alpaca and sharegpt read it once more first, to
+    the first pair, to pick the shape); `track` reports progress and stops the export when asked.
     """
     if fmt not in EXPORT_FORMATS:
         raise DataError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = exports_dir(ws) / f"{name}-{fmt}{EXPORT_FORMATS[fmt]}"
     if llamafactory:
         check_llamafactory(fmt, out)
-    rows, _ = load_rows(ws, name)
-    done = DatasetExport(export_rows(rows, fmt, out, keep_id=keep_id))
+    src = open_source(ws, name)
+    track = track or Tracker()
+    passes = 2 if fmt in ("alpaca", "sharegpt") else 1
+    track.total = track.total or passes * src.estimate()
+    pairs = holds_pairs(track.watch(src.rows())) if passes == 2 else None
+    done = DatasetExport(export_rows(track.watch(src.rows()), fmt, out, keep_id=keep_id, preference=pairs))
+    track.finish()
     if llamafactory:
         done.info_path, done.info_name = register_llamafactory(done.result, fmt)
     return done

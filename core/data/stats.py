@@ -1,10 +1,16 @@
 """Dataset statistics: rows, length distributions (characters, and tokens for a chosen tokenizer), duplicates,
-empty and missing fields. Streams the file once; token counts use a seeded sample of rows so a 100k-row dataset
-answers in seconds.
+empty and missing fields. One streamed pass in bounded memory, whatever the file's size:
+
+- counts, means and maxima are exact; the character lengths kept for the histograms are a sample of fewer than
+  2 x CHAR_SAMPLE per field (every value until there are that many, then every 2nd, 4th, ...: an even spread through
+  the file), so a file of fewer rows gets exactly the lengths of every row, as the whole-list version had them;
+- duplicates are counted from 16-byte digests of the keys (core.data.digests: bounded, spilled to disk when large);
+- token counts use a seeded reservoir sample of rows so a 100k-row dataset answers in seconds.
 
 Tokenizers are loaded from a model folder's `tokenizer.json` with the light `tokenizers` library (no torch), so the
 studio process can compute statistics without importing transformers; transformers is the lazy fallback for folders
-that only have a slow tokenizer.
+that only have a slow tokenizer. The Data tab runs this in a job (`data_stats`); `DatasetStats.to_dict` /
+`from_dict` carry the result from the job to the tab.
 """
 
 from __future__ import annotations
@@ -17,19 +23,34 @@ from pathlib import Path
 from typing import Any
 
 from core.data.errors import DataError
-from core.data.ops import dedupe_key
+from core.data.ops import dedupe_key, pair_key
 from core.data.rows import field_text, iter_jsonl_rows, prompt_text, response_text
 from core.data.store import dataset_path
+from core.data.stream import Tracker
 from core.workspace import Workspace
 
 STAT_FIELDS = ("instruction", "input", "output", "system", "thought", "solution", "chosen", "rejected", "text")
+CHAR_SAMPLE = 2048
 
 
 @dataclass
 class FieldStats:
     present: int = 0
     empty: int = 0
-    chars: list[int] = field(default_factory=list)
+    chars: list[int] = field(default_factory=list)  # the lengths, or an even sample of them (see the docstring)
+    total_chars: int = 0
+    max_chars: int = 0
+    stride: int = 1  # chars keeps the length of every `stride`-th present value
+
+    def add(self, n: int) -> None:
+        if self.present % self.stride == 0:
+            self.chars.append(n)
+            if len(self.chars) >= 2 * CHAR_SAMPLE:
+                del self.chars[1::2]
+                self.stride *= 2
+        self.present += 1
+        self.total_chars += n
+        self.max_chars = max(self.max_chars, n)
 
 
 @dataclass
@@ -52,9 +73,31 @@ class DatasetStats:
         for name, fs in self.fields.items():
             if not fs.present:
                 continue
-            mean = round(sum(fs.chars) / len(fs.chars), 1) if fs.chars else 0
-            out.append([name, fs.present, fs.empty, self.rows - fs.present, mean, max(fs.chars, default=0)])
+            mean = round(fs.total_chars / fs.present, 1)
+            out.append([name, fs.present, fs.empty, self.rows - fs.present, mean, fs.max_chars])
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (what a stats job writes for the tab)."""
+        return {
+            "rows": self.rows, "duplicate_instructions": self.duplicate_instructions,
+            "duplicate_pairs": self.duplicate_pairs, "multi_turn": self.multi_turn,
+            "turns": {str(k): v for k, v in self.turns.items()},
+            "fields": {k: {"present": f.present, "empty": f.empty, "chars": f.chars, "total_chars": f.total_chars,
+                           "max_chars": f.max_chars, "stride": f.stride} for k, f in self.fields.items()},
+            "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
+            "token_sample": self.token_sample, "tokenizer": self.tokenizer, "categories": dict(self.categories),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetStats:
+        return cls(
+            rows=d["rows"], duplicate_instructions=d["duplicate_instructions"], duplicate_pairs=d["duplicate_pairs"],
+            multi_turn=d["multi_turn"], turns=Counter({int(k): v for k, v in d["turns"].items()}),
+            fields={k: FieldStats(**f) for k, f in d["fields"].items()},
+            prompt_tokens=list(d["prompt_tokens"]), output_tokens=list(d["output_tokens"]),
+            token_sample=d["token_sample"], tokenizer=d["tokenizer"], categories=Counter(d["categories"]),
+        )
 
 
 class TokenCounter:
@@ -88,49 +131,65 @@ class TokenCounter:
 
 
 def compute_stats(path: str | os.PathLike, tokenizer: str | os.PathLike | None = None, token_sample: int = 2000,
-                  seed: int = 0) -> DatasetStats:
-    """Statistics of a canonical JSONL dataset (one pass; token lengths on a seeded sample of `token_sample` rows)."""
+                  seed: int = 0, track: Tracker | None = None) -> DatasetStats:
+    """Statistics of a canonical JSONL dataset: one pass in bounded memory (see the module's docstring); token lengths
+    on a seeded sample of `token_sample` rows. `track` reports progress and stops the pass when asked."""
+    from core.data.digests import RepeatFinder
+    from core.data.io import count_lines
+
     st = DatasetStats(fields={f: FieldStats() for f in STAT_FIELDS})
-    seen_ins: set[str] = set()
-    seen_pair: set[str] = set()
     rng = random.Random(seed)
     sample: list[tuple[str, str]] = []
-    for row in iter_jsonl_rows(path):
-        st.rows += 1
-        for name in STAT_FIELDS:
-            if name in row and row[name] is not None:
-                fs = st.fields[name]
-                fs.present += 1
-                text = field_text(row, name)
-                fs.chars.append(len(text))
-                if not text.strip():
-                    fs.empty += 1
-        if row.get("messages"):
-            st.multi_turn += 1
-            st.turns[len(row["messages"])] += 1
-        if row.get("category"):
-            st.categories[str(row["category"])] += 1
-        k1, k2 = dedupe_key(row, "instruction"), dedupe_key(row, "instruction_output")
-        st.duplicate_instructions += k1 in seen_ins
-        st.duplicate_pairs += k2 in seen_pair
-        seen_ins.add(k1)
-        seen_pair.add(k2)
-        if tokenizer:
-            pair = (prompt_text(row) if not row.get("messages") else field_text(row, "messages"),
-                    str(response_text(row) or ""))
-            if len(sample) < token_sample:  # reservoir sampling: every row equally likely, in one pass
-                sample.append(pair)
-            else:
-                j = rng.randrange(st.rows)
-                if j < token_sample:
-                    sample[j] = pair
+    expected = count_lines(path)
+    track = track or Tracker()
+    if track.total is None:
+        track.total = expected
+    folder = Path(path).parent if os.access(Path(path).parent, os.W_OK) else None  # where digests spill
+    same_ins, same_pair = RepeatFinder(expected, folder), RepeatFinder(expected, folder)
+    try:
+        for row in track.watch(iter_jsonl_rows(path)):
+            _count(st, row)
+            key = dedupe_key(row, "instruction")
+            same_ins.add(key, st.rows)
+            same_pair.add(pair_key(row, key), st.rows)
+            st.rows += 1
+            if tokenizer:
+                pair = (prompt_text(row) if not row.get("messages") else field_text(row, "messages"),
+                        str(response_text(row) or ""))
+                if len(sample) < token_sample:  # reservoir sampling: every row equally likely, in one pass
+                    sample.append(pair)
+                else:
+                    j = rng.randrange(st.rows)
+                    if j < token_sample:
+                        sample[j] = pair
+        st.duplicate_instructions = same_ins.repeat_count()
+        st.duplicate_pairs = same_pair.repeat_count()
+    finally:
+        same_ins.close()
+        same_pair.close()
     if tokenizer and sample:
         tc = TokenCounter(tokenizer)
         st.tokenizer = tc.name
         st.prompt_tokens = tc.count([p for p, _ in sample])
         st.output_tokens = tc.count([o for _, o in sample if o])
         st.token_sample = len(sample)
+    track.finish()
     return st
+
+
+def _count(st: DatasetStats, row: dict) -> None:
+    for name in STAT_FIELDS:
+        if name in row and row[name] is not None:
+            fs = st.fields[name]
+            text = field_text(row, name)
+            fs.add(len(text))
+            if not text.strip():
+                fs.empty += 1
+    if row.get("messages"):
+        st.multi_turn += 1
+        st.turns[len(row["messages"])] += 1
+    if row.get("category"):
+        st.categories[str(row["category"])] += 1
 
 
 def percentiles(values: list[int], qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> dict[str, int]:
@@ -167,10 +226,11 @@ def tokenizer_dir(ws: Workspace, ref: str) -> Path:
     return p
 
 
-def dataset_stats(ws: Workspace, name: str, tokenizer: str | None = None) -> DatasetStats:
+def dataset_stats(ws: Workspace, name: str, tokenizer: str | None = None, track: Tracker | None = None
+                  ) -> DatasetStats:
     """Statistics of workspace dataset `name`, token lengths counted with `tokenizer` (a tokenizer_dir ref) if given."""
     tok = tokenizer_dir(ws, tokenizer) if (tokenizer or "").strip() else None
     path = dataset_path(ws, name)
     if not path.is_file():
         raise DataError(f"dataset '{name}' not found (deleted?); refresh the list")
-    return compute_stats(path, tok)
+    return compute_stats(path, tok, track=track)
