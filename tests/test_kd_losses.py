@@ -306,3 +306,42 @@ def test_one_pass_ce_kd_in_bfloat16_and_with_a_padded_head():
     assert padded.grad[..., 300:].abs().max().item() == 0.0
     only_kd = ce_kd_loss(student, labels, ids, lps.float(), mask, spec, ce_weight=0.0, kd_weight=1.0)
     assert only_kd.ce_sum.item() == pytest.approx(ref.ce_sum.item(), rel=1e-5)
+
+
+def test_kd_trainer_loss_is_the_one_pass_loss_and_the_model_computes_none(monkeypatch):
+    """KdTrainer.compute_loss: the model gets no labels (no loss of its own), no dense cross_entropy runs, and the
+    loss is (1 − λ)·CE + λ·τ²·KD over the shifted labels, normalised by the accumulated batch's token counts."""
+    pytest.importorskip("trl")
+    from types import SimpleNamespace
+
+    from core.train.kd import make_trainer_class
+    from core.train.kd_losses import ce_kd_loss
+
+    student, labels, ids, lps, mask = _labels_case(b=2, t=8, v=40, k=4, seed=14, dtype=torch.float32)
+    raw_labels = torch.nn.functional.pad(labels[:, :-1], (1, 0), value=-100)  # unshifted: labels[t + 1] at t + 1
+    seen = {}
+
+    class Model(torch.nn.Module):
+        training = True
+
+        def forward(self, **kw):
+            seen.update(kw)
+            return SimpleNamespace(logits=student * 1.0)
+
+    def no_dense_ce(*a, **kw):
+        raise AssertionError("a dense cross_entropy ran")
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", no_dense_ce)
+    spec = KdLossSpec(divergence="reverse_kl", temperature=1.5)
+    fake = SimpleNamespace(kd_spec=spec, kd_ratio=0.3, vocab_limit=None, _kd_items=torch.tensor(30),
+                           args=SimpleNamespace(average_tokens_across_devices=False),
+                           _metrics={"train": {"ce": [], "kd": [], "kd_coverage": []}})
+    inputs = {"input_ids": torch.zeros(2, 8, dtype=torch.long), "attention_mask": torch.ones(2, 8),
+              "labels": raw_labels, "teacher_ids": ids, "teacher_logprobs": lps.float(),
+              "teacher_tail": 1 - lps.float().exp().sum(-1), "kd_mask": mask, "id": ["a", "b"]}
+    loss = make_trainer_class().compute_loss(fake, Model(), dict(inputs), num_items_in_batch=torch.tensor(50))
+    assert "labels" not in seen and set(seen) == {"input_ids", "attention_mask", "use_cache"}
+    want = ce_kd_loss(student, labels, ids, lps.float(), mask, spec, teacher_tail=inputs["teacher_tail"],
+                      ce_weight=0.7, kd_weight=0.3 * 1.5**2, ce_items=50, kd_items=30, fused=False).loss
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert len(fake._metrics["train"]["ce"]) == 1 and fake._metrics["train"]["kd_coverage"][0] > 0

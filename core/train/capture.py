@@ -3,7 +3,8 @@
 One forward pass per row (no generation), through the backend protocol's `score()`: the transformers backend locally,
 or a vLLM / OpenAI-compatible server's prompt log-probs. Each scored answer is placed on the positions of our own
 tokenization (core.train.dataset, the same one the KD trainer uses) by matching token ids, and written to the logit
-cache under the row's id. Resumable: ids already in the cache are skipped. Stop: what was scored is flushed.
+cache under the row's id (version 2: ~43 bytes per token at k = 10, one row index; see core.train.logit_cache).
+Resumable: ids already in the cache are skipped. Stop: what was scored is flushed and indexed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from core.errors import UserError
 from core.jobs.context import JobContext
 from core.llm.base import ScoredResponse
 from core.train.dataset import load_conversations, template_fingerprint, tokenize_conversation, tokenizer_fingerprint
-from core.train.logit_cache import CacheMeta, LogitCacheWriter
+from core.train.logit_cache import CacheMeta, LogitCache, LogitCacheWriter
 
 
 class CaptureError(UserError, ValueError):
@@ -159,5 +160,7 @@ def run(config: CaptureJob, ctx: JobContext) -> None:
     if unaligned:
         ctx.event(f"{unaligned} row(s) could not be aligned with the tokenizer (different template?) and have no "
                   "teacher logits; KD uses cross-entropy alone on them", unaligned=unaligned)
-    ctx.event(f"logit cache '{name}': {writer.meta.rows} rows, {writer.meta.positions} positions",
-              cache=name, rows=writer.meta.rows, positions=writer.meta.positions)
+    size = LogitCache(folder).summary()
+    per_token = f", {size['bytes_per_token']:.1f} bytes per token" if size["bytes_per_token"] else ""
+    ctx.event(f"logit cache '{name}': {writer.meta.rows} rows, {writer.meta.positions} positions{per_token}",
+              cache=name, rows=writer.meta.rows, positions=writer.meta.positions, bytes=size["bytes"])

@@ -246,7 +246,8 @@ def encode_row(meta: CacheMeta, pos: np.ndarray, tok: np.ndarray, ids: np.ndarra
     if meta.logprob_dtype == "float32":
         parts += [lps.astype("<f4").tobytes(), tail.astype("<f4").tobytes()]
     else:
-        log_tail = np.log(np.clip(tail.astype(np.float64), 0.0, 1.0))
+        with np.errstate(divide="ignore"):  # a tail of 0 is log 0 = −inf, stored as the smallest value
+            log_tail = np.log(np.clip(tail.astype(np.float64), 0.0, 1.0))
         tail_left_out = log_tail > lps[:, 0]  # derive the larger of top-1 and tail: its relative error is smaller
         truth = np.where(tail_left_out, log_tail, lps[:, 0])
         q_rest, q_slot = _q16(lps[:, 1:]), _q16(np.where(tail_left_out, lps[:, 0], log_tail))
