@@ -85,8 +85,10 @@ def test_tokens_outside_the_topk_gaps_in_positions_and_unsorted_topk_round_trip(
     with LogitCacheWriter(tmp_path / "c", _meta(k=5)) as w:
         w.add("a", **shuffled)
         w.add("empty", [], [], np.zeros((0, 5)), np.zeros((0, 5)))
+        w.add("no-tail", **dict(r, tail=[None] * 30))  # a backend that gives no tail: 1 − Σ top-k
     cache = LogitCache(tmp_path / "c")
     _check_close(cache.get("a"), r)  # read back highest log-prob first, ids moved with their log-probs
+    _check_close(cache.get("no-tail"), r)
     assert len(cache.get("empty")) == 0
 
 

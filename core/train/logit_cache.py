@@ -543,6 +543,10 @@ class LogitCacheWriter:
         n = ids.shape[0]
         pos = np.asarray(list(positions) if not isinstance(positions, np.ndarray) else positions, dtype=np.int64)
         tok = np.asarray(list(token_ids) if not isinstance(token_ids, np.ndarray) else token_ids, dtype=np.int64)
+        if tail is not None and not isinstance(tail, np.ndarray):
+            tail = list(tail)
+            if any(t is None for t in tail):  # a backend that did not say: derived like an absent tail
+                tail = None
         if tail is None:
             tail_arr = np.clip(1.0 - np.exp(lps).sum(-1), 0.0, 1.0)
         else:
