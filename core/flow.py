@@ -32,6 +32,12 @@ EPOCHS = 1.5  # passes over the training rows: the preset's 100 steps of 4 over 
 MIN_STEPS = 10  # a few rows still get enough optimizer steps to move the student
 
 
+def rows_split(rows: int) -> tuple[int, int]:
+    """(training, held-out) of `rows`: HELDOUT_SHARE held out, at least one on each side when there are two."""
+    heldout = min(max(1, round(rows * HELDOUT_SHARE)), rows - 1) if rows > 1 else 0
+    return rows - heldout, heldout
+
+
 def slug(text: str) -> str:
     """A dataset/model name fragment from a model reference or path."""
     base = text.rstrip("/").split("/")[-1]
@@ -48,12 +54,12 @@ class FlowPlan:
     @property
     def heldout_rows(self) -> int | None:
         """Held-out rows labelled (None: the whole held-out split)."""
-        return None if self.rows is None else max(1, round(self.rows * HELDOUT_SHARE))
+        return None if self.rows is None else rows_split(self.rows)[1]
 
     @property
     def train_rows(self) -> int | None:
         """Training rows labelled (None: the whole training split)."""
-        return None if self.rows is None else max(1, self.rows - (self.heldout_rows or 0))
+        return None if self.rows is None else rows_split(self.rows)[0]
 
     @property
     def _scope(self) -> str:
@@ -347,11 +353,11 @@ def minutes(seconds: float) -> int:
 
 def split_sizes(total: int, rows: int | None = None) -> tuple[int, int]:
     """(training rows, held-out rows) that ① labels out of a dataset of `total` rows when using `rows` of them."""
-    heldout_all = max(1, round(total * HELDOUT_SHARE)) if total > 1 else 0
+    train_all, heldout_all = rows_split(total)
     if rows is None or rows >= total:
-        return total - heldout_all, heldout_all
-    heldout = min(heldout_all, max(1, round(rows * HELDOUT_SHARE)))
-    return min(total - heldout_all, rows - heldout), heldout
+        return train_all, heldout_all
+    train, heldout = rows_split(rows)
+    return min(train_all, train), min(heldout_all, heldout)
 
 
 def estimate(total: int, rows: int | None, kd: bool, api_teacher: bool, teacher_params: int | None = None,
@@ -441,7 +447,7 @@ def latest_train_job(jobs: Any, plan: FlowPlan) -> Any:
 def resume_point(info: Any) -> ResumePoint | None:
     """What a resume of a ② job continues from: finished steps and the unfinished step's last checkpoint; None when
     nothing was saved (a resume would start from scratch anyway)."""
-    from core.jobs.rundir import PIPELINE_FILE, read_json
+    from core.jobs.rundir import PIPELINE_FILE, read_json  # light: paths and JSON only
 
     run_dir = Path(info.run_dir)
     record = read_json(run_dir / PIPELINE_FILE)
@@ -461,17 +467,24 @@ def train_offer(jobs: Any, plan: FlowPlan) -> TrainOffer:
     """What pressing ② should do: start (no earlier job, or one that failed before saving anything), resume (it was
     stopped, or it failed / was cancelled after saving a checkpoint or finishing a step), or neither (it runs, or it
     succeeded)."""
+    from core.jobs.rundir import STOPPED, SUCCEEDED
+
     info = latest_train_job(jobs, plan)
     if info is None:
         return TrainOffer(START)
     if not info.finished:
         return TrainOffer(RUNNING, info)
-    if info.status == "succeeded":
+    if info.status == SUCCEEDED:
         return TrainOffer(DONE, info)
     point = resume_point(info)
-    if info.status == "stopped" or point is not None:
+    if info.status == STOPPED or point is not None:
         return TrainOffer(RESUME, info, point)
     return TrainOffer(START, info)
+
+
+def used_kd(info: Any) -> bool:
+    """Whether a ② job trains by white-box KD after SFT (its steps say; the tokenizer check decided at submit)."""
+    return "kd" in (getattr(info, "steps", None) or [])
 
 
 def fresh_start_blockers(plan: FlowPlan, ws: Workspace) -> list[str]:

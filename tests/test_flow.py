@@ -63,13 +63,14 @@ def test_demo_data_split_and_kd_check(workspace, tiny_models):
 
 def test_rows_to_use_limit_labelling_names_and_training_steps(workspace):
     from core.data.store import save_rows
-    from core.flow import MIN_STEPS, training_steps
+    from core.flow import MIN_STEPS, rows_split, training_steps
 
     save_rows(workspace, "qa", [{"instruction": f"q{i}"} for i in range(294)], created_by="test")
     assert make_plan("t", "s", "qa", workspace, rows=294).rows is None  # all rows: the plain names
     assert make_plan("t", "s", "qa", workspace, rows=1000).rows is None
     with pytest.raises(ValueError, match="at least 2"):
         make_plan("t", "s", "qa", workspace, rows=1)
+    assert rows_split(2) == (1, 1) and rows_split(1) == (1, 0) and rows_split(60) == (54, 6)
     plan = FlowPlan(BackendSpec(model="t"), "s", "qa", rows=60)
     assert (plan.train_rows, plan.heldout_rows) == (54, 6)
     label, heldout = (s.job for s in synthesize_job(plan).steps)
@@ -160,7 +161,7 @@ def test_default_pair_is_never_one_model_twice(workspace):
 def test_train_offer_resumes_a_stopped_train_and_says_running_or_done(workspace):
     from core.config import PipelineJob, PipelineStep
     from core.config.selftest import SelftestJob
-    from core.flow import DONE, RESUME, RUNNING, START, train_job_name, train_offer
+    from core.flow import DONE, RESUME, RUNNING, START, train_job_name, train_offer, used_kd
     from core.jobs.manager import JobManager
 
     m = JobManager(workspace)
@@ -180,6 +181,7 @@ def test_train_offer_resumes_a_stopped_train_and_says_running_or_done(workspace)
         offer = train_offer(m, plan)
         assert offer.action == RESUME and offer.job.id == job
         assert offer.point.done == ("sft",) and offer.point.step == "kd" and offer.point.checkpoint is None
+        assert used_kd(offer.job)  # what ② will publish follows the job's own steps
         other = FlowPlan(BackendSpec(model="t"), "s", "qa")  # all rows: another plan, another ②
         assert train_offer(m, other).action == START
         m.resume(job)

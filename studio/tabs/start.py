@@ -294,7 +294,7 @@ def _wire_train(ui: UIContext, g: _Guided) -> None:
         except UserError as e:
             return _refused(ui, e), st, gr.Timer(active=bool(st)), *hidden
         info = offer.job
-        st = {**st, "train": info.id, "train_out": st.get("train_out") or flow.final_student(plan, True)}
+        st = {**st, "train": info.id, "train_out": flow.final_student(plan, flow.used_kd(info))}
         progress = summary.progress_text(info, ui.job_words())
         if offer.action == flow.RUNNING:
             return ui.t("start.train_running", job=info.id, progress=progress), st, gr.Timer(active=True), *hidden
@@ -305,7 +305,7 @@ def _wire_train(ui: UIContext, g: _Guided) -> None:
 
     def resume(st: dict):
         job = st.get("train")
-        text = ui.job_action("resume", job, "start.train_resumed", "start.synth_first")
+        text = ui.job_action("resume", job, "start.train_resumed", "start.no_train_job")
         return text, st, gr.Timer(active=True), *hidden
 
     def fresh(t, s, d, n, nd, st: dict):
@@ -350,11 +350,11 @@ def _wire_compare(ui: UIContext, g: _Guided) -> None:
         keep = (gr.update(),) * (len(outputs) - 3)
         try:
             plan = flow.make_plan(t, s, d, ws, _rows(n, nd, d))
-            kd = st.get("kd")
+            trained = flow.latest_train_job(ui.jobs(), plan)
+            kd = flow.used_kd(trained) if trained and trained.steps else st.get("kd")
             if kd is None:
                 kd = flow.logit_kd_possible(plan, ws)[0]
             final = flow.final_student(plan, kd)
-            trained = flow.latest_train_job(ui.jobs(), plan)
             progress = summary.progress_text(trained, ui.job_words()) if trained else ""
             if final not in pickers.local_model_names(ws):
                 if trained is None:
