@@ -185,3 +185,69 @@ class CaptureJob(JobBase):
         None, description="the student this cache is for: its tokenizer is checked against the teacher's first"
     )
     logprob_dtype: Literal["float16", "float32"] = Field("float16", description="storage of the top-k log-probs")
+
+
+# ------------------------------------------------------------------------------------------ whole-dataset operations
+
+
+class DataOpJob(JobBase):
+    """One streamed pass (or two) over a whole dataset, in bounded memory (core.data.job): what the Data tab's
+    split / dedupe / statistics / export buttons submit, so a 10 GB file is never loaded by the studio."""
+
+    ENTRY = "core.data.job:run"
+    input: str = Field(description="dataset (workspace dataset name or file: JSON/JSONL/CSV/Parquet)")
+
+
+class DataSplitJob(DataOpJob):
+    """Seeded train/eval split by hash of each row's group (`question_id`, else its id): a row lands in the same part
+    whatever the file's order or size; the eval part holds about `eval_share` of the groups."""
+
+    kind: Literal["data_split"] = "data_split"
+    eval_share: float = Field(0.1, gt=0, lt=1, description="share of the groups that go to eval")
+    seed: int = Field(42, description="another seed gives another split")
+    train_output: str = Field("", description="train dataset name; default: <input>-train")
+    eval_output: str = Field("", description="eval dataset name; default: <input>-eval")
+    group_key: str | None = Field("question_id", description="rows sharing this field stay in one part")
+
+
+class DataDedupeJob(DataOpJob):
+    """Drop repeated rows (the first occurrence is kept, in order) into a new dataset."""
+
+    kind: Literal["data_dedupe"] = "data_dedupe"
+    by: Literal["instruction", "instruction_output", "content"] = Field(
+        "instruction", description="what makes two rows the same (whitespace and case folded)")
+    output: str = Field("", description="output dataset name; default: <input>-dedup")
+
+
+class DataStatsJob(DataOpJob):
+    """Rows, lengths, duplicates, empty and missing fields (and token lengths of a sample) of a workspace dataset;
+    the result goes to the run folder (output/result.json) for the Data tab."""
+
+    kind: Literal["data_stats"] = "data_stats"
+    tokenizer: str | None = Field(None, description="model folder (or workspace model name) whose tokenizer counts "
+                                  "tokens; empty = characters only")
+    token_sample: int = Field(2000, ge=1, le=1_000_000, description="rows whose tokens are counted (a seeded sample)")
+
+
+class DataExportJob(DataOpJob):
+    """Write a workspace dataset in another tool's format (and its LLaMA-Factory dataset_info.json entry)."""
+
+    kind: Literal["data_export"] = "data_export"
+    format: Literal["messages", "alpaca", "sharegpt", "easydistill", "dpo", "omnithought", "canonical"] = "messages"
+    keep_ids: bool = Field(True, description="keep the row ids in the exported records")
+    llamafactory: bool = Field(False, description="also add an entry to dataset_info.json beside the file")
+
+
+class DataBalanceJob(DataOpJob):
+    """Resample a classified dataset toward target shares per category (seeded; short categories keep all their
+    rows, repeated with `upsample`)."""
+
+    kind: Literal["data_balance"] = "data_balance"
+    shares: dict[str, float] = Field(min_length=1, description="target share per category (normalised to sum 1)")
+    total: int | None = Field(None, ge=1, description="rows in the result (default: as many as the input)")
+    upsample: bool = Field(False, description="repeat the rows of categories below their share")
+    seed: int = 42
+    output: str = Field("", description="output dataset name; default: <input>-balanced")
+
+
+DATA_OP_JOBS = (DataSplitJob, DataDedupeJob, DataStatsJob, DataExportJob, DataBalanceJob)

@@ -10,7 +10,17 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from core.config.base import JobBase, StrictModel
-from core.config.data_jobs import CaptureJob, CurateJob, JudgeJob, SynthJob
+from core.config.data_jobs import (
+    CaptureJob,
+    CurateJob,
+    DataBalanceJob,
+    DataDedupeJob,
+    DataExportJob,
+    DataSplitJob,
+    DataStatsJob,
+    JudgeJob,
+    SynthJob,
+)
 from core.config.pairs_jobs import CrvJob, PairsJob
 from core.config.selftest import SelftestJob
 from core.config.train import (
@@ -29,7 +39,8 @@ from core.config.train import (
 
 StepConfig = Annotated[
     SelftestJob | SynthJob | JudgeJob | CurateJob | CaptureJob | PairsJob | CrvJob | SftJob | KdJob | OnPolicyKdJob
-    | DpoJob | RewardJob | GrpoJob | ExportJob | EvaluateJob | ServeJob | DeriveJob | PrepareDemoJob,
+    | DpoJob | RewardJob | GrpoJob | ExportJob | EvaluateJob | ServeJob | DeriveJob | PrepareDemoJob | DataSplitJob
+    | DataDedupeJob | DataStatsJob | DataExportJob | DataBalanceJob,
     Field(discriminator="kind"),
 ]
 
@@ -53,6 +64,7 @@ KINDS: dict[str, type[JobBase]] = {
     cls.model_fields["kind"].default: cls
     for cls in (
         SelftestJob, SynthJob, JudgeJob, CurateJob, CaptureJob, PairsJob, CrvJob, SftJob, KdJob, OnPolicyKdJob, DpoJob,
-        RewardJob, GrpoJob, ExportJob, EvaluateJob, ServeJob, DeriveJob, PrepareDemoJob, PipelineJob,
+        RewardJob, GrpoJob, ExportJob, EvaluateJob, ServeJob, DeriveJob, PrepareDemoJob, DataSplitJob, DataDedupeJob,
+        DataStatsJob, DataExportJob, DataBalanceJob, PipelineJob,
     )
 }

@@ -66,6 +66,8 @@ def _writes_one(config: Any, ws: Workspace) -> list[Path]:
         return [capture.cache_folder(SimpleNamespace(workspace=ws), capture.cache_name(config))]
     if kind in _MODEL_OUTPUT and getattr(config, "output", ""):
         return [ws.models / config.output]
+    if kind.startswith("data_"):  # split / dedupe / stats / export / balance
+        return _room("core.data.job").writes(config, ws)
     if kind == "prepare_demo":
         demo = _room("core.models.demo")
         return [ws.models / demo.TEACHER_NAME, ws.models / demo.STUDENT_NAME]

@@ -1,5 +1,8 @@
 """The Data tab: import (upload or a path inside the workspace) with format detection and a correctable column
 mapping, a paged table and a conversation view, statistics with plotly, and convert / export / split / dedupe.
+Statistics, export, split and dedupe read the whole dataset, so they run as data jobs (core.data.job: streamed in
+bounded memory, with progress and Stop), never in the studio's process; the section shows the job's status line and,
+when it ends, what it made.
 
 Widgets and wiring only: every handler is a call into core.data (import_form, view, stats, plots, convert, ops,
 store) plus the words around its answer, from studio/i18n. Errors a person can fix (core.errors.UserError) come
@@ -16,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from core.data import store
-from core.data.convert import EXPORT_LABELS, export_dataset
+from core.data.convert import EXPORT_LABELS
 from core.data.formats import FORMAT_LABELS, FORMATS
 from core.data.import_form import (
     field_choices,
@@ -26,12 +29,14 @@ from core.data.import_form import (
     preview_import,
     source_path,
 )
-from core.data.ops import dedupe_dataset, split_dataset
+from core.data.job import op_job, result_of
 from core.data.plots import chars_figure, tokens_figure
-from core.data.stats import dataset_stats, percentile_text, tokenizer_choices
+from core.data.stats import DatasetStats, percentile_text, tokenizer_choices, tokenizer_dir
 from core.data.store import ImportResult
 from core.data.view import browse_file, page_view, row_on_page, row_view, rows_table
 from core.errors import UserError
+from core.jobs.summary import status_line
+from studio.job_panel import live_timer
 from studio.ui import UIContext
 
 N_MAP = max(len(format_fields(f)) for f in FORMATS)  # mapping dropdowns: as many as the widest format has fields
@@ -307,11 +312,76 @@ def _browse_section(ui: UIContext) -> gr.Dropdown:
     return dataset
 
 
+# ---------------------------------------------------------------------------------------------------- data jobs
+
+
+def submit_op(ui: UIContext, kind: str, ds: str | None, **values: Any) -> tuple[str | None, str]:
+    """A whole-dataset button: submit data job `kind` over the picked dataset (it runs in a job process, streamed,
+    never in the studio's). Returns (job id, message), or (None, why not)."""
+    if not ds:
+        return None, ui.t("data.pick_dataset")
+    try:
+        job_id = ui.jobs().submit(op_job(ui.workspace, kind, ds, **values))
+    except UserError as e:
+        return None, _error_md(e)
+    return job_id, ui.t("data.job_started", job=job_id)
+
+
+def op_state(ui: UIContext, job_id: str | None) -> tuple[str, bool, dict | None, str]:
+    """(the job's status line, whether it still runs, what it made once it succeeded, its kind)."""
+    if not job_id:
+        return "", False, None, ""
+    try:
+        info = ui.jobs().get(job_id)
+    except UserError as e:  # deleted in the Jobs tab meanwhile
+        return f"⚠️ {ui.error_text(e)}", False, None, ""
+    return status_line(info, ui.job_words()), not info.finished, result_of(info), info.kind
+
+
+def op_outcome(ui: UIContext, kind: str, res: dict) -> tuple[str | None, str, str]:
+    """What a finished split / dedupe / export job says: (exported file, export message, split/dedupe message)."""
+    t = ui.t
+    if kind == "data_split":
+        return None, "", t("data.split_done", train=res["train"], n_train=res["train_rows"], eval=res["eval"],
+                           n_eval=res["eval_rows"])
+    if kind == "data_dedupe":
+        return None, "", t("data.dedupe_done", name=res["name"], kept=res["kept"], removed=res["removed"])
+    msg = t("data.exported", rows=res["written"], path=ui.workspace.relative(res["path"]))
+    if res["first_skipped"]:
+        msg += t("data.export_skipped", n=res["skipped"], id=res["first_skipped"][0], reason=res["first_skipped"][1])
+    if res["info_path"]:
+        msg += "\n\n" + t("data.lf_written", path=ui.workspace.relative(res["info_path"]), name=res["info_name"])
+    return res["path"], msg, ""
+
+
+def _stats_view(ui: UIContext, st: DatasetStats) -> tuple:
+    """The summary, fields table and plots of a statistics job's result."""
+    t = ui.t
+    md = t("data.stats_summary", rows=st.rows, dup_ins=st.duplicate_instructions, dup_pairs=st.duplicate_pairs,
+           multi=st.multi_turn)
+    if st.tokenizer:
+        md += "\n\n" + t("data.stats_tokens", tokenizer=st.tokenizer, sample=st.token_sample,
+                         prompt=percentile_text(st.prompt_tokens), output=percentile_text(st.output_tokens))
+    headers = [t(f"data.col_{c}") for c in ("field", "present", "empty", "missing", "mean", "max")]
+    return md, {"headers": headers, "data": st.summary_rows()}, chars_figure(st, t("data.plot_chars")), \
+        tokens_figure(st, t("data.plot_tokens", tokenizer=st.tokenizer))
+
+
+def _job_row(ui: UIContext, prefix: str) -> tuple[Any, Any]:
+    """A data job's status line and its Stop button."""
+    with gr.Row():
+        line = gr.Markdown(elem_id=f"data-{prefix}-job")
+        stop = ui.reg("data.stop_job", gr.Button(ui.t("data.stop_job"), size="sm", scale=0, min_width=100,
+                                                 elem_id=f"data-{prefix}-stop"))
+    return line, stop
+
+
 # ---------------------------------------------------------------------------------------------------------- stats
 
 
 def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
-    """Statistics of the picked dataset; returns the tokenizer picker (refreshed on page load)."""
+    """Statistics of the picked dataset, computed by a data_stats job; returns the tokenizer picker (refreshed on
+    page load)."""
     ws, t = ui.workspace, ui.t
     with ui.reg("data.stats_title", gr.Accordion(t("data.stats_title"), open=False)):
         with gr.Row():
@@ -319,29 +389,32 @@ def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
                 choices=tokenizer_choices(ws), value=None, allow_custom_value=True, label=t("data.tokenizer"),
                 info=t("data.tokenizer_info"), elem_id="data-tokenizer"), "label", "info")
             button = ui.reg("data.compute_stats", gr.Button(t("data.compute_stats"), elem_id="data-compute-stats"))
+        job_md, stop = _job_row(ui, "stats")
         summary = gr.Markdown(elem_id="data-stats-summary")
         fields = ui.reg("data.fields_table", gr.Dataframe(label=t("data.fields_table"), interactive=False))
         with gr.Row():
             plot_chars = gr.Plot(elem_id="data-plot-chars", show_label=False)
             plot_tokens = gr.Plot(elem_id="data-plot-tokens", show_label=False)
+    job = gr.State(None)
+    timer = live_timer(ui, 1.0)
+    shown = [summary, fields, plot_chars, plot_tokens]
 
     def on_stats(ds: str | None, tok: str | None) -> tuple:
-        if not ds:
-            return t("data.pick_dataset"), None, None, None
         try:
-            st = dataset_stats(ws, ds, tok)
+            tok = str(tokenizer_dir(ws, tok)) if (tok or "").strip() else None  # confined here, read by the job
         except UserError as e:
-            return _error_md(e), None, None, None
-        md = t("data.stats_summary", rows=st.rows, dup_ins=st.duplicate_instructions, dup_pairs=st.duplicate_pairs,
-               multi=st.multi_turn)
-        if st.tokenizer:
-            md += "\n\n" + t("data.stats_tokens", tokenizer=st.tokenizer, sample=st.token_sample,
-                             prompt=percentile_text(st.prompt_tokens), output=percentile_text(st.output_tokens))
-        headers = [t(f"data.col_{c}") for c in ("field", "present", "empty", "missing", "mean", "max")]
-        return md, {"headers": headers, "data": st.summary_rows()}, chars_figure(st, t("data.plot_chars")), \
-            tokens_figure(st, t("data.plot_tokens", tokenizer=st.tokenizer))
+            return None, _error_md(e), *(None,) * 4, gr.Timer(active=False)
+        job_id, msg = submit_op(ui, "data_stats", ds, tokenizer=tok)
+        return job_id, msg, *(None,) * 4, gr.Timer(active=job_id is not None)
 
-    button.click(on_stats, [dataset, tokenizer], [summary, fields, plot_chars, plot_tokens])
+    def tick(job_id: str | None) -> tuple:
+        line, runs, res, _ = op_state(ui, job_id)
+        view = _stats_view(ui, DatasetStats.from_dict(res["stats"])) if res else (gr.skip(),) * 4
+        return (line or gr.skip()), *view, gr.Timer(active=runs)
+
+    button.click(on_stats, [dataset, tokenizer], [job, job_md, *shown, timer])
+    timer.tick(tick, job, [job_md, *shown, timer], show_progress="hidden")
+    stop.click(lambda j: ui.job_action("stop", j, "data.job_stopping", "data.no_job"), job, job_md)
     return tokenizer
 
 
@@ -349,7 +422,8 @@ def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
 
 
 def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
-    """Export to other tools' formats, seeded train/eval split, dedupe: each writes a new file, never the source."""
+    """Export to other tools' formats, seeded train/eval split, dedupe: each a data job that writes a new file, never
+    the source; the section follows the last one started."""
     ws, t = ui.workspace, ui.t
     with ui.reg("data.convert_title", gr.Accordion(t("data.convert_title"), open=False)):
         with gr.Row():
@@ -362,7 +436,8 @@ def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
         export_file = ui.reg("data.export_file", gr.File(label=t("data.export_file"), interactive=False))
         export_md = gr.Markdown(elem_id="data-export-result")
         with gr.Row():
-            share = ui.reg("data.eval_share", gr.Slider(0.01, 0.5, value=0.1, step=0.01, label=t("data.eval_share")))
+            share = ui.reg("data.eval_share", gr.Slider(0.01, 0.5, value=0.1, step=0.01, label=t("data.eval_share"),
+                                                        info=t("data.eval_share_info")), "label", "info")
             seed = ui.reg("data.seed", gr.Number(42, label=t("data.seed"), precision=0))
             do_split = ui.reg("data.split", gr.Button(t("data.split"), elem_id="data-split"))
         with gr.Row():
@@ -370,42 +445,29 @@ def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
                 choices=[(t("data.by_instruction"), "instruction"), (t("data.by_pair"), "instruction_output"),
                          (t("data.by_content"), "content")], value="instruction", label=t("data.dedupe_by")))
             do_dedupe = ui.reg("data.dedupe", gr.Button(t("data.dedupe"), elem_id="data-dedupe"))
+        job_md, stop = _job_row(ui, "ops")
         ops_md = gr.Markdown(elem_id="data-ops-result")
+    job = gr.State(None)
+    timer = live_timer(ui, 1.0)
 
-    def on_export(ds: str | None, fmt: str, ids: bool, with_lf: bool) -> tuple[str | None, str]:
-        if not ds:
-            return None, t("data.pick_dataset")
-        try:
-            done = export_dataset(ws, ds, fmt, keep_id=ids, llamafactory=with_lf)
-        except UserError as e:
-            return None, _error_md(e)
-        res = done.result
-        msg = t("data.exported", rows=res.written, path=ws.relative(res.path))
-        if res.skipped:
-            msg += t("data.export_skipped", n=len(res.skipped), id=res.skipped[0][0], reason=res.skipped[0][1])
-        if done.info_path:
-            msg += "\n\n" + t("data.lf_written", path=ws.relative(done.info_path), name=done.info_name)
-        return str(res.path), msg
+    def started(kind: str, ds: str | None, **values: Any) -> tuple:
+        job_id, msg = submit_op(ui, kind, ds, **values)
+        return job_id, msg, None, "", "", gr.Timer(active=job_id is not None)
 
-    def on_split(ds: str | None, eval_share: float, sd: Any) -> tuple[str, dict]:
-        if not ds:
-            return t("data.pick_dataset"), gr.update()
-        try:
-            tn, nt, en, ne = split_dataset(ws, ds, float(eval_share), int(sd or 42))
-        except UserError as e:
-            return _error_md(e), gr.update()
-        return (t("data.split_done", train=tn, n_train=nt, eval=en, n_eval=ne),
-                gr.update(choices=store.dataset_names(ws)))
+    def tick(job_id: str | None) -> tuple:
+        line, runs, res, kind = op_state(ui, job_id)
+        if not res:
+            return (line or gr.skip()), *(gr.skip(),) * 4, gr.Timer(active=runs)
+        path, exported, done = op_outcome(ui, kind, res)
+        names = gr.update(choices=store.dataset_names(ws)) if kind != "data_export" else gr.skip()
+        return line, path, exported, done, names, gr.Timer(active=False)
 
-    def on_dedupe(ds: str | None, by: str) -> tuple[str, dict]:
-        if not ds:
-            return t("data.pick_dataset"), gr.update()
-        try:
-            new, kept, removed = dedupe_dataset(ws, ds, by)
-        except UserError as e:
-            return _error_md(e), gr.update()
-        return t("data.dedupe_done", name=new, kept=kept, removed=removed), gr.update(choices=store.dataset_names(ws))
-
-    do_export.click(on_export, [dataset, exp_fmt, keep_ids, lf], [export_file, export_md])
-    do_split.click(on_split, [dataset, share, seed], [ops_md, dataset])
-    do_dedupe.click(on_dedupe, [dataset, dedupe_by], [ops_md, dataset])
+    outputs = [job, job_md, export_file, export_md, ops_md, timer]
+    do_export.click(lambda ds, fmt, ids, with_lf: started("data_export", ds, format=fmt, keep_ids=ids,
+                                                         llamafactory=with_lf),
+                    [dataset, exp_fmt, keep_ids, lf], outputs)
+    do_split.click(lambda ds, sh, sd: started("data_split", ds, eval_share=float(sh), seed=int(sd or 42)),
+                   [dataset, share, seed], outputs)
+    do_dedupe.click(lambda ds, by: started("data_dedupe", ds, by=by), [dataset, dedupe_by], outputs)
+    timer.tick(tick, job, [job_md, export_file, export_md, ops_md, dataset, timer], show_progress="hidden")
+    stop.click(lambda j: ui.job_action("stop", j, "data.job_stopping", "data.no_job"), job, job_md)
