@@ -9,6 +9,18 @@ from pydantic import Field, field_validator, model_validator
 from core.config.base import BackendSpec, JobBase, Sampling, StrictModel
 
 Operator = Literal["label", "expand", "refine", "extract", "cot_generate", "long2short", "short2long", "classify"]
+REPLICAS_HELP = ("more replicas of the same model (OpenAI-compatible endpoints, e.g. vLLM servers or serve jobs): rows "
+                 "are partitioned over the first backend and these by id; a replica that goes down hands its rows to "
+                 "the others (core.synth.sharded)")
+
+
+def check_replicas(first: BackendSpec, backends: list[BackendSpec], name: str) -> None:
+    """Replicas are reached over HTTP: each one a server of its own (a local model would load once per replica)."""
+    for k, spec in enumerate([first, *backends]):
+        if spec.endpoint is None:
+            where = name if k == 0 else f"backends[{k - 1}]"
+            raise ValueError(f"{where}: with backends, every replica is an endpoint (type openai, or vllm with an "
+                             "endpoint: a serve job's address); start local models as serve jobs first")
 
 
 class SynthJob(JobBase):
@@ -52,6 +64,13 @@ class SynthJob(JobBase):
     )
     balance_total: int | None = Field(None, ge=1, description="classify: rows in the balanced dataset (default: all)")
     balance_upsample: bool = Field(False, description="classify: repeat rows of categories below their share")
+    backends: list[BackendSpec] = Field(default_factory=list, description=REPLICAS_HELP)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> SynthJob:
+        if self.backends:
+            check_replicas(self.teacher, self.backends, "teacher")
+        return self
 
 
 JudgeMetric = Literal["rv", "cd", "correctness", "informativeness", "helpfulness", "generalization"]
@@ -97,6 +116,13 @@ class JudgeJob(JobBase):
     )
     limit: int | None = Field(None, ge=1, description="only the first N rows")
     retry_rejects: bool = Field(False, description="judge the rows of the rejects file again (old file kept as .bak)")
+    backends: list[BackendSpec] = Field(default_factory=list, description=REPLICAS_HELP)
+
+    @model_validator(mode="after")
+    def _replicas(self) -> JudgeJob:
+        if self.backends:
+            check_replicas(self.judge, self.backends, "judge")
+        return self
 
 
 class CurateSpec(StrictModel):

@@ -31,6 +31,8 @@ from core.llm.base import SamplingParams
 from core.synth.job import OutputTarget, dispatch, ids_in, make_teacher, output_target, set_aside_rejects
 from core.synth.operators import OpParams, Unit, reject_record
 from core.synth.runner import run_units
+from core.synth.sharded import open_teachers, progress_fields
+from core.synth.sharded import report as report_replicas
 from core.synth.templates import check_template, load_template, render
 from core.workspace import Workspace
 
@@ -217,7 +219,7 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
                 settle(st)
         ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, calls=0, rows_per_s=0.0, tokens=0)
         if units:
-            backend = make_judge(config.judge, ws, devices=ctx.devices, log_dir=ctx.run_dir)
+            backend = open_teachers(config.judge, config.backends, ws, ctx, make_judge)
             judge_name = getattr(backend, "name", "") or config.judge.model
             pipelined, window = dispatch(config.judge)
             sampling = SamplingParams.from_sampling(config.sampling)
@@ -244,8 +246,10 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
                     if now - last >= 0.5:
                         last = now
                         ctx.progress(n_ok + n_bad, total, ok=n_ok, rejected=n_bad, calls=calls, tokens=ptok + ctok,
-                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3), unit="rows")
+                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3), unit="rows",
+                                     **progress_fields(backend))
             finally:
+                report_replicas(backend, ctx)
                 close = getattr(backend, "close", None)
                 if close:
                     close()

@@ -44,7 +44,7 @@ OPERATOR_FIELDS: dict[str, tuple[str, ...]] = {
 BACKEND_FIELDS: dict[str, tuple[str, ...]] = {
     "transformers": ("model", "batch_size"),
     "vllm": ("model",),
-    "openai": ("endpoint", "base_url", "served_model", "api_key_env", "concurrency"),
+    "openai": ("endpoint", "base_url", "served_model", "api_key_env", "concurrency", "replicas"),
 }
 TYPED_ENDPOINT = ("base_url", "served_model", "api_key_env")  # not used while a registered endpoint is picked
 SHARES = "shares"  # the category/share table: a form value the tab renders as a table (no FieldSpec widget fits)
@@ -104,6 +104,10 @@ class SynthForm(JobForm):
         field(T, "teacher.endpoint.model", name="served_model", group="teacher"),
         field(T, "teacher.endpoint.api_key_env", name="api_key_env", group="teacher"),
         field(T, "teacher.endpoint.concurrency", name="concurrency", group="teacher"),
+        FieldSpec(name="replicas", path="", widget="text", default="", group="teacher",
+                  help="more servers of the same model, one per line (a base URL or endpoint:<name>); rows are "
+                  "shared out by id and a server that goes down hands its rows to the others",
+                  extra={"gradio": {"lines": 2}}),
         field(T, "template", widget="text", group="template", extra={"choices_of": list_templates},
               help="a saved workspace template; empty = the operator's default"),
         FieldSpec(name="template_text", path="", widget="code", group="template",
@@ -155,6 +159,8 @@ class SynthForm(JobForm):
                  and k != "template"}
         data = super().to_data(ws, plain)
         data["teacher"] = self._teacher(ws, values)
+        if self.uses("replicas", values):
+            data["backends"] = self._replicas(ws, values, data["teacher"])
         data["template"], _ = self._template(ws, values)
         if values.get("retry_rejects"):
             data["retry_rejects"] = True
@@ -217,6 +223,30 @@ class SynthForm(JobForm):
             data["batch_size"] = self.value(values, "batch_size")
         return data
 
+    def _replicas(self, ws: Workspace, values: dict[str, Any], teacher: dict[str, Any]) -> list[dict[str, Any]]:
+        """The `backends` list from the replicas box: each line a base URL (served model, key variable and
+        concurrency as the teacher's) or a registered endpoint."""
+        out: list[dict[str, Any]] = []
+        first = teacher.get("endpoint") or {}
+        for line in str(values.get("replicas") or "").splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith(("http://", "https://")):
+                out.append({"type": "openai", "model": teacher.get("model", ""), "endpoint": {
+                    "base_url": line, **{k: first[k] for k in ("model", "api_key_env", "concurrency") if k in first}}})
+                continue
+            try:
+                spec = spec_for(line if line.startswith(ENDPOINT_PREFIX) else ENDPOINT_PREFIX + line, ws)
+            except UnknownEndpoint as e:
+                raise FormError(f"{e} (a replica is a base URL starting with http:// or a registered endpoint)",
+                                "replicas") from None
+            data = spec.model_dump(exclude_defaults=True)  # type: ignore[union-attr]
+            if "concurrency" in first:
+                data["endpoint"]["concurrency"] = first["concurrency"]
+            out.append(data)
+        return out
+
     def _save_name(self, values: dict[str, Any]) -> str:
         """The stem an edited template is saved under: the output's name (default <input>-<operator>)."""
         out = (values.get("output") or "").strip()
@@ -225,6 +255,11 @@ class SynthForm(JobForm):
         for ext in (".jsonl", ".json", ".csv", ".tsv", ".parquet"):
             stem = stem.removesuffix(ext)
         return stem
+
+    @staticmethod
+    def _replica_line(spec: Any, ws: Workspace) -> str:
+        choice = choice_for(spec, ws)
+        return choice if choice.startswith(ENDPOINT_PREFIX) else spec.endpoint.base_url
 
     def _template(self, ws: Workspace, values: dict[str, Any]) -> tuple[str | None, str | None]:
         """(the config's template reference, the name the edited text is saved under at submit, or None)."""
@@ -270,6 +305,7 @@ class SynthForm(JobForm):
                           endpoint=choice if choice.startswith(ENDPOINT_PREFIX) else "")
         else:
             values.update(backend=teacher.type, model=teacher.model)
+        values["replicas"] = "\n".join(self._replica_line(b, ws) for b in job.backends)
         values["template"] = job.template or ""
         try:
             values["template_text"] = load_template(job.operator, job.template, ws, job.prompt)

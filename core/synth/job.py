@@ -29,6 +29,8 @@ from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.synth.operators import DEFAULT_CATEGORIES, OpParams, make_units, reject_record
 from core.synth.runner import run_units
+from core.synth.sharded import open_teachers, progress_fields
+from core.synth.sharded import report as report_replicas
 from core.synth.templates import check_template, load_template
 from core.workspace import Workspace
 
@@ -160,7 +162,7 @@ def run(config: SynthJob, ctx: JobContext) -> None:
                 n_bad += 1
         ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, rows_per_s=0.0, tokens=0)
         if pending:
-            backend = make_teacher(config.teacher, ws, devices=ctx.devices, log_dir=ctx.run_dir)
+            backend = open_teachers(config.teacher, config.backends, ws, ctx, make_teacher)
             params.teacher = getattr(backend, "name", "") or config.teacher.model
             pipelined, window = dispatch(config.teacher)
             sampling = SamplingParams.from_sampling(config.sampling)
@@ -181,8 +183,10 @@ def run(config: SynthJob, ctx: JobContext) -> None:
                         last_report = now
                         ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, tokens=ptok + ctok,
                                      prompt_tokens=ptok, completion_tokens=ctok,
-                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3))
+                                     rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3),
+                                     **progress_fields(backend))
             finally:
+                report_replicas(backend, ctx)
                 close = getattr(backend, "close", None)
                 if close:
                     close()

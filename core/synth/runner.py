@@ -33,6 +33,7 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 0
+    replica: str = ""  # which replica of the teacher answered (core.synth.sharded), when there are several
 
 
 def _attempt_params(sampling: SamplingParams, attempt: int) -> SamplingParams:
@@ -82,6 +83,9 @@ def run_units(
     max_consecutive_failures: int | None = None,
 ) -> Iterator[Outcome]:
     retries = 0 if sampling.greedy else parse_retries  # greedy decoding would only repeat the same reply
+    if hasattr(backend, "run_units"):  # several replicas of the teacher (core.synth.sharded) share the rows out
+        yield from backend.run_units(operator, units, sampling, params, retries=retries, should_stop=should_stop)
+        return
     limit = max_consecutive_failures or max(20, 2 * window)
     gen = _pipelined if pipelined else _batched
     streak = 0

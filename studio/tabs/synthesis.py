@@ -89,6 +89,7 @@ def _layout(ui: UIContext, view: FormView) -> Parts:
             _render(view, "backend", "model", "batch_size")
         with gr.Row():
             _render(view, "endpoint", "base_url", "served_model", "api_key_env", "concurrency")
+        _render(view, "replicas")
     with ui.reg("synthesis.template_title", gr.Accordion(t("synthesis.template_title"), open=False)):
         with gr.Row():
             _render(view, "template", scale=2)
