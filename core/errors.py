@@ -9,12 +9,21 @@ from __future__ import annotations
 class UserError(Exception):
     """Something the person can fix; `str(e)` says what to change (naming the field, file and line where known).
 
-    `code` (with `params`) names the problem for the studio, which words it in the page's language where it has a
-    text for `errors.<code>`; the English message stays the fallback and what the CLI prints.
+    `code` (with `params`) names the problem for the studio, which words it in the page's language from
+    `studio/i18n/<lang>/errors.yaml` (`<code>: "text with {param}"`); the English message stays what the CLI prints
+    and the studio's fallback. Raise as `UserError("english message", code="x", params={"path": p})`; a subclass with
+    its own `__init__` sets `self.code` / `self.params`.
     """
 
     code: str | None = None
     params: dict = {}  # noqa: RUF012 - read-only class default; instances that set a code set their own
+
+    def __init__(self, *args: object, code: str | None = None, params: dict | None = None):
+        super().__init__(*args)
+        if code is not None:
+            self.code = code
+        if params is not None:
+            self.params = dict(params)
 
     def report(self) -> str:
         """The full text to show (multi-line where the error has several problems)."""

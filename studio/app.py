@@ -18,6 +18,7 @@ from core.presets import BUNDLED
 from core.workspace import ENV_ALLOW_ROOTS, Workspace
 from studio.edge import guard_all, setup_logging
 from studio.idle import quiet_when_idle
+from studio.language import head_script, wire_language
 from studio.options import StudioOptions, parse_args
 from studio.proxy import proxy_app_kwargs
 from studio.serving import launch_files, upload_script
@@ -36,6 +37,7 @@ TABS = [
 ]
 
 ASSETS = BUNDLED.parent / "assets"
+LANG_CHOICES = [("English", "en"), ("中文", "zh")]  # the page's language switch (studio/language.py)
 
 CSS = """
 .eds-footer { font-size: 0.85em; opacity: 0.8; }
@@ -48,9 +50,9 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
     ui = UIContext(workspace=ws, lang=opts.lang, options={"root_path": opts.root_path})
     with gr.Blocks(title="EasyDistill Studio", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True, elem_id="eds-header"):
-            ui.reg("app.title", gr.Markdown(f"## {ui.t('app.title')}", elem_id="eds-title"), "value")
+            ui.reg("app.title", gr.Markdown(f"## {ui.t('app.title')}", elem_id="eds-title"), "value", template="## {}")
             lang = gr.Radio(
-                choices=[("English", "en"), ("中文", "zh")], value=ui.lang, show_label=False, container=False,
+                choices=LANG_CHOICES, value=ui.lang, label="Language / 语言", show_label=False, container=False,
                 elem_id="eds-lang", scale=0, min_width=180,
             )
         with gr.Tabs(elem_id="eds-tabs") as tabs:
@@ -68,25 +70,9 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
                         elem_classes="eds-footer", elem_id="eds-footer"),
             "value",
         )
-        items = list(ui.registry)
-
-        def switch(new_lang: str):
-            updates = []
-            for item in items:
-                texts = ui.text_for(item, new_lang)
-                if item.key == "app.title":
-                    texts["value"] = f"## {texts['value']}"
-                if item.key == "app.footer":
-                    from studio.i18n import t
-
-                    texts["value"] = t("app.footer", new_lang, version=__version__, workspace=ws.root,
-                                       devices=devices)
-                updates.append(gr.update(**texts))
-            return updates
-
-        lang.change(switch, inputs=lang, outputs=[i.component for i in items], show_progress="hidden")
+        wire_language(ui, demo, lang, {"version": __version__, "workspace": ws.root, "devices": devices})
     log_path = setup_logging(ws.root)
-    guard_all(demo, log_path, ui.t("forms.internal_error", log=log_path))
+    guard_all(demo, log_path, lambda: ui.t("forms.internal_error", log=log_path), ui.error_text)
     return demo, ui
 
 
@@ -111,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         css=CSS,
         show_error=True,
         footer_links=["api", "settings"],
-        head=upload_script(opts.max_upload, opts.lang),
+        head=head_script(ui.launch_lang) + upload_script(opts.max_upload, opts.lang),
         **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )
     return 0

@@ -1,11 +1,16 @@
 """The UI edge: every event handler of the Blocks runs inside one guard, the studio's only `except Exception`.
 
-A `core.errors.UserError` (a bad value, a refused path, a job in the wrong state) is shown to the person as it is,
-as a Gradio error toast. Anything else is a bug: its traceback goes to `<workspace>/logs/studio.log` and the person
-sees "internal error, the details are in <log>" — nothing is swallowed, nothing leaks a traceback into the page.
+A `core.errors.UserError` (a bad value, a refused path, a job in the wrong state) is shown to the person as a Gradio
+error toast, worded in the page's language (`UIContext.error_text`: the error's `code` + `params`). Anything else is
+a bug: its traceback goes to `<workspace>/logs/studio.log` and the person sees "internal error, the details are in
+<log>" — nothing is swallowed, nothing leaks a traceback into the page.
 
 Each handler keeps its kind (function, generator, coroutine, async generator), so Gradio still streams generators,
 awaits coroutines, and — through `functools.wraps` — still sees `gr.SelectData` / `gr.Request` annotations.
+
+Which page an event comes from (`event_session`) is read from Gradio's own per-event context, which Gradio sets
+around each call of a handler and each step of a generator, in whatever thread it runs: no handler takes an extra
+input for it, and `UIContext.lang` turns it into the page's current language.
 """
 
 from __future__ import annotations
@@ -40,12 +45,24 @@ def setup_logging(root: Path) -> Path:
     return path
 
 
-class _Edge:
-    """What a guarded handler does with an exception: show a UserError, log a bug and show where it was logged."""
+def event_session() -> str | None:
+    """The Gradio session (one open page) whose event is being handled now; None outside an event."""
+    from gradio.context import LocalContext
 
-    def __init__(self, log_path: Path, internal_message: str):
+    return getattr(LocalContext.request.get(None), "session_hash", None)
+
+
+class _Edge:
+    """What a guarded handler does with an exception: show a UserError, log a bug and show where it was logged.
+
+    `internal_message` (a text, or a function giving it in the page's language) and `wording` (a UserError's text for
+    the person; default: its English report) are called inside the event, so they can read the page's language."""
+
+    def __init__(self, log_path: Path, internal_message: str | Callable[[], str],
+                 wording: Callable[[Exception], str] | None = None):
         self.log_path = log_path
         self.internal_message = internal_message
+        self.wording = wording
 
     @contextlib.contextmanager
     def catching(self, fn: Callable[..., Any]) -> Iterator[None]:
@@ -60,10 +77,11 @@ class _Edge:
     def failed(self, fn: Callable[..., Any], e: Exception) -> gr.Error:
         """The message for the person; a bug's traceback is logged first."""
         if isinstance(e, UserError):
-            return gr.Error(e.report())
+            return gr.Error(self.wording(e) if self.wording else e.report())
         log.error("handler %s.%s failed", getattr(fn, "__module__", "?"), getattr(fn, "__qualname__", fn),
                   exc_info=e)
-        return gr.Error(self.internal_message)
+        msg = self.internal_message
+        return gr.Error(msg() if callable(msg) else msg)
 
 
 def guard(fn: Callable[..., Any], edge: _Edge) -> Callable[..., Any]:
@@ -95,9 +113,10 @@ def guard(fn: Callable[..., Any], edge: _Edge) -> Callable[..., Any]:
     return plain
 
 
-def guard_all(demo: gr.Blocks, log_path: Path, internal_message: str) -> int:
+def guard_all(demo: gr.Blocks, log_path: Path, internal_message: str | Callable[[], str],
+              wording: Callable[[Exception], str] | None = None) -> int:
     """Guard every event handler of `demo` (call after all tabs are built); returns how many were wrapped."""
-    edge = _Edge(log_path, internal_message)
+    edge = _Edge(log_path, internal_message, wording)
     n = 0
     for block_fn in demo.fns.values():
         if block_fn.fn is None or getattr(block_fn.fn, "__eds_guarded__", False):

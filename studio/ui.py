@@ -2,19 +2,27 @@
 
 Tabs create components through `ui.reg(key, component, attr)` so that switching language is one mapping over the
 registry (LlamaBoard's idea) and so tests can find components by stable ids (`elem_id` = key with dots as dashes).
+
+The language is the page's: each open page (Gradio session) has the one its language switch last chose, the launch
+language until then. Handlers need no input for it: `ui.t`, `ui.error_text` and `ui.job_words` read the page of the
+event being handled (`studio.edge.event_session`). Texts a handler rendered stay until re-rendered, so a tab whose
+panels show such texts names their refresh with `ui.on_language(fn, inputs, outputs)`: it runs after each switch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.workspace import Workspace
-from studio.i18n import has, t
+from studio.edge import event_session
+from studio.i18n import LANGS, has, spoken, t
 
+Label = str | Mapping[str, str]  # a choice's label: an i18n key, or its text in each language (a preset's title)
 TEXT_VALUE_COMPONENTS = {"Button", "DownloadButton", "UploadButton", "Markdown", "HTML", "ClearButton"}
+SESSIONS_KEPT = 10_000  # pages whose language is remembered (the oldest are forgotten: they fall back to the launch's)
 
 
 @dataclass
@@ -22,19 +30,54 @@ class Registered:
     component: Any
     key: str
     attrs: tuple[str, ...]  # which attributes carry text: label, value, info, placeholder
-    choices: tuple[tuple[str, Any], ...] = ()  # (i18n key, value) of choices whose labels follow the language
+    choices: tuple[tuple[Label, Any], ...] = ()  # (i18n key or {lang: text}, value) of choices
     fallback: dict[str, str] = field(default_factory=dict)  # text for an attr whose i18n key is missing
+    headers: tuple[str, ...] = ()  # i18n keys of a table's column headers
+    template: str = "{}"  # how the text of `label` / `value` is shown ("### {}": a heading)
 
 
 @dataclass
+class Refresh:
+    """A handler that re-renders texts a tab's handlers wrote, run after each language switch."""
+
+    fn: Callable[..., Any]
+    inputs: list[Any] | set[Any]  # a set: the handler gets one {component: value} dict (as with Gradio)
+    outputs: list[Any]
+
+
 class UIContext:
-    workspace: Workspace
-    lang: str = "en"
-    options: dict[str, Any] = field(default_factory=dict)  # launch options tabs may need (read-only)
-    registry: list[Registered] = field(default_factory=list)
-    services: dict[str, Any] = field(default_factory=dict)  # shared core objects (job manager, ...), by name
-    shared: dict[str, Any] = field(default_factory=dict)  # components a tab lets others fill (e.g. chat pickers)
-    deferred: list[Callable[[], None]] = field(default_factory=list)  # wiring that needs every tab built first
+    def __init__(self, workspace: Workspace, lang: str = "en", options: dict[str, Any] | None = None):
+        self.workspace = workspace
+        self.launch_lang = lang if lang in LANGS else "en"  # a page's language until its switch says otherwise
+        self.options: dict[str, Any] = dict(options or {})  # launch options tabs may need (read-only)
+        self.registry: list[Registered] = []
+        self.refreshes: list[Refresh] = []
+        self.services: dict[str, Any] = {}  # shared core objects (job manager, ...), by name
+        self.shared: dict[str, Any] = {}  # components a tab lets others fill (e.g. chat pickers)
+        self.deferred: list[Callable[[], None]] = []  # wiring that needs every tab built first
+        self.session_langs: dict[str, str] = {}  # Gradio session -> the language its page shows
+
+    @property
+    def lang(self) -> str:
+        """The language of the page whose event runs now (outside an event: the launch language)."""
+        session = event_session()
+        return spoken() or (self.session_langs.get(session, self.launch_lang) if session else self.launch_lang)
+
+    def set_page_lang(self, session: str | None, lang: str) -> None:
+        """Remember the language a page (Gradio session) switched to; its handlers speak it from now on."""
+        if not session or lang not in LANGS:
+            return
+        self.session_langs.pop(session, None)
+        self.session_langs[session] = lang
+        while len(self.session_langs) > SESSIONS_KEPT:
+            self.session_langs.pop(next(iter(self.session_langs)))
+
+    def on_language(self, fn: Callable[..., Any], inputs: list[Any] | set[Any] | None = None,
+                    outputs: list[Any] | None = None) -> None:
+        """Run `fn(*inputs) -> outputs` after each language switch, in the new language (re-render what a handler
+        wrote: a status panel, a table's rows, a help text that depends on a choice)."""
+        self.refreshes.append(Refresh(fn, inputs if isinstance(inputs, set) else list(inputs or []),
+                                      list(outputs or [])))
 
     def after_build(self, fn: Callable[[], None]) -> None:
         """Run `fn` inside the Blocks once all tabs exist (to wire events into components of later tabs)."""
@@ -43,17 +86,27 @@ class UIContext:
     def t(self, key: str, **fmt: object) -> str:
         return t(key, self.lang, **fmt)
 
-    def reg(self, key: str, component: Any, *attrs: str, choices: tuple[tuple[str, Any], ...] = (),
-            fallback: dict[str, str] | None = None) -> Any:
+    def reg(self, key: str, component: Any, *attrs: str, choices: tuple[tuple[Label, Any], ...] = (),
+            fallback: dict[str, str] | None = None, headers: tuple[str, ...] = (), template: str = "{}") -> Any:
         """Register `component` whose `attrs` come from i18n key `key` (and `key_info`, ...).
 
         Default attribute: the text a person reads — `value` for buttons and markdown, `label` for inputs.
-        `choices` are (i18n key, value) pairs: their labels switch language too.
+        `choices` are (i18n key or {lang: text}, value) pairs: their labels switch language too. `headers`: the i18n
+        keys of a table's columns (the switch re-sends the rows it shows under the new headers). `template` wraps
+        the label / value text ("### {}" keeps a heading a heading).
         """
         if not attrs:
             attrs = ("value",) if type(component).__name__ in TEXT_VALUE_COMPONENTS else ("label",)
-        self.registry.append(Registered(component, key, attrs, tuple(choices), dict(fallback or {})))
+        self.registry.append(Registered(component, key, attrs, tuple(choices), dict(fallback or {}), tuple(headers),
+                                        template))
         return component
+
+    def choices(self, labelled: tuple[tuple[Label, Any], ...] | list[tuple[Label, Any]],
+                lang: str | None = None) -> list[tuple[str, Any]]:
+        """(label, value) choices from (i18n key or {lang: text}, value) pairs, in the page's language (or `lang`);
+        the value itself where a key has no text."""
+        lang = lang or self.lang
+        return [(_label(k, v, lang), v) for k, v in labelled]
 
     def job_action(self, action: str, job_id: str | None, done_key: str, none_key: str) -> str:
         """A tab's Stop/Resume/Cancel button: the message to show. Refusals (no such job, wrong state) are shown."""
@@ -62,18 +115,24 @@ class UIContext:
         try:
             getattr(self.jobs(), action)(job_id)
         except (LookupError, ValueError) as e:  # JobNotFound, JobStateError
-            return f"⚠️ {e}"
+            return f"⚠️ {self.error_text(e)}"
         return self.t(done_key, job=job_id)
 
     def error_text(self, e: Exception, where: str | None = None) -> str:
-        """A UserError as the person reads it: in the page's language where there is a text for its code, with a
-        form field named by its label; otherwise core's message (English, as the CLI prints it)."""
+        """A UserError as the person reads it: in the page's language where there is a text for its code
+        (`errors.<code>` with the error's params; a `status` param reads as the job state's word), with a form field
+        named by its label, each of its `parts` so worded; otherwise core's message (English, as the CLI prints it)."""
         report = self.shown_paths(e.report() if hasattr(e, "report") else str(e))
         field, where = getattr(e, "field", None), getattr(e, "where", None) or where
+        parts = getattr(e, "parts", None)
+        if parts:
+            return "; ".join(self.error_text(p, where) for p in parts)
         code = getattr(e, "code", None)
         label = self.t(f"{where}.{field}") if field and where and has(f"{where}.{field}") else field
         if code and has(f"errors.{code}"):
             params = {k: self.shown_paths(v) if isinstance(v, str) else v for k, v in getattr(e, "params", {}).items()}
+            if has(f"jobs.status_{params.get('status')}"):
+                params["status"] = self.t(f"jobs.status_{params['status']}")
             text = self.t(f"errors.{code}", **params)
             return f"{label}: {text}" if label else text
         if label and label != field and report.startswith(f"{field}: "):
@@ -110,9 +169,19 @@ class UIContext:
         for attr in item.attrs:
             k = item.key if attr in ("label", "value") else f"{item.key}_{attr}"
             out[attr] = t(k, lang) if has(k) or attr not in item.fallback else item.fallback[attr]
+            if attr in ("label", "value"):
+                out[attr] = item.template.format(out[attr])
         if item.choices:
-            out["choices"] = [(t(k, lang) if has(k) else str(v), v) for k, v in item.choices]
+            out["choices"] = self.choices(item.choices, lang)
+        if item.headers:
+            out["headers"] = [t(k, lang) for k in item.headers]
         return out
+
+
+def _label(key: Label, value: Any, lang: str) -> str:
+    if isinstance(key, Mapping):
+        return key.get(lang) or key.get("en") or str(value)
+    return t(key, lang) if has(key) else str(value)
 
 
 def elem_id(key: str) -> str:

@@ -154,7 +154,8 @@ class JobControl:
             row = self.queries.row(job_id)
             st = row["status"]
             if st in FINAL:
-                raise JobStateError(f"job {job_id} already ended ({st})")
+                raise JobStateError(f"job {job_id} already ended ({st})", code="job_ended",
+                                    params={"job": job_id, "status": st})
             if st in (QUEUED, STARTING) and not row["pid"]:
                 reason = "stopped before it started" if mode == "stop" else "cancelled before it started"
                 if self.transitions.end_unstarted(row, reason):
@@ -175,7 +176,8 @@ class JobControl:
                     procs.signal_group(row["pid"], row["pid_ctime"], signal.SIGTERM)
                     self._watch()
                     return
-        raise JobStateError(f"job {job_id} keeps changing state; try again")
+        raise JobStateError(f"job {job_id} keeps changing state; try again", code="job_changing",
+                            params={"job": job_id})
 
     def _watch(self) -> None:
         """While jobs are stopping, poll once a second so the SIGTERM/SIGKILL escalation happens even if nobody
@@ -210,7 +212,8 @@ class JobControl:
         row = self.queries.row(job_id)
         if row["status"] not in RESUMABLE:
             what = "it succeeded" if row["status"] == SUCCEEDED else f"it is {row['status']}"
-            raise JobStateError(f"job {job_id} cannot be resumed: {what}; only stopped, failed or cancelled jobs can")
+            raise JobStateError(f"job {job_id} cannot be resumed: {what}; only stopped, failed or cancelled jobs can",
+                                code="job_not_resumable", params={"job": job_id, "status": row["status"]})
         run_dir = Path(row["run_dir"])
         data = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         config = parse_config(data, str(run_dir / CONFIG_FILE))
@@ -223,8 +226,8 @@ class JobControl:
             raise JobStateError(
                 f"job {job_id} used an API key given inline in its config; it is kept only in the memory of the "
                 f"process that submitted it, which no longer holds it ({', '.join(missing)}). Put the key in an "
-                "environment variable, reference it with api_key_env, and submit the job again"
-            )
+                "environment variable, reference it with api_key_env, and submit the job again",
+                code="job_inline_key", params={"job": job_id, "keys": ", ".join(missing)})
         request = Request.from_json(row["request"])
         resolve_request(list(request.indices) if request.indices is not None else (request.count or "cpu"),
                         config, self.inventory.gpu_indices())
@@ -241,7 +244,8 @@ class JobControl:
         with self.store.tx() as c:
             paths = self._check_paths(job_id, mine, c)
             if not self.transitions.requeue(job_id, run_dir, attempt, owned=bool(held), paths=paths, conn=c):
-                raise JobStateError(f"job {job_id} changed state meanwhile; look again")
+                raise JobStateError(f"job {job_id} changed state meanwhile; look again", code="job_changing",
+                                    params={"job": job_id})
         self._refresh()
         return job_id
 
@@ -249,9 +253,11 @@ class JobControl:
         """Remove a job and its run folder. Refuses jobs that run (stop them first)."""
         row = self.queries.row(job_id)
         if row["status"] in ACTIVE:
-            raise JobStateError(f"job {job_id} is {row['status']}; stop or cancel it before deleting")
+            raise JobStateError(f"job {job_id} is {row['status']}; stop or cancel it before deleting",
+                                code="job_delete_active", params={"job": job_id, "status": row["status"]})
         if not self.transitions.remove(job_id, row["status"]):
-            raise JobStateError(f"job {job_id} started meanwhile; stop it before deleting")
+            raise JobStateError(f"job {job_id} started meanwhile; stop it before deleting", code="job_changing",
+                                params={"job": job_id})
         run_dir = Path(row["run_dir"]).resolve()
         if run_dir.parent == self.workspace.runs.resolve() and run_dir.is_dir():
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -96,7 +96,8 @@ class JobQueries:
     def row(self, job_id: str) -> dict:
         row = self.store.get(job_id)
         if row is None:
-            raise JobNotFound(f"no job {job_id!r} in {self.workspace.root}")
+            raise JobNotFound(f"no job {job_id!r} in {self.workspace.root}", code="job_not_found",
+                              params={"job": job_id})
         return row
 
     def resolve(self, ref: str) -> str:
@@ -107,8 +108,9 @@ class JobQueries:
         if len(ids) == 1:
             return ids[0]
         if not ids:
-            raise JobNotFound(f"no job {ref!r} in {self.workspace.root}")
-        raise JobNotFound(f"{ref!r} matches {len(ids)} jobs ({', '.join(ids[:4])}, ...); give more of the id")
+            raise JobNotFound(f"no job {ref!r} in {self.workspace.root}", code="job_not_found", params={"job": ref})
+        raise JobNotFound(f"{ref!r} matches {len(ids)} jobs ({', '.join(ids[:4])}, ...); give more of the id",
+                          code="job_ambiguous", params={"job": ref, "n": len(ids), "ids": ", ".join(ids[:4])})
 
     def get(self, job_id: str) -> JobInfo:
         row = self.row(job_id)

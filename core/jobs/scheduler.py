@@ -82,18 +82,20 @@ def resolve_request(gpus: Any, config: Any, inventory: list[int]) -> Request:
     if gpus == "cpu":
         return Request()
     if isinstance(gpus, bool):
-        raise DeviceRequestError(f"gpus: {gpus!r} is not a device request; use 'auto', 'cpu', a count or indices")
+        raise DeviceRequestError(f"gpus: {gpus!r} is not a device request; use 'auto', 'cpu', a count or indices",
+                                 code="gpus_unclear", params={"gpus": gpus})
     if isinstance(gpus, int):
         if gpus < 0:
-            raise DeviceRequestError(f"gpus: {gpus} must be 0 or more")
+            raise DeviceRequestError(f"gpus: {gpus} must be 0 or more", code="gpus_unclear", params={"gpus": gpus})
         if gpus == 0:
             return Request()
         if not inventory:
             raise DeviceRequestError(
-                f"the job asks for {gpus} GPU(s) but this machine has none; set gpus: cpu (or auto)"
-            )
+                f"the job asks for {gpus} GPU(s) but this machine has none; set gpus: cpu (or auto)",
+                code="gpus_none", params={"n": gpus})
         if gpus > len(inventory):
-            raise DeviceRequestError(f"the job asks for {gpus} GPUs but this machine has {len(inventory)}")
+            raise DeviceRequestError(f"the job asks for {gpus} GPUs but this machine has {len(inventory)}",
+                                     code="gpus_too_few", params={"n": gpus, "have": len(inventory)})
         return Request(gpus)
     if isinstance(gpus, (list, tuple)):
         idx = tuple(dict.fromkeys(int(i) for i in gpus))
@@ -102,9 +104,11 @@ def resolve_request(gpus: Any, config: Any, inventory: list[int]) -> Request:
         missing = [i for i in idx if i not in inventory]
         if missing:
             have = ", ".join(str(i) for i in inventory) or "none"
-            raise DeviceRequestError(f"the job asks for GPU {missing} which this machine lacks (GPUs: {have})")
+            raise DeviceRequestError(f"the job asks for GPU {missing} which this machine lacks (GPUs: {have})",
+                                     code="gpus_missing", params={"missing": missing, "have": have})
         return Request(len(idx), idx)
-    raise DeviceRequestError(f"gpus: {gpus!r} is not understood; use 'auto', 'cpu', a count (2) or indices ([0, 1])")
+    raise DeviceRequestError(f"gpus: {gpus!r} is not understood; use 'auto', 'cpu', a count (2) or indices ([0, 1])",
+                             code="gpus_unclear", params={"gpus": gpus})
 
 
 def gpu_index(key: str) -> int | None:

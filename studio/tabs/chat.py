@@ -74,8 +74,9 @@ def _arena_layout(ui: UIContext, servers: ModelServers) -> dict[str, Any]:
     with gr.Row(equal_height=False):
         w["cols"] = [_column(ui, servers, i, choices, defaults[i]) for i in range(N_COLS)]
     with gr.Row():
-        w["msg"] = ui.reg("chat.message", gr.Textbox(show_label=False, placeholder=t("chat.message_placeholder"),
-                                                     lines=2, scale=5, elem_id="eds-chat-input"), "placeholder")
+        w["msg"] = ui.reg("chat.message", gr.Textbox(label=t("chat.message"), show_label=False,
+                                                     placeholder=t("chat.message_placeholder"), lines=2, scale=5,
+                                                     elem_id="eds-chat-input"), "label", "placeholder")
         w["send"] = ui.reg("chat.send", gr.Button(t("chat.send"), variant="primary", scale=1,
                                                   elem_id="eds-chat-send"), "value")
         w["stop"] = ui.reg("chat.stop", gr.Button(t("chat.stop"), variant="stop", scale=0, min_width=90,
@@ -142,19 +143,20 @@ def _wire_servers(ui: UIContext, servers: ModelServers, w: dict[str, Any]) -> No
 
     status_outputs = [x for c in cols for x in (c["status"], c["load"], c["unload"])]
     w["timer"].tick(status_updates, inputs=models, outputs=status_outputs, show_progress="hidden", queue=False)
+    ui.on_language(status_updates, models, status_outputs)
 
     def do_load(model: str, backend: str):
         try:
             servers.load(model, backend=backend)
         except (UserError, BackendError) as e:  # no model, an endpoint, an unknown model or folder: say why
-            gr.Warning(str(e))
+            gr.Warning(ui.error_text(e))
         return status_updates(model)
 
     def do_unload(model: str):
         try:
             servers.unload(model)
         except UserError as e:  # the job ended or vanished meanwhile
-            gr.Warning(str(e))
+            gr.Warning(ui.error_text(e))
         return status_updates(model)
 
     for c in cols:

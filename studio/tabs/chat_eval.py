@@ -7,6 +7,7 @@ status line from core.jobs.summary. While the selected evaluation runs, a timer 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,11 +20,11 @@ from core.eval.form import FORM, evaluation_runs
 from core.eval.plots import judge_figure, summary_figure
 from core.jobs.summary import status_line
 from studio.forms import FormView
+from studio.i18n import has
 from studio.serving import EVAL_EXPORTS
 from studio.ui import UIContext
 
-EMPTY_SUMMARY = {"headers": ["role", "model", "rows"], "data": []}
-EMPTY_ROWS = {"headers": R.DRILL_COLUMNS, "data": []}
+EMPTY_SUMMARY = ("role", "model", "rows")  # the summary table's headers before a run is picked
 RUN_PICKERS = ("run", "run_a", "run_b")  # the dropdowns that list evaluation jobs
 
 
@@ -68,7 +69,7 @@ def _results_section(ui: UIContext, w: dict[str, Any], runs: list[tuple[str, str
                                                       label=t("evaluate.run"), elem_id="eds-eval-run", scale=4))
         w["reload"] = ui.reg("evaluate.reload", gr.Button(t("evaluate.reload"), scale=0, min_width=120), "value")
     w["status"] = gr.Markdown("", elem_id="eds-eval-status")
-    w["summary"] = gr.Dataframe(EMPTY_SUMMARY, interactive=False, wrap=True, elem_id="eds-eval-summary",
+    w["summary"] = gr.Dataframe(_table(ui, EMPTY_SUMMARY), interactive=False, wrap=True, elem_id="eds-eval-summary",
                                 show_label=False)
     with gr.Row():
         w["plot"] = gr.Plot(show_label=False, elem_id="eds-eval-plot")
@@ -80,8 +81,8 @@ def _results_section(ui: UIContext, w: dict[str, Any], runs: list[tuple[str, str
             w["filter"] = ui.reg("evaluate.filter", gr.Dropdown([(t(k), v) for k, v in filters], value="all",
                                                                 label=t("evaluate.filter"), elem_id="eds-eval-filter"),
                                  choices=filters)
-        w["rows"] = gr.Dataframe(EMPTY_ROWS, interactive=False, wrap=True, max_height=420, elem_id="eds-eval-rows",
-                                 show_label=False)
+        w["rows"] = gr.Dataframe(_table(ui, R.DRILL_COLUMNS), interactive=False, wrap=True, max_height=420,
+                                 elem_id="eds-eval-rows", show_label=False)
         w["detail"] = gr.Markdown("", elem_id="eds-eval-detail")
     with gr.Row():
         w["format"] = ui.reg("evaluate.export_format", gr.Radio(list(R.EXPORT_FORMATS), value="md",
@@ -130,11 +131,14 @@ def _wire_submit(ui: UIContext, w: dict[str, Any]) -> None:
 def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
     ws = ui.workspace
     outputs = [w[k] for k in ("status", "summary", "plot", "jplot", "notes", "rows", "detail")]
-    empty = (EMPTY_SUMMARY, gr.update(value=None), gr.update(visible=False), "", EMPTY_ROWS, "")
+
+    def empty() -> tuple:
+        return (_table(ui, EMPTY_SUMMARY), gr.update(value=None), gr.update(visible=False), "",
+                _table(ui, R.DRILL_COLUMNS), "")
 
     def load_run(job_id: str | None, filt: str):
         if not job_id:
-            return ("", *empty)
+            return ("", *empty())
         try:
             state = status_line(ui.jobs().get(job_id, refresh=False), ui.job_words())
         except UserError:  # JobNotFound: deleted in the Jobs tab, its results folder may remain
@@ -142,7 +146,7 @@ def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             ev = R.load(job_id, ws)
         except (FileNotFoundError, ValueError):
-            return (f"{state}\n\n{ui.t('evaluate.no_results')}", *empty)
+            return (f"{state}\n\n{ui.t('evaluate.no_results')}", *empty())
         headers, table = R.summary_table(ev.results)
         dh, drows = R.drilldown(ev.rows, filt or "all")
         has_judge = bool(ev.results.get("judge"))
@@ -150,9 +154,9 @@ def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
         if not ev.results.get("complete", True):
             notes.insert(0, "- " + ui.t("evaluate.partial", done=ev.results.get("rows_done", 0),
                                         total=ev.results.get("rows_total", 0)))
-        return (state, {"headers": headers, "data": table}, summary_figure(ev.results),
+        return (state, _table(ui, headers, table), summary_figure(ev.results),
                 gr.update(value=judge_figure(ev.results) if has_judge else None, visible=has_judge),
-                "\n".join(notes), {"headers": dh, "data": drows}, "")
+                "\n".join(notes), _table(ui, dh, drows), "")
 
     inputs = [w["run"], w["filter"]]
     w["run"].change(load_run, inputs=inputs, outputs=outputs)
@@ -173,6 +177,7 @@ def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
         return list(load_run(job_id, filt))[:-1]  # the row detail the user opened stays
 
     w["timer"].tick(tick, inputs=inputs, outputs=outputs[:-1], show_progress="hidden")
+    ui.on_language(lambda j, f: list(load_run(j, f))[:-1], inputs, outputs[:-1])  # the row detail stays
 
     def on_select(job_id: str | None, evt: gr.SelectData):
         if not job_id:
@@ -215,13 +220,22 @@ def _wire_compare(ui: UIContext, w: dict[str, Any]) -> None:
         note = ui.t("evaluate.compare_note", common=c.common, only_a=c.only_a, only_b=c.only_b,
                     changed=len(c.changed))
         note += "".join(f"\n- {n}" for n in c.notes)
-        return note, {"headers": sh, "data": sr}, {"headers": ch, "data": cr}
+        return note, _table(ui, sh, sr), _table(ui, ch, cr)
 
     w["compare"].click(on_compare, inputs=[w["run_a"], w["run_b"]],
                        outputs=[w["cmp_note"], w["cmp_summary"], w["cmp_rows"]])
 
 
 # ------------------------------------------------------------------------------------------------ rendering
+
+def _table(ui: UIContext, headers: list[str] | tuple[str, ...], rows: list[list[Any]] | None = None) -> dict:
+    """A results table with its headers in the page's language (`evaluate.col_<header>`; a metric keeps its name)."""
+    def word(h: str) -> str:
+        key = "evaluate.col_" + re.sub(r"\W+", "_", h).strip("_").lower()
+        return ui.t(key) if has(key) else h
+
+    return {"headers": [word(h) for h in headers], "data": list(rows or [])}
+
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip() or type(e).__name__).splitlines()[0][:400]

@@ -88,6 +88,7 @@ def wire(ui: UIContext, w: dict[str, Any]) -> None:
         return view.updates(values_for_size(size)) if size else {}
 
     w["size"].input(apply_size, w["size"], list(view.comps.values()))
+    ui.on_language(refresh, view.inputs(), outputs)  # counts and plot titles in the new language
     _wire_cell(ui, w)
 
 

@@ -43,9 +43,10 @@ N_MAP = max(len(format_fields(f)) for f in FORMATS)  # mapping dropdowns: as man
 MAX_LISTED_ERRORS = 10  # bad records listed under an import result (the rejects file has them all)
 
 
-def _error_md(e: UserError) -> str:
-    """A user error as Markdown: one line with a warning sign, a multi-line report as a code block."""
-    text = e.report()
+def _error_md(ui: UIContext, e: UserError) -> str:
+    """A user error as Markdown, in the page's language: one line with a warning sign, a multi-line report as a code
+    block."""
+    text = ui.error_text(e)
     return f"```\n{text}\n```" if "\n" in text else f"⚠️ {text}"
 
 
@@ -105,7 +106,7 @@ def _preview(ui: UIContext, src: str, fmt: str | None, mapping: dict[str, str] |
     try:
         pv = preview_import(src, fmt, mapping)
     except UserError as e:
-        return gr.update(value=None, visible=False), _error_md(e)
+        return gr.update(value=None, visible=False), _error_md(ui, e)
     problems = "\n".join(f"- {ui.t('data.problem_line', line=line, reason=reason)}" for line, reason in pv.problems)
     return _table(*rows_table(pv.rows)), (f"{ui.t('data.preview_problems')}\n{problems}" if problems else "")
 
@@ -119,7 +120,7 @@ def _inspect(ui: UIContext, src: Path | None, message: str = "") -> list:
     try:
         det, _ = store.detect_file(src)
     except UserError as e:
-        return ["", [], _error_md(e), *nothing[3:]]
+        return ["", [], _error_md(ui, e), *nothing[3:]]
     label = FORMAT_LABELS.get(det.format or "", "")
     msg = ui.t("data.detected", format=label, file=src.name) if det.format else \
         ui.t("data.not_detected", file=src.name)
@@ -149,13 +150,14 @@ def _import_section(ui: UIContext) -> _ImportForm:
                 choices=[(FORMAT_LABELS[f], f) for f in FORMATS], value=None, label=t("data.format"),
                 info=t("data.format_info"), elem_id="data-format"), "label", "info")
             name = ui.reg("data.name", gr.Textbox(label=t("data.name"), elem_id="data-name"))
-            on_error = ui.reg("data.on_error", gr.Radio(
-                choices=[(t("data.on_error_skip"), "skip"), (t("data.on_error_stop"), "stop")], value="skip",
-                label=t("data.on_error"), elem_id="data-on-error"))
+            modes = (("data.on_error_skip", "skip"), ("data.on_error_stop", "stop"))
+            on_error = ui.reg("data.on_error", gr.Radio(choices=ui.choices(modes), value="skip",
+                                                        label=t("data.on_error"), elem_id="data-on-error"),
+                              choices=modes)
             overwrite = ui.reg("data.overwrite", gr.Checkbox(False, label=t("data.overwrite")))
         ui.reg("data.mapping_help", gr.Markdown(t("data.mapping_help")), "value")
         with gr.Row():
-            maps = [gr.Dropdown(choices=[], value=None, label=t("data.field_n", n=i + 1), visible=False,
+            maps = [gr.Dropdown(choices=[], value=None, label=f"#{i + 1}", visible=False,  # labelled when shown
                                 allow_custom_value=True, elem_id=f"data-map-{i}") for i in range(N_MAP)]
         preview = ui.reg("data.preview", gr.Dataframe(label=t("data.preview"), interactive=False, wrap=True,
                                                       max_height=320, elem_id="data-import-preview", visible=False))
@@ -169,13 +171,13 @@ def _import_section(ui: UIContext) -> _ImportForm:
         try:
             return _inspect(ui, store.take_upload(ui.workspace, file_path))
         except UserError as e:
-            return _inspect(ui, None, _error_md(e))
+            return _inspect(ui, None, _error_md(ui, e))
 
     def on_path(text: str) -> list:
         try:
             src = source_path(ui.workspace, text)
         except UserError as e:
-            return _inspect(ui, None, _error_md(e))
+            return _inspect(ui, None, _error_md(ui, e))
         return _inspect(ui, src) if src else _inspect(ui, None, f"⚠️ {t('data.not_a_file', path=text)}")
 
     def on_format(src: str, cols: list[str], fmt_key: str | None) -> list:
@@ -227,7 +229,7 @@ def _wire_import(ui: UIContext, form: _ImportForm, dataset: gr.Dropdown) -> None
             res = store.import_file(ws, src, ds_name or Path(src).stem, fmt_key, mapping, mode, overwrite=over,
                                     source_label=Path(src).name)
         except UserError as e:
-            return _error_md(e), gr.update()
+            return _error_md(ui, e), gr.update()
         return _import_message(ui, res), gr.update(choices=store.dataset_names(ws), value=res.name)
 
     form.button.click(on_import, [form.source, form.fmt, form.name, form.on_error, form.overwrite, *form.maps],
@@ -278,7 +280,7 @@ def _browse_section(ui: UIContext) -> gr.Dropdown:
             pv = page_view(path, pg, size)
             meta = store.read_meta(ws, ds)
         except UserError as e:
-            return hidden, 1, "", _error_md(e)
+            return hidden, 1, "", _error_md(ui, e)
         text = t("data.info", rows=pv.rows, format=meta.get("format", "?"), source=meta.get("source", "?"),
                  created_by=meta.get("created_by", "?"))
         if meta.get("growing"):
@@ -301,6 +303,7 @@ def _browse_section(ui: UIContext) -> gr.Dropdown:
     for trigger in (dataset.change, show_rejects.change, page_size.change):
         trigger(lambda ds, s, r: show_page(ds, 1, s, r), [dataset, page_size, show_rejects], page_outputs)
     page.submit(show_page, page_inputs, page_outputs)
+    ui.on_language(show_page, page_inputs, page_outputs)
     prev_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) - 1, s, r), page_inputs, page_outputs)
     next_btn.click(lambda ds, p, s, r: show_page(ds, int(p or 1) + 1, s, r), page_inputs, page_outputs)
     refresh.click(lambda ds: gr.update(choices=(n := store.dataset_names(ws)), value=ds if ds in n else None),
@@ -323,7 +326,7 @@ def submit_op(ui: UIContext, kind: str, ds: str | None, **values: Any) -> tuple[
     try:
         job_id = ui.jobs().submit(op_job(ui.workspace, kind, ds, **values))
     except UserError as e:
-        return None, _error_md(e)
+        return None, _error_md(ui, e)
     return job_id, ui.t("data.job_started", job=job_id)
 
 
@@ -403,7 +406,7 @@ def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
         try:
             tok = str(tokenizer_dir(ws, tok)) if (tok or "").strip() else None  # confined here, read by the job
         except UserError as e:
-            return None, _error_md(e), *(None,) * 4, gr.Timer(active=False)
+            return None, _error_md(ui, e), *(None,) * 4, gr.Timer(active=False)
         job_id, msg = submit_op(ui, "data_stats", ds, tokenizer=tok)
         return job_id, msg, *(None,) * 4, gr.Timer(active=job_id is not None)
 
@@ -415,6 +418,7 @@ def _stats_section(ui: UIContext, dataset: gr.Dropdown) -> gr.Dropdown:
     button.click(on_stats, [dataset, tokenizer], [job, job_md, *shown, timer])
     timer.tick(tick, job, [job_md, *shown, timer], show_progress="hidden")
     stop.click(lambda j: ui.job_action("stop", j, "data.job_stopping", "data.no_job"), job, job_md)
+    ui.on_language(tick, [job], [job_md, *shown, timer])
     return tokenizer
 
 
@@ -441,9 +445,10 @@ def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
             seed = ui.reg("data.seed", gr.Number(42, label=t("data.seed"), precision=0))
             do_split = ui.reg("data.split", gr.Button(t("data.split"), elem_id="data-split"))
         with gr.Row():
-            dedupe_by = ui.reg("data.dedupe_by", gr.Dropdown(
-                choices=[(t("data.by_instruction"), "instruction"), (t("data.by_pair"), "instruction_output"),
-                         (t("data.by_content"), "content")], value="instruction", label=t("data.dedupe_by")))
+            keys = (("data.by_instruction", "instruction"), ("data.by_pair", "instruction_output"),
+                    ("data.by_content", "content"))
+            dedupe_by = ui.reg("data.dedupe_by", gr.Dropdown(choices=ui.choices(keys), value="instruction",
+                                                             label=t("data.dedupe_by")), choices=keys)
             do_dedupe = ui.reg("data.dedupe", gr.Button(t("data.dedupe"), elem_id="data-dedupe"))
         job_md, stop = _job_row(ui, "ops")
         ops_md = gr.Markdown(elem_id="data-ops-result")
@@ -471,3 +476,4 @@ def _convert_section(ui: UIContext, dataset: gr.Dropdown) -> None:
     do_dedupe.click(lambda ds, by: started("data_dedupe", ds, by=by), [dataset, dedupe_by], outputs)
     timer.tick(tick, job, [job_md, export_file, export_md, ops_md, dataset, timer], show_progress="hidden")
     stop.click(lambda j: ui.job_action("stop", j, "data.job_stopping", "data.no_job"), job, job_md)
+    ui.on_language(tick, [job], [job_md, export_file, export_md, ops_md, dataset, timer])

@@ -29,6 +29,7 @@ LOG_LINES = 200
 TABLE_LIMIT = 200
 STATUS_FILTERS = ["all", "active", "finished", "queued", "running", "stopping", "succeeded", "failed", "stopped",
                   "cancelled"]
+DEVICE_COLUMNS = ("device", "name", "memory", "jobs")
 STATE_COLORS = {"failed": "#d9534f", "cancelled": "#999", "stopped": "#f0ad4e", "succeeded": "#5cb85c"}
 
 
@@ -186,6 +187,9 @@ def build(ui: UIContext) -> None:
 
     v.selftest.click(run_selftest, [v.selftest_steps], [v.selected, v.sig, v.config, v.message],
                      show_progress="hidden").then(tick, v.tick_inputs, v.tick_outputs, show_progress="hidden")
+    # after a language switch: everything again, in the new words ("job": "" re-renders an empty detail too)
+    ui.on_language(lambda j, s, k, x, seen: tick(j, s, k, x, {**(seen or {}), "table": None, "devices": None,
+                                                              "job": ""}), v.tick_inputs, v.tick_outputs)
 
 
 def _layout(ui: UIContext) -> _View:
@@ -194,9 +198,10 @@ def _layout(ui: UIContext) -> _View:
         status_f = ui.reg("jobs.filter_status", gr.Dropdown(
             choices=[(t(f"jobs.status_{s}"), s) for s in STATUS_FILTERS], value="all", label=t("jobs.filter_status"),
             elem_id="jobs-filter-status", scale=1), choices=tuple((f"jobs.status_{s}", s) for s in STATUS_FILTERS))
-        kind_f = ui.reg("jobs.filter_kind", gr.Dropdown(choices=[(t("jobs.status_all"), "")] + _kinds(),
-                                                         value="", label=t("jobs.filter_kind"),
-                                                         elem_id="jobs-filter-kind", scale=1))
+        kinds = (("jobs.status_all", ""), *((f"jobs.kind_{k}", k) for _, k in _kinds()))
+        kind_f = ui.reg("jobs.filter_kind", gr.Dropdown(choices=ui.choices(kinds), value="",
+                                                         label=t("jobs.filter_kind"), elem_id="jobs-filter-kind",
+                                                         scale=1), choices=kinds)
         search = ui.reg("jobs.search", gr.Textbox(label=t("jobs.search"), placeholder=t("jobs.search_placeholder"),
                                                   elem_id="jobs-search", scale=2), "label", "placeholder")
         selftest_steps = ui.reg("jobs.selftest_steps", gr.Number(value=50, minimum=1, maximum=100000, precision=0,
@@ -205,7 +210,8 @@ def _layout(ui: UIContext) -> _View:
         selftest = ui.reg("jobs.selftest", gr.Button(t("jobs.selftest"), elem_id="jobs-selftest", scale=1), "value")
     table = ui.reg("jobs.table", gr.Dataframe(
         headers=[t(f"jobs.col_{c}") for c in summary.TABLE_COLUMNS], value=[], interactive=False, max_height=360,
-        wrap=False, label=t("jobs.table"), elem_id="jobs-table"))
+        wrap=False, label=t("jobs.table"), elem_id="jobs-table"),
+        headers=tuple(f"jobs.col_{c}" for c in summary.TABLE_COLUMNS))
     with gr.Row():
         with gr.Column(scale=3):
             detail = gr.Markdown(t("jobs.none_selected"), elem_id="jobs-detail")
@@ -223,8 +229,8 @@ def _layout(ui: UIContext) -> _View:
             with ui.reg("jobs.config", gr.Accordion(t("jobs.config"), open=False, elem_id="jobs-config-box")):
                 config = gr.Code(language="yaml", interactive=False, elem_id="jobs-config")
     devices = ui.reg("jobs.devices", gr.Dataframe(
-        headers=[t(f"jobs.dev_{c}") for c in ("device", "name", "memory", "jobs")], value=[], interactive=False,
-        label=t("jobs.devices"), elem_id="jobs-devices"))
+        headers=[t(f"jobs.dev_{c}") for c in DEVICE_COLUMNS], value=[], interactive=False,
+        label=t("jobs.devices"), elem_id="jobs-devices"), headers=tuple(f"jobs.dev_{c}" for c in DEVICE_COLUMNS))
     return _View(status_f, kind_f, search, selftest_steps, selftest, table, detail, progress, buttons, message,
                  log_box, plot, config, devices, gr.State(None), gr.State({}), gr.State(None))
 

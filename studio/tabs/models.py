@@ -18,6 +18,7 @@ from core.models.form import DEMO_FORM, DERIVE_FORM, job_report, preview, propos
 from core.models.table import COLUMNS, model_rows
 from core.pickers import local_model_names
 from studio.forms import FormView, picker_choices
+from studio.i18n import has
 from studio.ui import UIContext
 
 
@@ -41,14 +42,13 @@ def build(ui: UIContext) -> None:
 
 def _table_section(ui: UIContext, w: dict[str, Any]) -> None:
     t = ui.t
-    w["headers"] = [t(f"models.col_{c}") for c in COLUMNS]
     with gr.Row():
         w["extra"] = ui.reg("models.extra", gr.Textbox(label=t("models.extra"), info=t("models.extra_info"),
                                                        placeholder=t("models.extra_placeholder"),
                                                        elem_id="models-extra", scale=4), "label", "info", "placeholder")
         w["refresh"] = ui.reg("models.refresh", gr.Button(t("models.refresh"), elem_id="models-refresh", scale=1))
-    w["table"] = gr.Dataframe(value={"headers": w["headers"], "data": model_rows(ui.workspace)}, interactive=False,
-                              wrap=True, elem_id="models-table", show_label=False)
+    w["table"] = gr.Dataframe(value=_table_value(ui, model_rows(ui.workspace)), interactive=False, wrap=True,
+                              elem_id="models-table", show_label=False)
     w["table_msg"] = gr.Markdown(elem_id="models-table-msg")
 
 
@@ -110,6 +110,16 @@ def _endpoint_section(ui: UIContext, w: dict[str, Any]) -> None:
         w["ep_msg"] = gr.Markdown(elem_id="models-ep-msg")
 
 
+def _table_value(ui: UIContext, rows: list[list]) -> dict[str, Any]:
+    """The models table in the page's language: its headers, and the words core puts in the source and chat columns."""
+    source, chat = COLUMNS.index("source"), COLUMNS.index("chat")
+    words = {"yes": ui.t("models.chat_yes"), "NO": ui.t("models.chat_no")}
+    for row in rows:
+        row[source] = ui.t(f"models.source_{row[source]}") if has(f"models.source_{row[source]}") else row[source]
+        row[chat] = words.get(row[chat], row[chat])
+    return {"headers": [ui.t(f"models.col_{c}") for c in COLUMNS], "data": rows}
+
+
 # ------------------------------------------------------------------------------------------------ wiring
 
 def _pickers(w: dict[str, Any]) -> list[Any]:
@@ -124,15 +134,16 @@ def _wire_table(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             data, msg = model_rows(ws, text), ""
         except (UserError, BackendError) as e:  # a folder outside the workspace, a hub id that cannot be read
-            data, msg = model_rows(ws), f"⚠️ {e}"
+            data, msg = model_rows(ws), f"⚠️ {ui.error_text(e)}"
         names = local_model_names(ws)
-        return ({"headers": w["headers"], "data": data}, msg,
+        return (_table_value(ui, data), msg,
                 gr.update(choices=picker_choices(ui, "model")), gr.update(choices=names), gr.update(choices=names))
 
     w["on_refresh"] = on_refresh
     outputs = [w["table"], w["table_msg"], *_pickers(w)]
     w["refresh"].click(on_refresh, w["extra"], outputs)
     w["extra"].submit(on_refresh, w["extra"], outputs)
+    ui.on_language(on_refresh, [w["extra"]], outputs)
 
 
 def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
@@ -145,7 +156,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             p = preview(ui.workspace, name, int(n), strat)
         except UserError as e:
-            return f"⚠️ {e}"
+            return f"⚠️ {ui.error_text(e)}"
         return t("models.preview", n=len(p.kept), total=p.total, kept=p.kept,
                  before=registry.human_params(p.params_before), after=registry.human_params(p.params_after))
 
@@ -155,7 +166,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             keep, out = propose(ui.workspace, name, int(n) if n else None)
         except UserError as e:
-            return gr.update(), gr.update(), f"⚠️ {e}"
+            return gr.update(), gr.update(), f"⚠️ {ui.error_text(e)}"
         return keep, out, describe(name, keep, strat)
 
     teacher.change(on_teacher, [teacher, layers, strategy], [layers, out_name, w["preview"]])
@@ -181,7 +192,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             msg, finished = job_report(ui.jobs(), job_id, ui.job_words())
         except UserError as e:  # the job was deleted in the Jobs tab meanwhile
-            return f"⚠️ {e}", gr.Timer(active=False), gr.update(), *keep_pickers
+            return f"⚠️ {ui.error_text(e)}", gr.Timer(active=False), gr.update(), *keep_pickers
         if not finished:
             return msg, gr.Timer(active=True), gr.update(), *keep_pickers
         table_update, _, *picker_updates = w["on_refresh"](text)
@@ -200,7 +211,7 @@ def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             res = registry.check_logit_kd(ws.models / a, ws.models / b)
         except (BackendError, OSError) as e:
-            return f"⚠️ {e}"
+            return f"⚠️ {ui.error_text(e)}"
         return ("✅ " if res.ok else "❌ ") + res.message
 
     w["c_btn"].click(on_check, [w["c_teacher"], w["c_student"]], w["c_msg"])
@@ -213,7 +224,7 @@ def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             registry.save_endpoint(ws, entry(name, url, model, key_env))
         except BackendError as e:
-            return f"⚠️ {e}", gr.update()
+            return f"⚠️ {ui.error_text(e)}", gr.update()
         return t("models.ep_saved", name=name), w["on_refresh"](text)[0]
 
     def on_ep_test(name, url, model, key_env):
@@ -223,7 +234,7 @@ def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:
         try:
             served = registry.probe_endpoint(e)
         except (BackendError, ValueError) as err:
-            return f"⚠️ {err}"
+            return f"⚠️ {ui.error_text(err)}"
         if e.model and e.model not in served:
             return t("models.ep_model_missing", model=e.model, served=", ".join(served))
         return t("models.ep_ok", served=", ".join(served) or "-")

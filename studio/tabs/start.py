@@ -17,6 +17,7 @@ from core.devices import discover_gpus
 from core.errors import UserError
 from core.jobs import summary
 from core.presets import check_machine, find_preset, list_presets
+from studio.i18n import LANGS
 from studio.ui import UIContext
 
 STAGES = ("synth", "train", "compare")
@@ -82,9 +83,10 @@ def _presets(ui: UIContext) -> None:
     with ui.reg("start.presets", gr.Accordion(ui.t("start.presets"), open=False, elem_id="eds-start-presets")):
         presets = list_presets(ws)
         with gr.Row():
+            titles = tuple(({lang: p.title(lang) for lang in LANGS}, p.name) for p in presets)
             preset = ui.reg("start.preset", gr.Dropdown(
-                choices=[(p.title(ui.lang), p.name) for p in presets], value=presets[0].name if presets else None,
-                label=ui.t("start.preset"), elem_id="eds-start-preset", scale=4))
+                choices=ui.choices(titles), value=presets[0].name if presets else None,
+                label=ui.t("start.preset"), elem_id="eds-start-preset", scale=4), choices=titles)
             run_preset = ui.reg("start.run_preset", gr.Button(ui.t("start.run_preset"), variant="primary", scale=1,
                                                               elem_id="eds-start-run-preset"))
         preset_info = gr.Markdown(elem_id="eds-start-preset-info")
@@ -113,11 +115,12 @@ def _presets(ui: UIContext) -> None:
         return ui.t("start.submitted", job=job)
 
     preset.change(show_preset, preset, [preset_info, preset_yaml])
+    ui.on_language(show_preset, [preset], [preset_info, preset_yaml])
     run_preset.click(submit_preset, preset, preset_info)
 
 
 def _guided_layout(ui: UIContext) -> _Guided:
-    ui.reg("start.guided", gr.Markdown(f"### {ui.t('start.guided')}"), "value")
+    ui.reg("start.guided", gr.Markdown(f"### {ui.t('start.guided')}"), "value", template="### {}")
     ws = ui.workspace
     models, pair = pickers.model_choices(ws), flow.default_pair(ws)  # a fresh page: refreshed on each load too
     with gr.Row():
@@ -267,6 +270,7 @@ def _wire_stages(ui: UIContext, g: _Guided) -> None:
         return [*out, gr.Timer(active=running)]
 
     g.timer.tick(tick, g.state, [*g.lines.values(), g.timer], show_progress="hidden")
+    ui.on_language(tick, [g.state], [*g.lines.values(), g.timer])
 
 
 def _wire_train(ui: UIContext, g: _Guided) -> None:

@@ -24,6 +24,7 @@ from studio.forms import FormView
 from studio.ui import UIContext
 
 PREFIX = "synthesis"
+TRIAL_COLUMNS = ("id", "input", "output", "status")  # the trial table's columns (`synthesis.col_<name>`)
 # elem_ids the browser tests (and users' bookmarks of old screenshots) know; other fields get `synthesis-<name>`
 ELEM_IDS = {"input": "synth-input", "operator": "synth-operator", "output": "synth-output", "backend": "synth-backend",
             "model": "synth-model", "base_url": "synth-base-url", "served_model": "synth-served-model",
@@ -116,8 +117,10 @@ def _layout(ui: UIContext, view: FormView) -> Parts:
         p.resume_btn = ui.reg("synthesis.resume", gr.Button(t("synthesis.resume"), elem_id="synth-resume"))
         p.stop_btn = ui.reg("synthesis.stop", gr.Button(t("synthesis.stop"), variant="stop", elem_id="synth-stop"))
     p.msg = gr.Markdown(elem_id="synth-message")
-    p.trial = ui.reg("synthesis.trial", gr.Dataframe(label=t("synthesis.trial"), interactive=False, wrap=True,
-                                                     max_height=520, elem_id="synth-trial", visible=False))
+    p.trial = ui.reg("synthesis.trial", gr.Dataframe(headers=[t(f"synthesis.col_{c}") for c in TRIAL_COLUMNS],
+                                                     label=t("synthesis.trial"), interactive=False, wrap=True,
+                                                     max_height=520, elem_id="synth-trial", visible=False),
+                     headers=tuple(f"synthesis.col_{c}" for c in TRIAL_COLUMNS))
     p.job_state = gr.State("")
     p.job_md = gr.Markdown(elem_id="synth-job")
     p.timer = gr.Timer(2.0, active=False)
@@ -135,7 +138,7 @@ def _layout_balance(ui: UIContext, view: FormView, p: Parts) -> None:
         view.comps[SHARES] = ui.reg("synthesis.shares", gr.Dataframe(
             value=default_shares(), headers=[t("synthesis.col_category"), t("synthesis.col_share")],
             datatype=["str", "number"], interactive=True, column_count=(2, "fixed"), label=t("synthesis.shares"),
-            max_height=300, elem_id="synth-shares"))
+            max_height=300, elem_id="synth-shares"), headers=("synthesis.col_category", "synthesis.col_share"))
         with gr.Row():
             _render(view, "balance_after", "balance_total", "upsample")
             p.balance_now = ui.reg("synthesis.balance_now", gr.Button(t("synthesis.balance_now")))
@@ -167,6 +170,7 @@ def _wire_visibility(ui: UIContext, view: FormView, p: Parts) -> None:
 
     for comp in keys:
         comp.change(show, keys, outputs, show_progress="hidden")
+    ui.on_language(show, keys, outputs)  # the operator's help and placeholders in the new language
     # a person switching the operator gets its default template (not a config being loaded: that sets its own)
     c["operator"].input(lambda op: view.updates(FORM.operator_defaults(op)), c["operator"],
                         [c["template"], c["template_text"]])
@@ -214,7 +218,7 @@ def _wire_jobs(ui: UIContext, view: FormView, p: Parts) -> None:
         ok = sum(r.status == "ok" for r in res.rows)
         head = t("synthesis.trial_done", ok=ok, n=len(res.rows), seconds=res.seconds,
                  tokens=res.prompt_tokens + res.completion_tokens)
-        cols = [t("synthesis.col_id"), t("synthesis.col_input"), t("synthesis.col_output"), t("synthesis.col_status")]
+        cols = [t(f"synthesis.col_{c}") for c in TRIAL_COLUMNS]
         rows = [[r.id, r.input, r.output, r.status] for r in res.rows]
         return head, gr.update(value={"headers": cols, "data": rows}, visible=True)
 
@@ -246,6 +250,7 @@ def _wire_jobs(ui: UIContext, view: FormView, p: Parts) -> None:
         return f"{line}  \n{t('synthesis.job_counts', **counts)}", gr.Timer(active=not info.finished)
 
     p.timer.tick(poll, p.job_state, [p.job_md, p.timer], show_progress="hidden")
+    ui.on_language(poll, [p.job_state], [p.job_md, p.timer])
     p.stop_btn.click(lambda job_id: ui.job_action("stop", job_id, "synthesis.stopping", "synthesis.no_job"),
                      p.job_state, p.msg)
     p.resume_btn.click(lambda job_id: (ui.job_action("resume", job_id, "synthesis.resumed", "synthesis.no_job"),
