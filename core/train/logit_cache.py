@@ -728,7 +728,7 @@ class LogitCache:
             self.close()
             if self._index is not None:
                 self._index.close()
-        except (OSError, AttributeError, TypeError):
+        except (OSError, AttributeError, TypeError, BufferError):  # interpreter shutdown, or a view still held
             pass
 
     def _get_v1(self, si: int, off: int, n: int) -> CachedRow:
