@@ -8,6 +8,7 @@ job is recorded as stopped, resumable from that checkpoint.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -85,3 +86,69 @@ def _agreed(flag: bool) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Train for a time budget instead of a step count: training leaves its loop at the end of the first optimizer
+    step that finds `seconds` spent since training began (model loading and data preparation before it do not
+    count). `clock`: "wall" (monotonic wall time), "cpu" (this process's CPU time, all threads: what a shared
+    machine's neighbours take does not count against the run) or a zero-argument function returning seconds.
+
+    `anneal=True` also lays the learning-rate schedule over the budget rather than over `max_steps` (which is then
+    only a cap): linear warm-up over the first `warmup` share of the budget, cosine to zero at its end. So methods
+    of different step costs compared at one budget each end their schedule, whatever steps they got. It replaces
+    the multipliers of the trainer's LambdaLR (every transformers schedule is one); another scheduler is left alone.
+
+    Used by bench/kd_compare.py (SFT vs KD vs on-policy KD at equal time). `steps` and `elapsed` say what the run
+    got; `reached` whether the budget (rather than max_steps or the data) ended it.
+    """
+
+    def __init__(self, seconds: float, clock: str | Any = "wall", anneal: bool = True, warmup: float = 0.05):
+        if seconds < 0:
+            raise ValueError(f"time budget must be >= 0 seconds, got {seconds}")
+        if not 0 <= warmup < 1:
+            raise ValueError(f"warmup must be a share of the budget in [0, 1), got {warmup}")
+        if clock == "wall":
+            clock = time.monotonic
+        elif clock == "cpu":
+            clock = time.process_time
+        elif not callable(clock):
+            raise ValueError(f"clock must be 'wall', 'cpu' or a function, got {clock!r}")
+        self.seconds, self.clock, self.anneal, self.warmup = float(seconds), clock, anneal, warmup
+        self._start: float | None = None
+        self.elapsed = 0.0
+        self.steps = 0
+        self.reached = False
+
+    def spent(self) -> float:
+        return 0.0 if self._start is None else self.clock() - self._start
+
+    def lr_factor(self) -> float:
+        """The share of the peak learning rate at this moment of the budget."""
+        if self.seconds <= 0:
+            return 0.0
+        f = min(self.spent() / self.seconds, 1.0)
+        if f < self.warmup:
+            return f / self.warmup
+        return 0.5 * (1.0 + math.cos(math.pi * (f - self.warmup) / (1.0 - self.warmup)))
+
+    def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kw: Any):
+        self._start = self.clock()
+        scheduler = kw.get("lr_scheduler")
+        scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper, where there is one
+        if self.anneal and scheduler is not None and hasattr(scheduler, "lr_lambdas"):
+            # a plain function (not a bound method): LambdaLR's state_dict leaves functions out of checkpoints
+            scheduler.lr_lambdas = [lambda _step: self.lr_factor() for _ in scheduler.lr_lambdas]
+            optimizer = kw.get("optimizer")
+            if optimizer is not None:  # the first step's rate, set when the scheduler was built
+                for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=False):
+                    group["lr"] = base * self.lr_factor()
+                scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]
+
+    def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kw: Any):
+        self.steps = state.global_step
+        self.elapsed = self.spent()
+        if self.elapsed >= self.seconds:
+            self.reached = True
+            control.should_training_stop = True
+        return control
