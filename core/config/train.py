@@ -16,6 +16,10 @@ class LoraSpec(StrictModel):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+Layout = Literal["auto", "ddp", "zero2", "zero3", "fsdp"]  # core.jobs.layouts
+ALL_GPUS = 1024  # what "auto" asks for under a multi-device layout: the scheduler caps it at the machine's GPUs
+
+
 class TrainCommon(JobBase):
     DEFAULT_GPUS = 1
     student: str = Field(description="the model to train: workspace model name, local folder or hub id")
@@ -38,10 +42,35 @@ class TrainCommon(JobBase):
     save_total_limit: int | None = Field(3, ge=1, description="keep at most N checkpoints (the best one stays too)")
     eval_steps: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: much less "
+                                         "memory for ~30% more time per step")
+    layout: Layout = Field(
+        "auto", description="how training spreads over its devices: auto = one process per GPU, DDP when there are "
+        "several; ddp = a full copy per device (≥2 GPUs, or processes ≥2 on CPU); zero2 / zero3 = DeepSpeed ZeRO, "
+        "optimizer state + gradients / + weights partitioned over the GPUs (needs deepspeed and CUDA); fsdp = "
+        "PyTorch FSDP, fully sharded (≥2 GPUs). With gpus: auto, a layout other than auto takes every GPU")
+    processes: int = Field(1, ge=1, le=64, description="on CPU: training processes (DDP over gloo); on GPUs one "
+                           "process runs per GPU")
+    offload: bool = Field(False, description="zero2: optimizer state in CPU memory; zero3 / fsdp: weights too "
+                          "(slower steps, far less GPU memory)")
     packing: bool = False
     seed: int = 42
     template: str | None = Field(None, description="chat template file; default: the student tokenizer's")
+
+    def auto_gpus(self) -> int:
+        """What gpus: auto means: one GPU, or every GPU of the machine for a layout that spreads over several."""
+        return self.DEFAULT_GPUS if self.layout == "auto" else ALL_GPUS
+
+    @model_validator(mode="after")
+    def _layout_fits_request(self):
+        if self.layout in ("zero2", "zero3", "fsdp") and self.gpus == "cpu":
+            raise ValueError(f"layout: {self.layout} runs on GPUs; on the CPU use ddp with processes ≥ 2 (or auto)")
+        if self.layout == "ddp" and self.gpus == "cpu" and self.processes < 2:
+            raise ValueError("layout: ddp on the CPU needs processes ≥ 2 (one process is layout auto)")
+        if self.layout in ("ddp", "fsdp") and (self.gpus == 1 or isinstance(self.gpus, list) and len(self.gpus) == 1):
+            raise ValueError(f"layout: {self.layout} needs at least 2 GPUs (gpus: 2 or more, or auto); one GPU is "
+                             "layout auto")
+        return self
 
 
 class SftJob(TrainCommon):

@@ -1,9 +1,11 @@
 """How a job's code is started: the worker command, its environment, and the multi-GPU launch of training.
 
 Every job is one supervisor process, `python -m core.jobs.worker RUN_DIR`, which owns the run folder's status.
-A training step that got more than one GPU is run by the supervisor as `accelerate launch --num_processes N
--m core.jobs.worker RUN_DIR --rank [--step NAME]` (same process group, so stop/cancel reach every rank), and the
-supervisor judges it by its exit status. One place writes the outcome, single- or multi-GPU, plain or pipeline.
+A training step whose layout spreads it over several processes (core.jobs.layouts: DDP, DeepSpeed ZeRO, FSDP on GPUs;
+DDP over gloo on CPU) is run by the supervisor as `accelerate launch --config_file <run>/launch/accelerate_config.yaml
+--num_processes N -m core.jobs.worker RUN_DIR --rank [--step NAME]` (torchrun on CPU; same process group, so
+stop/cancel reach every rank), and the supervisor judges it by its exit status. One place writes the outcome,
+single- or multi-GPU, plain or pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.jobs import layouts
 from core.jobs.context import JobContext
 from core.jobs.scheduler import cuda_visible_devices, gpu_index
 from core.net import free_port
@@ -113,17 +116,23 @@ class DistributedFailed(RuntimeError):
 
 
 def run_entry(config: Any, ctx: JobContext) -> None:
-    """Run one job (or pipeline step) entry in this process, or across its GPUs through accelerate."""
-    if needs_distributed(config, ctx.devices):
-        _run_distributed(config, ctx)
-        return
+    """Run one job (or pipeline step) entry in this process, or over several as its training layout says
+    (core.jobs.layouts: the plan, refused when it does not fit; its launch files written into the run folder)."""
+    plan = layouts.plan_for(config, ctx.devices)
+    if plan is not None:
+        folder = layouts.launch_dir(ctx.run_dir, ctx.step_name)
+        layouts.check_resume(plan, folder, ctx.output_dir)
+        config_file = layouts.write_files(plan, folder, ctx.devices)
+        if plan.launcher != "none":
+            _run_distributed(ctx, plan, config_file)
+            return
     resolve_entry(config)(config, ctx)
 
 
-def _run_distributed(config: Any, ctx: JobContext) -> None:
-    n = sum(1 for d in ctx.devices if gpu_index(d) is not None)
-    cmd = distributed_command(n, ctx.run_dir, step=ctx.step_name, port=free_port())
-    ctx.event(f"launching {n} training processes: {' '.join(cmd[1:4])} ...", processes=n)
+def _run_distributed(ctx: JobContext, plan: layouts.Plan, config_file: Path | None) -> None:
+    cmd = layouts.command(plan, ctx.run_dir, config_file, step=ctx.step_name, port=free_port())
+    ctx.event(f"launching {plan.describe()}: {' '.join(cmd[1:4])} ...", processes=plan.processes,
+              layout=plan.layout)
     env = {**os.environ, "EDS_RANK_MODE": "1"}
     # Same process group as this supervisor: a group signal reaches every rank. Output goes to our log.
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ epochs, accumulation) is reset when the method changes; LoRA multiplies the lear
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from core.config.base import JobBase
@@ -118,6 +119,10 @@ FIELDS: tuple[FieldSpec, ...] = (
     field(SftJob, "logging_steps", group="hp"),
     field(SftJob, "precision", group="hp"),
     field(SftJob, "gradient_checkpointing", group="hp"),
+    # multi-device layout (core.jobs.layouts)
+    field(SftJob, "layout", group="layout"),
+    field(SftJob, "processes", group="layout"),
+    field(SftJob, "offload", group="layout"),
     field(SftJob, "seed", group="hp"),
 )
 
@@ -255,6 +260,13 @@ class TrainingForm(JobForm):
     def kinds(self) -> tuple[str, ...]:
         return (*super().kinds(), "pipeline")
 
+    @staticmethod
+    def preview(ws: Workspace, job: JobBase) -> tuple[str, str]:
+        """The YAML and command, and under the YAML (as comments, so it stays valid YAML) the launch files its
+        layout writes into the run folder — or why the layout will be refused."""
+        text, cli = JobForm.preview(ws, job)
+        return text + layout_preview(_split(job)[1]), cli
+
     def accepts(self, job: JobBase) -> bool:
         try:
             _split(job)
@@ -273,6 +285,37 @@ def _split(job: JobBase) -> tuple[CaptureJob | None, JobBase]:
     if job.kind not in METHOD_OF_KIND:
         raise FormError(f"a {job.kind} job is not a training job")
     return None, job
+
+
+def _preview_devices(train: JobBase) -> list[str]:
+    """The devices the job will get, as far as the form can tell (gpus: auto = one GPU, or all for a layout)."""
+    gpus = train.gpus
+    if gpus == "cpu":
+        return ["cpu"]
+    if isinstance(gpus, list):
+        return [f"cuda:{i}" for i in gpus]
+    from core.devices import discover_gpus  # nvidia-smi (EDS_FAKE_GPUS in tests), never torch
+
+    have = len(discover_gpus())
+    want = min(have, gpus if isinstance(gpus, int) else train.auto_gpus())  # type: ignore[attr-defined]
+    return [f"cuda:{i}" for i in range(want)] or ["cpu"]
+
+
+def layout_preview(train: JobBase) -> str:
+    """`# launch: ...` comment lines: the plan, then each file it writes (accelerate config, DeepSpeed config)."""
+    from core.jobs import layouts
+
+    try:
+        plan = layouts.plan_for(train, _preview_devices(train), cuda=True)
+    except layouts.LayoutRefused as e:
+        return f"\n# launch: refused: {e}\n"
+    if plan is None or plan.launcher == "none":
+        return ""
+    lines = [f"# launch: {plan.describe()} ({plan.launcher}); written to <run folder>/{layouts.LAUNCH_DIR}/"]
+    for name, body in layouts.render(plan, Path("<run folder>") / layouts.LAUNCH_DIR).items():
+        lines.append(f"# --- {name}")
+        lines += [f"#   {line}" for line in body.rstrip("\n").splitlines()]
+    return "\n" + "\n".join(lines) + "\n"
 
 
 FORM = TrainingForm()

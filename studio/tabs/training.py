@@ -149,6 +149,8 @@ def _hp_section(ui: UIContext, w: dict[str, Any]) -> None:
             view.render("max_length", "save_steps", "save_total_limit", "logging_steps")
         with gr.Row():
             view.render("precision", "gradient_checkpointing", "seed")
+        with gr.Row():
+            view.render(group="layout")
 
 
 def _run_section(ui: UIContext, w: dict[str, Any]) -> None:
