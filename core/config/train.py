@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -379,6 +379,7 @@ class ServeJob(JobBase):
 
     ENTRY = "core.llm.serve:run"
     DEFAULT_GPUS = 1
+    HOLDS_DEVICES: ClassVar[bool] = True  # until stopped: no two servers on one GPU (core.jobs.claims)
     kind: Literal["serve"] = "serve"
     model: BackendSpec
     host: str = "127.0.0.1"

