@@ -25,7 +25,7 @@ from core.config.data_jobs import JudgeJob
 from core.cot.scores import parse_score
 from core.data.io import JsonlAppender, repair_tail, write_records
 from core.data.rows import iter_jsonl_rows, prompt_text, response_text
-from core.data.store import load_rows, read_meta, write_meta
+from core.data.store import load_job_rows, read_meta, write_meta
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.synth.job import OutputTarget, dispatch, ids_in, make_teacher, output_target, set_aside_rejects
@@ -135,12 +135,10 @@ def run(config: JudgeJob, ctx: JobContext) -> None:
     ws = ctx.workspace
     target = output_target(ws, config, "judge")
     side = replies_path(target)
-    rows, input_errors = load_rows(ws, config.input, confined=False)
-    if config.limit:
-        rows = rows[: config.limit]
+    rows = load_job_rows(ws, config.input, config.limit or 0)  # a malformed record refuses the input, by file:line
     templates = templates_for(config, ws)
 
-    rejects_now = [reject_record(f"input-line-{e.line}", f"invalid input row: {e}", "input") for e in input_errors]
+    rejects_now: list[dict] = []
     seen: set[str] = set()
     unique = []
     for k, r in enumerate(rows):

@@ -21,9 +21,18 @@ from pathlib import Path
 from typing import Literal
 
 from core.data.errors import DataError, RowError, RowInvalid, excerpt
-from core.data.formats import FORMATS, Detection, detect, extra_name, normalize, unused_columns, used_columns
+from core.data.formats import (
+    FORMATS,
+    Detection,
+    detect,
+    extra_name,
+    kind_of,
+    normalize,
+    unused_columns,
+    used_columns,
+)
 from core.data.io import count_lines, iter_records, peek_records
-from core.data.rows import IdAssigner, iter_jsonl_rows, with_id_first
+from core.data.rows import IdAssigner, with_id_first
 from core.workspace import PathOutsideWorkspace, Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
@@ -307,17 +316,51 @@ def is_workspace_dataset(ws: Workspace, path: Path) -> bool:
     return path.parent == ws.datasets and path.suffix == ".jsonl" and not path.name.endswith(".rejects.jsonl")
 
 
-def load_rows(ws: Workspace, ref: str, confined: bool = True) -> tuple[list[dict], list[RowError]]:
-    """All canonical rows of a dataset or file, plus the records that could not be read (with file and line)."""
+def iter_input(ws: Workspace, ref: str, confined: bool = True) -> Iterator[dict | RowError]:
+    """The canonical rows of a dataset or file in order, or a RowError (file and line) for each record that cannot
+    be read: a workspace dataset's lines are checked too (a user may have edited or copied the file), none skipped."""
     path = resolve_dataset(ws, ref, confined)
     if is_workspace_dataset(ws, path):
-        rows = list(iter_jsonl_rows(path))
         ids = IdAssigner()
-        return [r if r.get("id") else ids.assign(r) for r in rows], []
+        for rec in iter_records(path, "jsonl"):
+            if rec.error is None and not isinstance(rec.value, dict):
+                rec.error = f"expected a JSON object with named fields, got {kind_of(rec.value)}"
+            if rec.error:
+                yield RowError(path.name, rec.line, rec.error, excerpt(rec.value))
+            else:
+                yield rec.value if rec.value.get("id") else ids.assign(rec.value)
+        return
     det, _ = detect_file(path)
     if det.format is None:
         raise DataError(f"{path.name}: could not recognise the format ({det.note}); import it in the Data tab first")
+    yield from iter_normalized(path, det.format, det.mapping)
+
+
+def load_rows(ws: Workspace, ref: str, confined: bool = True) -> tuple[list[dict], list[RowError]]:
+    """All canonical rows of a dataset or file, plus the records that could not be read (with file and line)."""
     rows, errors = [], []
-    for item in iter_normalized(path, det.format, det.mapping):
+    for item in iter_input(ws, ref, confined):
         (errors if isinstance(item, RowError) else rows).append(item)
     return rows, errors
+
+
+def load_job_rows(ws: Workspace, ref: str, limit: int = 0) -> list[dict]:
+    """The rows a job runs on: those of `ref` (the first `limit` when > 0; reading stops there). A record that
+    cannot be read refuses the whole input before anything runs, with every bad record up to that point named by
+    file and line: a job never runs on part of its input with the rest dropped silently (and a rejects entry could
+    not hold a record that was never read). Paths are not confined: the job's config was checked when submitted."""
+    rows: list[dict] = []
+    errors: list[RowError] = []
+    for item in iter_input(ws, ref, confined=False):
+        if isinstance(item, RowError):
+            errors.append(item)
+            continue
+        rows.append(item)
+        if limit and len(rows) >= limit:
+            break
+    if errors:
+        more = f" (and {len(errors) - 1} more bad record(s))" if len(errors) > 1 else ""
+        raise DataError(f"{errors[0]}{more}. A job's input must be readable throughout: fix the file at that place and "
+                        "Resume, or import it in the Data tab (bad records are set aside in its rejects file) and use "
+                        "that dataset; nothing was run", errors)
+    return rows

@@ -19,7 +19,7 @@ from typing import Any
 from core.config.base import BackendSpec, Sampling
 from core.data.io import JsonlAppender, repair_tail, write_records
 from core.data.rows import iter_jsonl_rows
-from core.data.store import load_rows, read_meta, write_meta
+from core.data.store import load_job_rows, read_meta, write_meta
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.synth import job as synth_job
@@ -94,10 +94,8 @@ def read_inputs(ws: Workspace, config: Any, target: OutputTarget, ctx: JobContex
                 unusable: Callable[[dict], str | None]) -> Inputs:
     """Load, cut to `limit`, reject duplicates and rows `unusable` names a reason for; set the rejects file aside on
     `retry_rejects`; read which ids the output and rejects already hold."""
-    rows, errors = load_rows(ws, config.input, confined=False)
-    if config.limit:
-        rows = rows[: config.limit]
-    rejects_now = [reject_record(f"input-line-{e.line}", f"invalid input row: {e}", "input") for e in errors]
+    rows = load_job_rows(ws, config.input, config.limit or 0)  # a malformed record refuses the input, by file:line
+    rejects_now: list[dict] = []
     seen: set[str] = set()
     unique = []
     for k, r in enumerate(rows):

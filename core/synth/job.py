@@ -2,7 +2,9 @@
 
 - Output rows are appended to `<output>.jsonl` as they finish (one line each, flushed); rows that fail (API error
   after the backend's retries, an unparseable reply, an unusable input row) go to `<output>.rejects.jsonl` with the
-  reason. Every input row therefore ends up in exactly one of the two files.
+  reason. Every input row therefore ends up in exactly one of the two files. A record of the input that cannot be
+  read at all (broken JSON, not UTF-8, not an object) refuses the input before anything runs, named by file and line
+  (`core.data.store.load_job_rows`): a rejects entry could not hold it, and skipping it would lose it silently.
 - A restarted job (resume after a stop, a crash or `kill -9`) reads the ids already in both files and sends only the
   rest; a torn last line is cut off first. `retry_rejects` moves the rejects file aside (`.bak`) and runs those rows
   again.
@@ -24,7 +26,7 @@ from core.data.errors import DataError
 from core.data.io import JsonlAppender, repair_tail, write_records
 from core.data.ops import balance
 from core.data.rows import iter_jsonl_rows
-from core.data.store import check_name, load_rows, read_meta, resolve_dataset, save_rows, write_meta
+from core.data.store import check_name, load_job_rows, read_meta, resolve_dataset, save_rows, write_meta
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.synth.operators import DEFAULT_CATEGORIES, OpParams, make_units, reject_record
@@ -120,12 +122,9 @@ def make_teacher(spec, ws: Workspace, devices: list[str] | None = None, log_dir:
 def run(config: SynthJob, ctx: JobContext) -> None:
     ws = ctx.workspace
     target = output_target(ws, config)
-    rows, input_errors = load_rows(ws, config.input, confined=False)
-    if config.limit:
-        rows = rows[: config.limit]
+    rows = load_job_rows(ws, config.input, config.limit or 0)  # a malformed record refuses the input, by file:line
     params = op_params(config, ws)
     units, rejects_now = make_units(config.operator, rows, params)
-    rejects_now += [reject_record(f"input-line-{e.line}", f"invalid input row: {e}", "input") for e in input_errors]
     seen: set[str] = set()
     unique = []
     for k, u in enumerate(units):
