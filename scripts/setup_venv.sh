@@ -27,5 +27,6 @@ fi
 torch_version=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
 # Pin whatever torch we have so that no dependency can swap it for another build.
 echo "torch==$torch_version" > "$VENV/torch-constraint.txt"
-"${PIP[@]}" install "${extra[@]}" -c "$VENV/torch-constraint.txt" -e ".[dev]"
+# ray: the Ray executor's tests start a Ray head (~80 MB wheel); EDS_EXTRAS=dev leaves it out.
+"${PIP[@]}" install "${extra[@]}" -c "$VENV/torch-constraint.txt" -e ".[${EDS_EXTRAS:-dev,ray}]"
 echo "[setup] done: $("$VENV/bin/python" -c 'import torch, gradio, transformers, trl; print("torch", torch.__version__, "gradio", gradio.__version__, "transformers", transformers.__version__, "trl", trl.__version__)')"

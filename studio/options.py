@@ -28,6 +28,7 @@ class StudioOptions:
     insecure: bool = False
     allow_roots: list[str] = field(default_factory=list)
     max_upload: int | None = None  # bytes; None = no limit of our own
+    ray_address: str = ""  # the Ray cluster jobs run on ('' = this machine); exported as EDS_RAY_ADDRESS
 
 
 def parse_args(argv: list[str] | None = None) -> StudioOptions:
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> StudioOptions:
     p.add_argument("--max-upload-size", default=env.get("EDS_MAX_UPLOAD_SIZE", DEFAULT_MAX_UPLOAD),
                    help=f"largest file a browser may upload, e.g. 200mb, 1gb; 0 = no limit (default "
                         f"{DEFAULT_MAX_UPLOAD}, env EDS_MAX_UPLOAD_SIZE); behind a proxy, at most its own limit")
+    p.add_argument("--ray-address", default=env.get("EDS_RAY_ADDRESS", ""), metavar="URL",
+                   help="run jobs on this Ray cluster: its Ray Jobs / dashboard URL, e.g. http://head:8265; the "
+                        "workspace must be on storage the cluster sees at the same path (env EDS_RAY_ADDRESS)")
     p.add_argument(
         "--insecure", action="store_true", help="allow binding a non-loopback host without auth (not recommended)"
     )
@@ -62,9 +66,11 @@ def parse_args(argv: list[str] | None = None) -> StudioOptions:
     opts = StudioOptions(
         host=a.host, port=a.port, workspace=a.workspace, root_path=a.root_path.rstrip("/"), auth=auth,
         lang=a.lang, insecure=a.insecure, allow_roots=[*env_allow_roots(), *a.allow_root],
-        max_upload=_upload_limit(a.max_upload_size),
+        max_upload=_upload_limit(a.max_upload_size), ray_address=a.ray_address.strip(),
     )
     check_safe(opts)
+    # The studio's JobManager (and the CLI commands it runs) read the cluster from the environment.
+    os.environ["EDS_RAY_ADDRESS"] = opts.ray_address
     return opts
 
 

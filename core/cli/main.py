@@ -35,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workspace", default=os.environ.get("EDS_WORKSPACE", "workspace"),
         help="workspace folder (datasets/, models/, runs/, cache/); env EDS_WORKSPACE",
     )
+    p.add_argument(
+        "--ray-address", default=None, metavar="URL",
+        help="run jobs on this Ray cluster (its Ray Jobs / dashboard URL, e.g. http://head:8265); the run folders must "
+             "be on storage the cluster sees at the same path; '' = this machine (env EDS_RAY_ADDRESS)",
+    )
     p.add_argument("--config", help="run the job(s) of this config file (studio YAML or EasyDistill 1.x JSON)")
     p.add_argument("--detach", action="store_true", help="with --config: print the job id and return")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -46,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.ray_address is not None:  # every JobManager of this command reads it (core.jobs.executor)
+        os.environ["EDS_RAY_ADDRESS"] = args.ray_address
     try:
         return _dispatch(parser, args)
     except Exception as e:  # noqa: BLE001 - the CLI's edge: a UserError or a full disk is a message, not a traceback

@@ -8,7 +8,6 @@ import os
 import re
 import secrets as pysecrets
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +35,7 @@ from core.jobs.rundir import (
     clear_flags,
     set_flag,
 )
-from core.jobs.scheduler import Request, resolve_request
+from core.jobs.scheduler import DeviceRequestError, Request, auto_gpus, resolve_request
 from core.jobs.store import Store
 from core.jobs.transitions import RESUMABLE, Transitions
 from core.workspace import Workspace
@@ -55,9 +54,10 @@ class JobControl:
 
     def __init__(
         self, workspace: Workspace, store: Store, transitions: Transitions, queries: JobQueries, inventory: Inventory,
-        secrets: dict[str, dict[str, str]], refresh: Callable[[], None],
+        secrets: dict[str, dict[str, str]], refresh: Callable[[], None], executors: Any,
     ) -> None:
         self.workspace = workspace
+        self.executors = executors  # core.jobs.executor.Executors: where new jobs go, and how to end a running one
         self.store = store
         self.transitions = transitions
         self.queries = queries
@@ -70,7 +70,7 @@ class JobControl:
 
     # submit -------------------------------------------------------------------------------------------------------
 
-    def submit(self, config: Any, devices: Any = None, name: str | None = None) -> str:
+    def submit(self, config: Any, devices: Any = None, name: str | None = None, executor: str | None = None) -> str:
         from core.config.base import JobBase
         from core.config.io import externalize_secrets, to_dict
 
@@ -79,22 +79,23 @@ class JobControl:
         from core.refs import check_links
 
         check_links(config, self.workspace)  # no name or path leads out of the workspace through a link
-        request = resolve_request(devices if devices is not None else config.gpus, config,
-                                  self.inventory.gpu_indices())
-        # a model server's GPUs are its own until stopped (core.jobs.claims)
-        check_held_gpus(config, request, self.store.rows((QUEUED, *ACTIVE)), self.inventory.gpu_indices())
+        where, address = self.executors.choose(executor, config.kind)
+        request = self._request(devices if devices is not None else config.gpus, config, where, address)
+        if not where:  # a model server's GPUs are its own until stopped (core.jobs.claims)
+            check_held_gpus(config, request, self.store.rows((QUEUED, *ACTIVE)), self.inventory.gpu_indices())
         clean, env = externalize_secrets(config)
         job_id = new_job_id(config.kind)
         run_dir = self.workspace.runs / job_id
         now = time.time()
         label = name or config.name or f"{config.kind} {time.strftime('%m-%d %H:%M:%S', time.localtime(now))}"
-        header = f"# job {job_id} ({config.kind}), devices requested: {request.describe()}\n"
+        header = f"# job {job_id} ({config.kind}), devices requested: {request.describe()}" + (
+            f" on the Ray cluster at {address}\n" if where else "\n")
         body = yaml.safe_dump(to_dict(clean), sort_keys=False, allow_unicode=True)
         steps = [s.name for s in getattr(clean, "steps", [])] if config.kind == "pipeline" else []
         row = {
             "id": job_id, "name": label, "kind": config.kind, "status": QUEUED, "request": request.to_json(),
             "devices": [], "attempt": 1, "created_at": now, "queued_at": now, "run_dir": str(run_dir),
-            "needs_secrets": 1 if env else 0,
+            "needs_secrets": 1 if env else 0, "executor": where, "remote_addr": address,
         }
         if env:
             me = os.getpid()
@@ -114,6 +115,22 @@ class JobControl:
             raise
         self._refresh()
         return job_id
+
+    def _request(self, gpus: Any, config: Any, where: str, address: str) -> Request:
+        """The device request, checked against where the job will run: this machine's GPUs, or the GPUs one node of
+        the Ray cluster has (a Ray job's worker runs on one node; it places the job itself, so no indices)."""
+        if not where:
+            return resolve_request(gpus, config, self.inventory.gpu_indices())
+        if isinstance(gpus, (list, tuple)) and gpus:
+            raise DeviceRequestError(f"gpus: {list(gpus)} names GPUs of this machine; a Ray cluster places the job "
+                                     "itself: ask for a count (gpus: 2), 'auto' or 'cpu'")
+        none = gpus in ("cpu", 0) or (gpus in (None, "auto") and auto_gpus(config) <= 0)
+        inventory = [] if none else self.executors.ray(address).gpu_inventory()
+        try:
+            return resolve_request(gpus, config, inventory)
+        except DeviceRequestError as e:
+            raise DeviceRequestError(str(e).replace("this machine", f"the largest node of the Ray cluster at "
+                                                                    f"{address}")) from None
 
     @contextmanager
     def _writing(self, run_dir: Path) -> Iterator[None]:
@@ -159,7 +176,7 @@ class JobControl:
             if st in FINAL:
                 raise JobStateError(f"job {job_id} already ended ({st})", code="job_ended",
                                     params={"job": job_id, "status": st})
-            if st in (QUEUED, STARTING) and not row["pid"]:
+            if st == QUEUED or (st == STARTING and not self.executors.of(row).started(row)):
                 reason = "stopped before it started" if mode == "stop" else "cancelled before it started"
                 if self.transitions.end_unstarted(row, reason):
                     self._refresh()
@@ -176,7 +193,7 @@ class JobControl:
             else:
                 set_flag(run_dir, "cancel")
                 if self.transitions.cancelling(job_id):
-                    procs.signal_group(row["pid"], row["pid_ctime"], signal.SIGTERM)
+                    self.executors.of(row).terminate(row)
                     self._watch()
                     return
         raise JobStateError(f"job {job_id} keeps changing state; try again", code="job_changing",
@@ -232,8 +249,8 @@ class JobControl:
                 "environment variable, reference it with api_key_env, and submit the job again",
                 code="job_inline_key", params={"job": job_id, "keys": ", ".join(missing)})
         request = Request.from_json(row["request"])
-        resolve_request(list(request.indices) if request.indices is not None else (request.count or "cpu"),
-                        config, self.inventory.gpu_indices())
+        self._request(list(request.indices) if request.indices is not None else (request.count or "cpu"), config,
+                      row["executor"], row["remote_addr"])
         attempt = int(row["attempt"]) + 1
         mine = self._paths_of(config)
         with self.store.tx() as c:  # another job may have taken its output meanwhile: refused before anything moves

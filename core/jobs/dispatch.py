@@ -1,26 +1,23 @@
 """Starting queued jobs: claim the ones whose devices are free (in one `BEGIN IMMEDIATE` transaction, so two
-processes never start the same job), spawn each worker in its own process group, and reap the workers this process
-started so their exact exit status is known.
+processes never start the same job) and hand each to its executor (core.jobs.executor: a local process in its own
+process group, or a Ray Jobs submission).
 
 A queued job that waits for others (they write its input, see core.jobs.outputs) is not a candidate until they all
 ended: it starts once they all succeeded, and fails naming the first that did not (it never reads a partial file).
-While it waits it holds no place that blocks the jobs behind it."""
+While it waits it holds no place that blocks the jobs behind it. A job for a Ray cluster holds nothing of this
+machine: it is claimed at once and queues on the cluster (Ray's PENDING) until the cluster has room.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
-import threading
 from collections.abc import Callable
-from pathlib import Path
+from typing import Any
 
 from core.jobs import procs
-from core.jobs.errors import StoreUnavailable
+from core.jobs.executor import LaunchFailed
 from core.jobs.inventory import Inventory
-from core.jobs.launch import job_env, worker_command
-from core.jobs.rundir import ACTIVE, LOG_FILE, QUEUED, STARTING, SUCCEEDED
+from core.jobs.rundir import ACTIVE, QUEUED, STARTING, SUCCEEDED
 from core.jobs.scheduler import CPU_KEY, Request, Waiting, gpu_index, plan
 from core.jobs.store import Store
 from core.jobs.transitions import Transitions
@@ -33,43 +30,31 @@ ORPHANED_SECRET = ("its API key was given inline in the config and the process t
 
 
 class Dispatcher:
-    """`on_spawn_failed(row, reason)` ends a job whose worker could not start; `on_exit()` runs after a worker this
-    process started has ended (the manager reconciles and starts the next jobs)."""
+    """`executors` (core.jobs.executor.Executors) start each job where its row says; `on_spawn_failed(row, reason,
+    cause)` ends a job whose worker could not start."""
 
     def __init__(
         self, workspace: Workspace, store: Store, transitions: Transitions, inventory: Inventory, cpu_slots: int,
-        secrets: dict[str, dict[str, str]], on_spawn_failed: Callable[[dict, str], None],
-        on_exit: Callable[[], None],
+        secrets: dict[str, dict[str, str]], executors: Any, on_spawn_failed: Callable[[dict, str, str], None],
     ) -> None:
         self.workspace = workspace
         self.store = store
         self.transitions = transitions
         self.inventory = inventory
         self.cpu_slots = cpu_slots
+        self.executors = executors
         self._secrets = secrets  # shared with the manager: inline keys only this process can hand to a worker
         self._on_spawn_failed = on_spawn_failed
-        self._on_exit = on_exit
-        self._procs: dict[tuple[str, int], subprocess.Popen] = {}
-        self._exit_codes: dict[tuple[str, int], int] = {}
-        self._lock = threading.Lock()
 
-    def exit_code(self, job_id: str, attempt: int) -> int | None:
-        """The exit status of a worker this process started and reaped (None: not ours, or still running)."""
-        with self._lock:
-            return self._exit_codes.get((job_id, attempt))
-
-    def forget(self, job_id: str, attempt: int) -> None:
-        with self._lock:
-            self._procs.pop((job_id, attempt), None)
-
-    def schedule(self) -> None:
-        """Start every queued job that fits on the free devices, in queue order."""
+    def schedule(self) -> bool:
+        """Start every queued job that fits on the free devices, in queue order. True when one went to a cluster."""
         indices = self.inventory.gpu_indices()
         with self.store.tx() as c:
             active = self.store.rows(ACTIVE, conn=c)
             held = {i for r in active for d in (r["devices"] or []) if (i := gpu_index(d)) is not None}
             cpu_running = sum(1 for r in active if CPU_KEY in (r["devices"] or []))
             waiting: list[Waiting] = []
+            remote: list[tuple[str, list[str]]] = []  # jobs for a cluster: claimed now, they queue there
             hold: set[str] = set()
             for r in self.store.rows((QUEUED,), conn=c, order="queued_at, seq"):
                 if r["waits_for"] and not self._dependencies_done(r, c):
@@ -81,12 +66,17 @@ class Dispatcher:
                     else:
                         self.transitions.fail_queued(r, ORPHANED_SECRET, c, cause="secret_lost")
                         continue
+                if r["executor"]:
+                    if r["id"] not in hold:
+                        remote.append((r["id"], self.executors.of(r).devices_for(req)))
+                    continue
                 waiting.append(Waiting(r["id"], req))
-            starts = plan(waiting, indices, held, cpu_running, self.cpu_slots, hold=hold)
+            starts = plan(waiting, indices, held, cpu_running, self.cpu_slots, hold=hold) + remote
             for job_id, devs in starts:
                 self.transitions.claim(job_id, devs, c)
         for job_id, devs in starts:
             self._launch(job_id, devs)
+        return bool(remote)
 
     def _dependencies_done(self, row: dict, conn) -> bool:
         """True when every job `row` waits for succeeded; fails `row` when one ended otherwise (or was deleted)."""
@@ -107,33 +97,8 @@ class Dispatcher:
         row = self.store.get(job_id)
         if row is None or row["status"] != STARTING:
             return
-        run_dir = Path(row["run_dir"])
         self.transitions.announce_start(row, devices)
-        env = job_env(os.environ, job_id=job_id, run_dir=run_dir, workspace_root=self.workspace.root,
-                      devices=devices, secrets=self._secrets.get(job_id), fake_gpus=self.inventory.fake_spec())
         try:
-            proc = procs.spawn(worker_command(run_dir), run_dir / LOG_FILE, env, self.workspace.root)
-        except OSError as e:
-            self._on_spawn_failed(row, f"could not start the worker: {e}")
-            return
-        ctime = procs.create_time(proc.pid)
-        key = (job_id, row["attempt"])
-        with self._lock:
-            self._procs[key] = proc
-        if not self.transitions.running(job_id, row["attempt"], proc.pid, ctime):
-            now_row = self.store.get(job_id)
-            if now_row is None or now_row["pid"] != proc.pid:  # cancelled while starting: the worker must not run
-                procs.signal_group(proc.pid, ctime, signal.SIGKILL)
-        threading.Thread(target=self._reap, args=(key, proc), daemon=True, name=f"reap-{job_id}").start()
-
-    def _reap(self, key: tuple[str, int], proc: subprocess.Popen) -> None:
-        """Wait for a worker this process started: no zombie, and the exact exit status for the record."""
-        rc = proc.wait()
-        with self._lock:
-            self._exit_codes[key] = rc
-        try:
-            self._on_exit()
-        except StoreUnavailable as e:  # a full disk or a locked list: one line; whoever looks next records it
-            log.warning("job %s ended; could not record it yet: %s", key[0], e)
-        except Exception:  # a daemon thread: log, never die silently with the traceback lost
-            log.exception("refresh after job %s ended failed", key[0])
+            self.executors.of(row).start(row, devices, self._secrets.get(job_id))
+        except LaunchFailed as e:
+            self._on_spawn_failed(row, e.reason, e.cause)

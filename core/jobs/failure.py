@@ -73,6 +73,9 @@ CAUSES: dict[str, Cause] = {c.name: c for c in (
           "finish that job first (Resume it), then submit this one again"),
     Cause("secret_lost", "the job's API key was given inline and the process holding it has exited",
           "put the key in an environment variable, reference it with api_key_env, and submit again"),
+    Cause("cluster", "the Ray cluster running the job stopped answering, or lost the job",
+          "check that the cluster is up at the address named (its dashboard opens), then Resume: it continues from "
+          "what the run folder holds"),
     Cause("exception", "an unexpected error in the job's code",
           "the traceback says where it happened; Resume may help if the cause was passing, else report it"),
 )}

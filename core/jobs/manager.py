@@ -8,7 +8,8 @@ transaction, so two processes never start the same job. State lives in SQLite (t
 API key, that key (it reaches the worker through its environment only, and is never written anywhere).
 
 This class is a facade over one part per concern: `queries` (reading), `control` (what a person does), `dispatcher`
-(starting queued jobs), `reconciler` (keeping the list true to the processes), and `transitions`, the one writer of
+(starting queued jobs), `reconciler` (keeping the list true to the workers), `executors` (where a worker runs: a
+local process, or a Ray Jobs submission on a cluster sharing the run folders), and `transitions`, the one writer of
 a job's row and status.json.
 
 When the job list cannot be written (a full disk, a lock held too long), looking still works: `get` and `list`
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -27,10 +29,12 @@ from core.devices import Device
 from core.jobs.control import JobControl
 from core.jobs.dispatch import Dispatcher
 from core.jobs.errors import DiskFull, JobNotFound, JobStateError, OutputBusy, StoreUnavailable
+from core.jobs.executor import Executors, LocalExecutor
 from core.jobs.inventory import Inventory
 from core.jobs.queries import JobInfo, JobQueries
+from core.jobs.ray_executor import RayExecutor
 from core.jobs.reconcile import Reconciler
-from core.jobs.rundir import FAILED
+from core.jobs.rundir import ACTIVE, FAILED
 from core.jobs.scheduler import DeviceRequestError, default_cpu_slots
 from core.jobs.store import Store
 from core.jobs.transitions import Transitions
@@ -38,13 +42,18 @@ from core.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
+REMOTE_WATCH_S = 2.0  # how often a manager with jobs on a cluster looks on its own
+
 
 class JobManager:
     def __init__(
         self, workspace: Workspace | str | os.PathLike, devices: list[Device] | None = None, *,
         cpu_slots: int | None = None, stop_timeout_s: float = 120.0, kill_grace_s: float = 10.0,
-        cancel_grace_s: float = 3.0, attach: bool = True,
+        cancel_grace_s: float = 3.0, attach: bool = True, ray_address: str | None = None,
+        ray_lost_after_s: float = 60.0,
     ):
+        """`ray_address`: the Ray cluster (its dashboard URL) new jobs go to; None: env EDS_RAY_ADDRESS; '': this
+        machine. `ray_lost_after_s`: how long a Ray cluster may not answer before its jobs are marked failed."""
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.workspace.ensure()
         self.store = Store(self.workspace.db_path)
@@ -56,17 +65,24 @@ class JobManager:
         self.inventory = Inventory(devices)
         self.transitions = Transitions(self.store)
         self.queries = JobQueries(self.workspace, self.store, self.inventory, self.cpu_slots, self._secrets)
+        local = LocalExecutor(self.workspace, self.inventory, self.transitions, on_exit=self.refresh)
+        self.executors = Executors(
+            local, lambda address: RayExecutor(address, self.workspace, self.transitions,
+                                               lost_after_s=ray_lost_after_s), ray_address)
         self.dispatcher = Dispatcher(
             self.workspace, self.store, self.transitions, self.inventory, self.cpu_slots, self._secrets,
-            on_spawn_failed=lambda row, reason: self.reconciler.finalize(row, FAILED, reason), on_exit=self.refresh,
+            self.executors,
+            on_spawn_failed=lambda row, reason, cause: self.reconciler.finalize(row, FAILED, reason, cause=cause),
         )
         self.reconciler = Reconciler(
-            self.store, self.transitions, self.dispatcher, self.queries.fraction, stop_timeout_s=stop_timeout_s,
+            self.store, self.transitions, self.executors, self.queries.fraction, stop_timeout_s=stop_timeout_s,
             kill_grace_s=kill_grace_s, cancel_grace_s=cancel_grace_s,
         )
         self.control = JobControl(self.workspace, self.store, self.transitions, self.queries, self.inventory,
-                                  self._secrets, refresh=lambda: self._look())
+                                  self._secrets, refresh=lambda: self._look(), executors=self.executors)
         self.store_problem: str | None = None  # why the list may be behind (a full disk), while it is
+        self._watcher: threading.Thread | None = None
+        self._watch_lock = threading.Lock()
         if attach:
             self._look()  # re-attach: running jobs found alive stay running, vanished ones are marked failed
 
@@ -74,12 +90,35 @@ class JobManager:
         """Reconcile active jobs with their processes, then start what fits. Cheap; safe from any process. Raises
         StoreUnavailable (DiskFull) when the outcome of a job cannot be recorded."""
         try:
-            self.reconciler.reconcile_active()
-            self.dispatcher.schedule()
+            remote = self.reconciler.reconcile_active()
+            remote = self.dispatcher.schedule() or remote
         except StoreUnavailable as e:
             self._note(str(e))
             raise
         self.store_problem = None
+        if remote:
+            self._watch_remote()
+
+    def _watch_remote(self) -> None:
+        """While jobs run on a cluster, look every few seconds even if nobody else does: no reaper thread learns of
+        their end, and what waits for them (queued jobs, a stop's escalation, a lost cluster) must still move. The
+        thread ends when no such job is active; it dies with this process."""
+        with self._watch_lock:
+            if self._watcher is not None and self._watcher.is_alive():
+                return
+
+            def loop() -> None:
+                while True:
+                    time.sleep(REMOTE_WATCH_S)
+                    try:
+                        if not any(r["executor"] for r in self.store.rows(ACTIVE)):
+                            return
+                        self._look()
+                    except Exception:  # a daemon thread: keep watching, log what went wrong
+                        log.exception("watching cluster jobs")
+
+            self._watcher = threading.Thread(target=loop, daemon=True, name="jobs-remote-watch")
+            self._watcher.start()
 
     def _look(self) -> None:
         """refresh() for readers: a list that cannot be written is read as it is (store_problem says why)."""
@@ -99,13 +138,14 @@ class JobManager:
 
     # acting -------------------------------------------------------------------------------------------------------
 
-    def submit(self, config: Any, devices: Any = None, name: str | None = None) -> str:
+    def submit(self, config: Any, devices: Any = None, name: str | None = None, executor: str | None = None) -> str:
         """Queue a job; it starts at once when its devices are free. Returns the job id.
 
         `devices` overrides the config's `gpus` ('auto', 'cpu', a count or indices). Raises DeviceRequestError when
-        this machine can never satisfy the request.
+        this machine (or the Ray cluster) can never satisfy the request. `executor`: 'local', 'ray' (the manager's
+        Ray address), or None: Ray when the manager has an address, except kinds that serve this machine (`serve`).
         """
-        return self.control.submit(config, devices, name)
+        return self.control.submit(config, devices, name, executor)
 
     def stop(self, job_id: str, wait: float | None = None, timeout: float | None = None) -> JobInfo:
         """Graceful stop: the worker finishes its current unit, saves, and exits as `stopped`. Escalates to SIGTERM

@@ -31,7 +31,7 @@ COLUMNS = (
     "id", "name", "kind", "status", "reason", "detail", "request", "devices", "attempt", "created_at", "queued_at",
     "started_at", "ended_at", "pid", "pid_ctime", "claimed_by", "stop_mode", "stop_at", "stop_timeout", "term_at",
     "exit_code", "progress", "step", "owner_pid", "owner_ctime", "needs_secrets", "run_dir", "cause", "writes",
-    "reads", "waits_for",
+    "reads", "waits_for", "executor", "remote_addr", "remote_id",
 )
 
 _DDL = """
@@ -67,7 +67,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     cause TEXT NOT NULL DEFAULT '',
     writes TEXT NOT NULL DEFAULT '[]',
     reads TEXT NOT NULL DEFAULT '[]',
-    waits_for TEXT NOT NULL DEFAULT '[]'
+    waits_for TEXT NOT NULL DEFAULT '[]',
+    executor TEXT NOT NULL DEFAULT '',
+    remote_addr TEXT NOT NULL DEFAULT '',
+    remote_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, queued_at);
 """

@@ -83,7 +83,7 @@ class Transitions:
             "status": QUEUED, "attempt": attempt, "queued_at": time.time(), "reason": reason, "detail": "",
             "devices": [], "cause": "", "waits_for": [], **paths,
             "pid": None, "pid_ctime": None, "claimed_by": None, "stop_mode": None, "stop_at": None, "term_at": None,
-            "stop_timeout": None,
+            "stop_timeout": None, "remote_id": "",
             "exit_code": None, "started_at": None, "ended_at": None, "progress": None,
             "needs_secrets": 1 if owned else 0,
         }
@@ -110,6 +110,16 @@ class Transitions:
         """Starting -> running with the worker's pid (the worker registers itself too; whoever is first)."""
         return self._apply(job_id, {"status": RUNNING, "pid": pid, "pid_ctime": ctime, "started_at": time.time()},
                            (STARTING,), attempt=attempt)
+
+    def submitting(self, job_id: str, attempt: int, remote_id: str) -> bool:
+        """A claimed job about to be handed to a cluster (Ray) under `remote_id`: recorded first, so whoever looks
+        after a crash mid-submission still finds it there."""
+        return self._apply(job_id, {"remote_id": remote_id}, (STARTING,), attempt=attempt)
+
+    def remark(self, job_id: str, attempt: int, reason: str) -> bool:
+        """The row's reason of an active job (waiting on a cluster, cluster unreachable). The row only: status.json
+        of a live job is the worker's."""
+        return self._apply(job_id, {"reason": reason}, ACTIVE, attempt=attempt)
 
     # stopping -------------------------------------------------------------------------------------------------------
 

@@ -5,6 +5,10 @@ succeeded, stopped (the entry returned after a stop request), cancelled, or fail
 exit status agrees with that outcome (0 only for success). Before exiting it ends any helper processes it
 started, records the outcome in the job list, and starts whatever queued jobs can now use the freed devices.
 
+`--remote` is how a cluster (Ray, core.jobs.ray_executor) runs it: the run folder is the only thing shared, so the
+worker takes its secrets from the run folder's one-shot file, its devices from what Ray gave, and leaves the job list
+(SQLite on this machine) to the studio, which asks the cluster how the job is.
+
 `--rank [--step NAME]` is the mode used by `accelerate launch` for multi-GPU training: run only the entry
 (of pipeline step NAME), and leave the bookkeeping to the supervising worker.
 
@@ -163,17 +167,21 @@ def _setup_output(known_secrets: list[str]) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def supervise(run_dir: Path) -> int:
+def supervise(run_dir: Path, remote: bool = False) -> int:
     status = read_status(run_dir)
     job_id = os.environ.get("EDS_JOB_ID") or status.get("id") or run_dir.name
     attempt = int(status.get("attempt") or 1)
     devices = list(status.get("devices") or ["cpu"])
+    if remote:
+        from core.jobs.ray_executor import remote_setup
+
+        devices = remote_setup(run_dir)
     workspace = Workspace(Path(os.environ.get("EDS_WORKSPACE_ROOT") or run_dir.parent.parent))
     known = [v for k, v in os.environ.items() if k.startswith("EDS_SECRET_") and v]
     _setup_output(known)
     sigs = _Signals()
     sigs.install()
-    manager = _manager(workspace)
+    manager = None if remote else _manager(workspace)
     if manager is not None and not _register(manager, job_id, attempt):
         return EXIT_CODES[CANCELLED]  # cancelled between being claimed and starting: do nothing
     started = time.time()
@@ -341,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--rank", action="store_true", help="one process of a multi-GPU launch")
     ap.add_argument("--step", help="with --rank: the pipeline step to run")
+    ap.add_argument("--remote", action="store_true", help="run on a cluster node (Ray): the run folder only")
     args = ap.parse_args(argv)
     run_dir = Path(args.run_dir).resolve()
     if args.rank:
         return rank_main(run_dir, args.step)
-    return supervise(run_dir)
+    return supervise(run_dir, remote=args.remote)
 
 
 if __name__ == "__main__":
