@@ -18,6 +18,11 @@ As LLaMA-Factory reads it: an entry with `columns` uses only the columns it name
 than half-imported: hub and script entries (import the downloaded file), KTO tags, images / videos / audios, and
 tool calls (function_call / observation turns, per row). Every column the entry does not use is counted in the
 import summary, and the rows keep it.
+
+Files are reached by the workspace's rules (core.workspace), each one checked on its resolved path: a web visitor's
+import (`confined=True`) reads only inside the workspace or an allowed root, so a `file_name` with `../` or a link
+(the file, a folder entry, a file inside that folder) leading out is refused; a local CLI user's (`confined=False`)
+may name any place, but a path into the workspace never leads out of it through a link.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +41,7 @@ from core.data.errors import DataError, RowError, RowInvalid, excerpt
 from core.data.formats import MISSING, _conversation_row, _history_messages, _str, kind_of, unused_columns
 from core.data.io import EXTENSIONS, iter_records
 from core.data.rows import IdAssigner, with_id_first
-from core.workspace import Workspace
+from core.workspace import PathOutsideWorkspace, Workspace
 
 INFO_FILE = "dataset_info.json"
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
@@ -101,10 +106,17 @@ def is_dataset_info(path: str | os.PathLike) -> bool:
     return p.name == INFO_FILE or (p.is_dir() and (p / INFO_FILE).is_file())
 
 
-def load_entry(path: str | os.PathLike, name: str | None = None) -> LFEntry:
-    """Entry `name` of a dataset_info.json, its files found (the only entry when `name` is None)."""
+def load_entry(path: str | os.PathLike, name: str | None = None, *, ws: Workspace | None = None,
+               confined: bool = False) -> LFEntry:
+    """Entry `name` of a dataset_info.json, its files found (the only entry when `name` is None). With `ws`, the
+    dataset_info.json and every file are checked by the workspace's rules: `confined` for a web visitor
+    (Workspace.resolve), else a local user's (Workspace.local); without, paths are taken as written."""
+    reach = _reach(ws, confined)
+    path = reach(path)
+    if path.is_dir():
+        path = reach(path / INFO_FILE)
     info = read_dataset_info(path)
-    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    folder = path.parent
     if not info:
         raise DataError(f"{folder / INFO_FILE}: no dataset entries")
     if name is None:
@@ -123,7 +135,8 @@ def load_entry(path: str | os.PathLike, name: str | None = None) -> LFEntry:
     formatting = attr.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
         raise DataError(f"entry '{name}': formatting {formatting!r} is not supported (one of {', '.join(FORMATTINGS)})")
-    entry = LFEntry(name, _files(folder, attr["file_name"], name), formatting, bool(attr.get("ranking", False)))
+    files = _files(folder, attr["file_name"], name, reach)
+    entry = LFEntry(name, files, formatting, bool(attr.get("ranking", False)))
     cols = attr.get("columns")
     if cols is not None and not isinstance(cols, dict):
         raise DataError(f"entry '{name}': 'columns' must be an object (e.g. {{\"prompt\": \"instruction\"}})")
@@ -139,14 +152,33 @@ def load_entry(path: str | os.PathLike, name: str | None = None) -> LFEntry:
     return entry
 
 
-def _files(folder: Path, file_name: str, name: str) -> list[Path]:
-    p = folder / file_name
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
-    elif p.is_file():
-        files = [p]
-    else:
-        raise DataError(f"entry '{name}': file_name '{file_name}' not found in {folder}")
+def _reach(ws: Workspace | None, confined: bool) -> Callable[[str | os.PathLike], Path]:
+    """How a path of this import is checked and resolved (the `load_entry` rules)."""
+    if ws is None:
+        return Path
+    if not confined:
+        return ws.local
+
+    def visitor(p: str | os.PathLike) -> Path:
+        q = Path(p)  # named relative to the workspace when written inside it: messages never show the server's paths
+        return ws.resolve(q.relative_to(ws.root) if q.is_absolute() and q.is_relative_to(ws.root) else q)
+
+    return visitor
+
+
+def _files(folder: Path, file_name: str, name: str, reach: Callable[[str | os.PathLike], Path] = Path) -> list[Path]:
+    """The file, or the files of the folder, `file_name` names (relative to the dataset_info.json's folder), each
+    checked by `reach`: a link among them leading where the import may not read is refused, never followed."""
+    try:
+        p = reach(folder / file_name)
+        if p.is_dir():
+            files = [reach(f) for f in sorted(p.iterdir()) if not f.name.startswith(".") and f.is_file()]
+        elif p.is_file():
+            files = [p]
+        else:
+            raise DataError(f"entry '{name}': file_name '{file_name}' not found next to {INFO_FILE}")
+    except PathOutsideWorkspace as e:
+        raise DataError(f"entry '{name}': file_name '{file_name}': {e}") from None
     bad = [f.name for f in files if f.suffix.lower() not in EXTENSIONS]
     if bad or not files:
         raise DataError(f"entry '{name}': {', '.join(bad) or 'no files'}: the studio reads .json, .jsonl, .csv and "
@@ -312,12 +344,13 @@ def dataset_name(entry_name: str) -> str:
 
 def import_llamafactory(ws: Workspace, info_path: str | os.PathLike, entry_name: str | None = None,
                         name: str | None = None, on_error: Literal["skip", "stop"] = "skip",
-                        overwrite: bool = False):
+                        overwrite: bool = False, *, confined: bool = False):
     """Import entry `entry_name` of a LLaMA-Factory dataset_info.json as workspace dataset `name` (default: the
-    entry's name). Returns core.data.store.ImportResult; the entry's notes are in `.notes`."""
+    entry's name). Returns core.data.store.ImportResult; the entry's notes are in `.notes`. `confined=True` for a web
+    visitor (every file inside the workspace or an allowed root); the CLI's local user passes False."""
     from core.data.store import _check_target, check_name, write_import
 
-    entry = load_entry(info_path, entry_name)
+    entry = load_entry(info_path, entry_name, ws=ws, confined=confined)
     name = check_name(name or dataset_name(entry.name))
     _check_target(ws, name, overwrite)
     unused: Counter = Counter()
