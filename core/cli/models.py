@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--overwrite", action="store_true")
     a.set_defaults(func=cmd_derive)
 
-    a = msub.add_parser("check", help="can this student learn from this teacher's logits (same tokenizer)?")
+    a = msub.add_parser("check", help="how a KD job would distil (same tokenizer: logits; else ULD)")
     a.add_argument("--teacher", required=True)
     a.add_argument("--student", required=True)
     a.set_defaults(func=cmd_check)
@@ -148,6 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(("OK: " if result.ok else "NOT COMPATIBLE: ") + result.message)
+    print(f"KD method: {result.method or 'none'}")  # logits / truncate / uld: what a train_kd job between them does
     return 0 if result.ok else 1
 
 

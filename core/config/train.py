@@ -83,19 +83,60 @@ class SftJob(TrainCommon):
 Divergence = Literal["forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", "tv"]
 
 
+class TeacherCache(StrictModel):
+    """One teacher of a multi-teacher KD job: its logit cache and its weight in the per-token mixture."""
+
+    cache: str = Field(description="a teacher logit cache (from a capture job) over the student's tokenizer")
+    weight: float = Field(1.0, ge=0, description="its share of the mixture (the weights are normalised to sum 1)")
+
+
+def _parse_teachers(v: Any) -> Any:
+    """"cacheA=0.7, cacheB=0.3" (a form's text box) or {cacheA: 0.7, ...} -> [{"cache": ..., "weight": ...}, ...]."""
+    if isinstance(v, str) and not v.strip():
+        return []
+    v = _parse_mapping(v)
+    if isinstance(v, dict):
+        return [{"cache": k, "weight": w} for k, w in v.items()]
+    return v
+
+
 class KdJob(TrainCommon):
-    """White-box KD from a cached teacher top-k: L = (1-λ)·CE + λ·τ²·KD (REFERENCE §4)."""
+    """White-box KD from a cached teacher top-k: L = (1-λ)·CE + λ·τ²·KD (REFERENCE §4). Several caches (`teachers`):
+    KD against their weighted per-token mixture (core.train.kd_mixture). A teacher with another tokenizer: it runs in
+    the job and the KD term is ULD's (core.train.cross_tokenizer), chosen by the tokenizer check."""
 
     ENTRY = "core.train.kd:run"
     kind: Literal["train_kd"] = "train_kd"
-    teacher: str = Field(description="the teacher the cache came from (checked for tokenizer compatibility)")
-    logits: str = Field(description="teacher logit cache (from a capture job)")
+    teacher: str = Field("", description="the teacher the cache came from (checked for tokenizer compatibility); "
+                         "with another tokenizer than the student's it runs in the job: cross-tokenizer KD (ULD)")
+    logits: str = Field("", description="teacher logit cache (from a capture job); none for cross-tokenizer KD or "
+                        "with `teachers`")
+    teachers: list[TeacherCache] = Field(
+        default_factory=list, description="multi-teacher KD: several logit caches (the student's tokenizer) mixed "
+        "per token by weight, e.g. cacheA=0.7, cacheB=0.3; replaces `logits`")
     kd_ratio: float = Field(0.5, ge=0, le=1, description="λ: weight of the KD term")
     temperature: float = Field(1.0, gt=0, description="τ")
     divergence: Divergence = "forward_kl"
     beta: float = Field(0.5, ge=0, le=1, description="generalized JSD mixing (0 = forward KL, 1 = reverse KL)")
     alpha: float = Field(0.1, gt=0, lt=1, description="skew KL mixing")
     support: Literal["tail_bucket", "renormalize"] = "tail_bucket"
+    uld_hybrid: bool = Field(False, description="cross-tokenizer KD: tokens both vocabularies hold compared directly "
+                             "(generalized JSD, β), only the rest by sorted probabilities (ULD)")
+
+    @field_validator("teachers", mode="before")
+    @classmethod
+    def _teachers(cls, v: Any) -> Any:
+        return _parse_teachers(v)
+
+    @model_validator(mode="after")
+    def _sources(self):
+        if self.teachers and self.logits:
+            raise ValueError("logits: give one cache (logits) or several (teachers), not both")
+        if self.teachers and not any(t.weight > 0 for t in self.teachers):
+            raise ValueError("teachers: at least one weight must be > 0")
+        if not self.teachers and not self.teacher:
+            raise ValueError("teacher: name the teacher (the model its logit cache came from)")
+        return self
 
 
 class OnPolicyKdJob(TrainCommon):

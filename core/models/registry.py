@@ -63,11 +63,21 @@ class ModelInfo:
         return asdict(self)
 
 
+# How a KD job distils between two models (Compatibility.method).
+KD_LOGITS = "logits"  # same tokenizer, same output head: top-k logit KD
+KD_TRUNCATE = "truncate"  # same tokenizer, heads padded to different sizes: logit KD on the first n logits
+KD_ULD = "uld"  # different tokenizers: cross-tokenizer KD (TRL GOLD, ULD loss), the teacher live in the job
+
+
 @dataclass
 class Compatibility:
+    """`ok`: the student can learn from the teacher's own logits (a logit cache, capture, on-policy KD). `method`: what
+    a `train_kd` job between them does (KD_LOGITS / KD_TRUNCATE / KD_ULD; "" = nothing, the models are broken)."""
+
     ok: bool
     message: str
     details: dict = field(default_factory=dict)
+    method: str = ""
 
 
 # ---------------------------------------------------------------- reading a folder
@@ -250,9 +260,15 @@ def human_bytes(n: int | None) -> str:
 # ---------------------------------------------------------------- teacher/student compatibility
 
 
+ULD_NOTE = ("a KD job distils across tokenizers (TRL GOLD trainer, ULD loss: the teacher runs in the job, no logit "
+            "cache); capture and on-policy KD need a shared tokenizer, or use black-box KD (SFT on the teacher's "
+            "answers).")
+
+
 def check_logit_kd(teacher: Path, student: Path) -> Compatibility:
-    """Can the student learn from the teacher's logits? Same tokens with the same ids and special tokens are needed;
-    output heads that differ only by padding rows (Qwen pads to a multiple of 64/128) are fine."""
+    """Can the student learn from the teacher's logits, and how does a KD job distil? Same tokens with the same ids
+    and special tokens: logit KD; output heads that differ only by padding rows (Qwen pads to a multiple of 64/128):
+    logit KD on the first n logits (truncation); different tokenizers: cross-tokenizer KD (ULD)."""
     teacher, student = Path(teacher), Path(student)
     tv, sv = tokenizer_vocab(teacher), tokenizer_vocab(student)
     if tv is None or sv is None:
@@ -266,13 +282,12 @@ def check_logit_kd(teacher: Path, student: Path) -> Compatibility:
         diff = f"{len(set(tv) ^ set(sv))} tokens differ" + (f", e.g. {only_t}" if only_t else "")
         if moved:
             diff += f"; {len(moved)} shared tokens have different ids, e.g. {moved[:5]}"
-        return Compatibility(False, f"teacher and student tokenizers differ ({diff}): use black-box KD "
-                                    "(train the student on the teacher's generated text) instead of logit KD.", details)
+        return Compatibility(False, f"teacher and student tokenizers differ ({diff}): {ULD_NOTE}", details, KD_ULD)
     ts, ss = special_tokens(teacher), special_tokens(student)
     diff_specials = {k: (ts[k], ss[k]) for k in ts if ts[k] != ss[k] and k in ("eos_token", "bos_token")}
     if diff_specials:
-        return Compatibility(False, f"special tokens differ {diff_specials}: use black-box KD, or give both models "
-                                    "the same tokenizer files.", details)
+        return Compatibility(False, f"special tokens differ {diff_specials}: logit KD would teach the teacher's; "
+                                    f"{ULD_NOTE} Or give both models the same tokenizer files.", details, KD_ULD)
     n_tok = max(tv.values()) + 1
     for who, head in (("teacher", t_head), ("student", s_head)):
         if head is not None and head < n_tok:
@@ -280,8 +295,10 @@ def check_logit_kd(teacher: Path, student: Path) -> Compatibility:
                                         "tokens: the model does not match its tokenizer.", details)
     if t_head != s_head:
         return Compatibility(True, f"same tokenizer ({n_tok} tokens); output heads differ only by padding "
-                                   f"({t_head} vs {s_head}): logit KD uses the first {n_tok} logits.", details)
-    return Compatibility(True, f"same tokenizer ({n_tok} tokens) and output head size: logit KD works.", details)
+                                   f"({t_head} vs {s_head}): logit KD on the first {n_tok} logits (truncation).",
+                             details, KD_TRUNCATE)
+    return Compatibility(True, f"same tokenizer ({n_tok} tokens) and output head size: logit KD works.", details,
+                         KD_LOGITS)
 
 
 def _vocab_via_transformers(folder: Path) -> dict[str, int]:

@@ -100,7 +100,7 @@ def _recipe_hash() -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_tokenizer(out_dir: Path):
+def build_tokenizer(out_dir: Path, vocab_target: int = VOCAB_TARGET, corpus_seed: int = SEED):
     """Train a byte-level BPE tokenizer with Qwen2's pre-tokenizer and save it (with the chat template) to out_dir."""
     from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
     from tokenizers.models import BPE
@@ -114,10 +114,10 @@ def build_tokenizer(out_dir: Path):
     ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_TARGET, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_target, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tok.train_from_iterator(_corpus(seed=corpus_seed), trainer=trainer)
     model_state = json.loads(tok.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model_state["merges"]]
     hf_tok = Qwen2Tokenizer(
@@ -168,3 +168,22 @@ def build_tiny_pair(directory: Path) -> TinyPair:
     _build_model(pair.student, tokenizer, STUDENT_SHAPE, SEED + 1)
     stamp.write_text(want)
     return pair
+
+
+# A teacher with its own vocabulary (cross-tokenizer KD): BPE trained on other text to another size, so ids, merges and
+# most token boundaries differ from the pair's tokenizer; same special tokens and chat template.
+OTHER_VOCAB_TARGET, OTHER_SEED = 700, 4321
+
+
+def build_other_vocab_teacher(directory: Path) -> Path:
+    """Build (or reuse) `directory/tiny-teacher-othervocab`: the pair's teacher shape on a different tokenizer."""
+    directory = Path(directory)
+    folder = directory / "tiny-teacher-othervocab"
+    stamp = directory / ".tiny-othervocab-recipe"
+    want = hashlib.sha256(f"{_recipe_hash()}/{OTHER_VOCAB_TARGET}/{OTHER_SEED}".encode()).hexdigest()[:16]
+    if (folder / "model.safetensors").exists() and stamp.exists() and stamp.read_text().strip() == want:
+        return folder
+    tokenizer = build_tokenizer(directory / "tiny-tokenizer-othervocab", OTHER_VOCAB_TARGET, OTHER_SEED)
+    _build_model(folder, tokenizer, TEACHER_SHAPE, OTHER_SEED)
+    stamp.write_text(want)
+    return folder

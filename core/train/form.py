@@ -3,7 +3,9 @@ model, GRPO / RLOO.
 
 One form, six job classes: `method` picks the config (`config_for`), and fields that only one method uses carry
 its kind. White-box KD without a cache (or with "capture first" ticked) becomes one pipeline job, capture → train_kd,
-so the teacher's logits are written at the KD temperature and the trainer reads exactly that cache.
+so the teacher's logits are written at the KD temperature and the trainer reads exactly that cache. Two exceptions
+capture nothing: several caches typed under `teachers` (multi-teacher KD), and a teacher whose tokenizer is not the
+student's (the check's method `uld`: the KD job runs the teacher itself, cross-tokenizer KD).
 
 Per-method defaults are the configs' own: a knob whose default differs between the method configs (learning rate,
 epochs, accumulation) is reset when the method changes; LoRA multiplies the learning rate by `LORA_LR_FACTOR`.
@@ -22,6 +24,7 @@ from core.config.train import DpoJob, GrpoJob, KdJob, OnPolicyKdJob, RewardJob, 
 from core.endpoints import ENDPOINT_PREFIX, spec_for
 from core.forms.fields import FieldSpec, coerce, field, locate
 from core.forms.form import FormError, JobForm
+from core.models.registry import KD_ULD
 from core.pickers import local_model_names, reward_model_choices
 from core.workspace import Workspace
 
@@ -57,6 +60,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(name="capture_first", path="", widget="bool", default=True, kinds=KD, group="kd",
               help="capture the teacher's top-k logits, then train, as one pipeline job"),
     field(KdJob, "logits", widget="cache", kinds=KD, group="kd", required=False, optional=True),
+    field(KdJob, "teachers", widget="text", default="", kinds=KD, group="kd"),
     replace(field(CaptureJob, "top_k", kinds=KD, group="kd"), path=""),  # the capture step's; no key of KdJob
     field(KdJob, "kd_ratio", kinds=KD, group="kd"),
     field(KdJob, "temperature", kinds=KD, group="kd"),
@@ -64,6 +68,7 @@ FIELDS: tuple[FieldSpec, ...] = (
     field(KdJob, "beta", kinds=KD, group="kd"),
     field(KdJob, "alpha", kinds=KD, group="kd"),
     field(KdJob, "support", kinds=KD, group="kd"),
+    field(KdJob, "uld_hybrid", kinds=KD, group="kd"),
     # on-policy KD
     field(OnPolicyKdJob, "trainer", kinds=OP, group="onpolicy"),
     field(OnPolicyKdJob, "lmbda", kinds=OP, group="onpolicy"),
@@ -182,9 +187,24 @@ class TrainingForm(JobForm):
         return METHODS[method]
 
     def captures(self, values: dict[str, Any]) -> bool:
-        """Whether a KD form runs capture → train (ticked, or no logit cache chosen)."""
-        return values.get("method") == "kd" and (
+        """Whether a KD form runs capture → train (ticked, or no logit cache chosen; never with several teachers'
+        caches). `to_data` also leaves out the capture of a cross-tokenizer pair."""
+        return values.get("method") == "kd" and not str(values.get("teachers") or "").strip() and (
             bool(values.get("capture_first")) or not str(values.get("logits") or "").strip())
+
+    def kd_check(self, ws: Workspace, values: dict[str, Any]):
+        """The tokenizer check of the form's teacher and student (`Compatibility`: its message says how KD will
+        distil), or None when either is not chosen or not a local model."""
+        from core.llm.base import BackendError
+        from core.models.registry import check_logit_kd, resolve_model
+
+        teacher, student = (str(values.get(k) or "").strip() for k in ("teacher", "student"))
+        if not teacher or not student or teacher.startswith(ENDPOINT_PREFIX):
+            return None
+        try:
+            return check_logit_kd(resolve_model(teacher, ws), resolve_model(student, ws))
+        except (BackendError, OSError, ValueError):
+            return None
 
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         """The train job's data: the base mapping, then LoRA on/off, the device request, the logits of a capture."""
@@ -207,10 +227,14 @@ class TrainingForm(JobForm):
         else:
             data.pop("lora", None)
         data["gpus"] = gpus_request(values.get("gpus"))
+        if kind in KD and data.get("logits") is None:  # the picker's empty choice: no cache (KdJob's default "")
+            data.pop("logits", None)
         if data.get("output") and not data.get("name"):
             data["name"] = data["output"]
         if self.captures(values):
-            data["logits"] = capture_cache_name(data["dataset"], data["teacher"], self._top_k(values))
+            check = self.kd_check(ws, values)
+            cross = check is not None and check.method == KD_ULD
+            data["logits"] = "" if cross else capture_cache_name(data["dataset"], data["teacher"], self._top_k(values))
         return data
 
     def _top_k(self, values: dict[str, Any]) -> int:
@@ -223,7 +247,7 @@ class TrainingForm(JobForm):
     def build_job(self, ws: Workspace, values: dict[str, Any], confine: bool = True) -> JobBase:
         """The train job, or for KD without a ready cache the pipeline capture → train_kd (see module doc)."""
         train = super().build_job(ws, values, confine)
-        if not self.captures(values):
+        if not self.captures(values) or not getattr(train, "logits", ""):  # no cache to write: cross-tokenizer KD
             return train
         assert isinstance(train, KdJob)
         capture = CaptureJob(
@@ -249,8 +273,9 @@ class TrainingForm(JobForm):
             lora_targets=targets if isinstance(targets, str) else ", ".join(targets),
             capture_first=capture is not None, top_k=capture.top_k if capture else self.defaults()["top_k"],
         )
-        if train.kind == "train_kd":
+        if isinstance(train, KdJob):
             values["logits"] = "" if capture else train.logits
+            values["teachers"] = ", ".join(f"{t.cache}={t.weight:g}" for t in train.teachers)
         if isinstance(train, DpoJob):  # the text boxes of a mapping and a list
             values["pair_type_beta"] = ", ".join(f"{k}={v:g}" for k, v in train.pair_type_beta.items())
         if isinstance(train, GrpoJob):

@@ -93,10 +93,11 @@ def support_distribution(
     return torch.cat([logprobs, log_tail.unsqueeze(-1)], dim=-1)
 
 
-def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """KL(p ‖ q) per row, 0·log 0 = 0."""
+def _kl(logp: torch.Tensor, logq: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(p ‖ q) per row, 0·log 0 = 0; entries outside `valid` (when given) count for nothing."""
     p = logp.exp()
-    return torch.where(p > 0, p * (logp - logq), torch.zeros_like(p)).sum(-1)
+    keep = p > 0 if valid is None else (p > 0) & valid
+    return torch.where(keep, p * (logp - logq), torch.zeros_like(p)).sum(-1)
 
 
 def _mix(logp: torch.Tensor, logq: torch.Tensor, w_p: float) -> torch.Tensor:
@@ -104,27 +105,34 @@ def _mix(logp: torch.Tensor, logq: torch.Tensor, w_p: float) -> torch.Tensor:
     return torch.logaddexp(logp + math.log(w_p), logq + math.log1p(-w_p))
 
 
-def divergence(logp: torch.Tensor, logq: torch.Tensor, spec: KdLossSpec) -> torch.Tensor:
-    """D(p_t, q_t) for each row of teacher `logp` and student `logq` (same support, each summing to 1)."""
+def divergence(
+    logp: torch.Tensor, logq: torch.Tensor, spec: KdLossSpec, valid: torch.Tensor | None = None
+) -> torch.Tensor:
+    """D(p_t, q_t) for each row of teacher `logp` and student `logq` (same support, each summing to 1).
+
+    `valid` (same shape, bool): the entries of the support; the others must hold finite values and add nothing (every
+    divergence here is a sum of per-entry terms). A support of varying size per row is padded this way.
+    """
     kind = spec.divergence
     if kind == "forward_kl":
-        return _kl(logp, logq)
+        return _kl(logp, logq, valid)
     if kind == "reverse_kl":
-        return _kl(logq, logp)
+        return _kl(logq, logp, valid)
     if kind == "jsd":
         beta = spec.beta
         if beta == 0.0:
-            return _kl(logp, logq)
+            return _kl(logp, logq, valid)
         if beta == 1.0:
-            return _kl(logq, logp)
+            return _kl(logq, logp, valid)
         logm = _mix(logp, logq, beta)  # m = β·p + (1 − β)·q
-        return beta * _kl(logp, logm) + (1.0 - beta) * _kl(logq, logm)
+        return beta * _kl(logp, logm, valid) + (1.0 - beta) * _kl(logq, logm, valid)
     if kind == "skew_kl":
-        return _kl(logp, _mix(logp, logq, spec.alpha))  # KL(p ‖ αp + (1 − α)q)
+        return _kl(logp, _mix(logp, logq, spec.alpha), valid)  # KL(p ‖ αp + (1 − α)q)
     if kind == "skew_reverse_kl":
-        return _kl(logq, _mix(logp, logq, 1.0 - spec.alpha))  # KL(q ‖ (1 − α)p + αq)
+        return _kl(logq, _mix(logp, logq, 1.0 - spec.alpha), valid)  # KL(q ‖ (1 − α)p + αq)
     if kind == "tv":
-        return 0.5 * (logp.exp() - logq.exp()).abs().sum(-1)
+        diff = (logp.exp() - logq.exp()).abs()
+        return 0.5 * (diff if valid is None else torch.where(valid, diff, torch.zeros_like(diff))).sum(-1)
     raise ValueError(f"unknown divergence '{kind}'")
 
 
@@ -133,11 +141,27 @@ def _pair(
     teacher_logprobs: torch.Tensor,
     teacher_tail: torch.Tensor | None,
     spec: KdLossSpec,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-row divergence from the student's log q on the k teacher ids (N, k)."""
-    logp = support_distribution(teacher_logprobs.to(student_support_logq.dtype), spec.support, teacher_tail)
-    logq = support_distribution(student_support_logq, spec.support)
-    return divergence(logp, logq, spec)
+    """Per-row divergence from the student's log q on the k teacher ids (N, k).
+
+    `valid` (N, k): which of the k slots are teacher ids (a mixture of teachers has a support of varying size per
+    position, padded to k); padded slots are out of both distributions, the tail and the renormalisation.
+    """
+    t_lp = teacher_logprobs.to(student_support_logq.dtype)
+    if valid is None:
+        logp = support_distribution(t_lp, spec.support, teacher_tail)
+        logq = support_distribution(student_support_logq, spec.support)
+        return divergence(logp, logq, spec)
+    valid = valid.to(torch.bool)
+    out = ~valid
+    logp = support_distribution(t_lp.masked_fill(out, -math.inf), spec.support, teacher_tail)
+    logq = support_distribution(student_support_logq.masked_fill(out, -math.inf), spec.support)
+    if spec.support == "tail_bucket":
+        valid = torch.cat([valid, torch.ones_like(valid[:, :1])], dim=-1)
+    # Padded slots hold −inf now; give them a finite stand-in so no 0·inf reaches a gradient (they add nothing).
+    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
+    return divergence(torch.where(valid, logp, zero), torch.where(valid, logq, zero), spec, valid)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -161,6 +185,7 @@ def topk_kd_loss(
     spec: KdLossSpec = KdLossSpec(),
     *,
     teacher_tail: torch.Tensor | None = None,
+    teacher_valid: torch.Tensor | None = None,
     num_items: int | torch.Tensor | None = None,
     vocab_limit: int | None = None,
     fused: bool = True,
@@ -171,10 +196,12 @@ def topk_kd_loss(
     Shapes: logits (..., V); teacher_ids / teacher_logprobs (..., k); mask and teacher_tail (...). N = `num_items`
     when given (tokens in the whole accumulated batch), else Σ mask. Masked-out positions may hold any ids.
     `vocab_limit`: use only the first n logits (the tokenizer's tokens) when the output head is padded beyond them.
+    `teacher_valid` (..., k) bool: which slots hold a teacher id when the support's size varies by position (a
+    mixture of teachers, `core.train.kd_mixture`); None = all k.
     """
     out = ce_kd_loss(student_logits, None, teacher_ids, teacher_logprobs, mask, spec, teacher_tail=teacher_tail,
-                     ce_weight=0.0, kd_weight=1.0, kd_items=num_items, vocab_limit=vocab_limit, fused=fused,
-                     chunk_elements=chunk_elements)
+                     teacher_valid=teacher_valid, ce_weight=0.0, kd_weight=1.0, kd_items=num_items,
+                     vocab_limit=vocab_limit, fused=fused, chunk_elements=chunk_elements)
     return out.loss, out.per_token
 
 
@@ -187,6 +214,7 @@ def ce_kd_loss(
     spec: KdLossSpec = KdLossSpec(),
     *,
     teacher_tail: torch.Tensor | None = None,
+    teacher_valid: torch.Tensor | None = None,
     ce_weight: float = 1.0,
     kd_weight: float = 1.0,
     ce_items: int | torch.Tensor | None = None,
@@ -200,9 +228,10 @@ def ce_kd_loss(
 
     `labels[..., t]` is the token the logits at t predict (already shifted), `ignore_index` where there is none; CE is
     at temperature 1 and averaged over `ce_items` (else the label count), KD as in `topk_kd_loss` over `kd_items`.
-    `labels=None`: KD alone. Fused: the logsumexp per row is computed once in row chunks (CE is a gather at the label,
-    KD a gather at the k teacher ids; with τ ≠ 1 a second logsumexp of z/τ in the same chunk), and the backward writes
-    ∂loss/∂logits analytically into one buffer. `fused=False` is the plain-autograd reference (full log-softmax).
+    `labels=None`: KD alone. `teacher_valid`: as in `topk_kd_loss`. Fused: the logsumexp per row is computed once in
+    row chunks (CE is a gather at the label, KD a gather at the k teacher ids; with τ ≠ 1 a second logsumexp of z/τ in
+    the same chunk), and the backward writes ∂loss/∂logits analytically into one buffer. `fused=False` is the
+    plain-autograd reference (full log-softmax).
     """
     full_vocab = student_logits.shape[-1]
     vocab = min(full_vocab, vocab_limit) if vocab_limit else full_vocab
@@ -210,7 +239,7 @@ def ce_kd_loss(
     lead = student_logits.shape[:-1]
     if teacher_ids.shape[:-1] != lead or teacher_logprobs.shape != teacher_ids.shape or mask.shape != lead or (
         labels is not None and labels.shape != lead
-    ):
+    ) or (teacher_valid is not None and teacher_valid.shape != teacher_ids.shape):
         raise ValueError(
             f"shape mismatch: logits {tuple(student_logits.shape)}, teacher ids {tuple(teacher_ids.shape)}, "
             f"teacher logprobs {tuple(teacher_logprobs.shape)}, mask {tuple(mask.shape)}"
@@ -227,7 +256,12 @@ def ce_kd_loss(
     kd_sel, ce_sel = kd_flat.index_select(0, rows), ce_flat.index_select(0, rows)
     kd_at = kd_sel.nonzero().squeeze(-1)  # which of `rows` carry a teacher
     ids = teacher_ids.reshape(-1, k).index_select(0, rows).long()
-    ids = torch.where(kd_sel.unsqueeze(1), ids, torch.zeros_like(ids))
+    kd_rows = rows.index_select(0, kd_at)
+    t_valid = None if teacher_valid is None else teacher_valid.reshape(-1, k).index_select(0, kd_rows).to(torch.bool)
+    keep = kd_sel.unsqueeze(1)
+    if teacher_valid is not None:  # a padded slot's id is whatever the collator put there: read it as id 0
+        keep = keep & teacher_valid.reshape(-1, k).index_select(0, rows).to(torch.bool)
+    ids = torch.where(keep, ids, torch.zeros_like(ids))
     kd_ids = ids.index_select(0, kd_at)
     if kd_ids.numel() and (int(kd_ids.max()) >= vocab or int(kd_ids.min()) < 0):
         raise ValueError(
@@ -240,13 +274,12 @@ def ce_kd_loss(
         lab = torch.where(ce_sel, labels.reshape(-1).index_select(0, rows).long(), 0)
         if lab.numel() and (int(lab.max()) >= vocab or int(lab.min()) < 0):
             raise ValueError(f"label token id {int(lab.max())} is outside the student's vocabulary ({vocab})")
-    kd_rows = rows.index_select(0, kd_at)
     t_lp = teacher_logprobs.reshape(-1, k).index_select(0, kd_rows)
     t_tail = None if teacher_tail is None else teacher_tail.reshape(-1).index_select(0, kd_rows)
     ce_denom = max(float(ce_items) if ce_items is not None else float(ce_sel.sum()), 1.0)
     kd_denom = max(float(kd_items) if kd_items is not None else float(kd_at.numel()), 1.0)
     w = _Weights(ce=float(ce_weight) / ce_denom, kd=float(kd_weight) / kd_denom, kd_mean=1.0 / kd_denom)
-    batch = _Rows(rows, ce_sel, kd_at, ids, lab, t_lp, t_tail)
+    batch = _Rows(rows, ce_sel, kd_at, ids, lab, t_lp, t_tail, t_valid)
     if fused:
         loss, ce_sum, kd, per_row = _FusedCeKd.apply(logits2d, batch, spec, w, vocab, chunk_elements)
     else:
@@ -272,6 +305,7 @@ class _Rows(NamedTuple):
     labels: torch.Tensor  # (n,) label ids (0 where none)
     t_lp: torch.Tensor  # (n_kd, k)
     t_tail: torch.Tensor | None  # (n_kd,)
+    t_valid: torch.Tensor | None = None  # (n_kd, k) bool: slots holding a teacher id (None: all)
 
 
 def _small_part(lse1, lset, x_label, sup, batch: _Rows, spec: KdLossSpec, w: _Weights):
@@ -280,7 +314,7 @@ def _small_part(lse1, lset, x_label, sup, batch: _Rows, spec: KdLossSpec, w: _We
     with torch.enable_grad():
         logq = (sup.index_select(0, batch.kd_at) - lset.index_select(0, batch.kd_at).unsqueeze(1))
         logq = logq.detach().requires_grad_(True)
-        per_row = _pair(logq, batch.t_lp, batch.t_tail, spec)
+        per_row = _pair(logq, batch.t_lp, batch.t_tail, spec, batch.t_valid)
         kd_sum = per_row.sum()
         if batch.kd_at.numel() and w.kd:
             (g,) = torch.autograd.grad(kd_sum * w.kd, logq)
@@ -298,7 +332,8 @@ def _reference(logits2d, batch: _Rows, spec: KdLossSpec, w: _Weights):
     logqt = logq1 if spec.temperature == 1.0 else torch.log_softmax(x / spec.temperature, dim=-1)
     ce_terms = -logq1.gather(1, batch.labels.unsqueeze(1)).squeeze(1)
     ce_sum = torch.where(batch.ce_sel, ce_terms, torch.zeros_like(ce_terms)).sum()
-    per_row = _pair(logqt.gather(1, batch.ids).index_select(0, batch.kd_at), batch.t_lp, batch.t_tail, spec)
+    per_row = _pair(logqt.gather(1, batch.ids).index_select(0, batch.kd_at), batch.t_lp, batch.t_tail, spec,
+                    batch.t_valid)
     kd_sum = per_row.sum()
     return ce_sum * w.ce + kd_sum * w.kd, ce_sum, kd_sum * w.kd_mean, per_row
 
