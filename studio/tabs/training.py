@@ -82,9 +82,12 @@ def _kd_section(ui: UIContext, w: dict[str, Any]) -> None:
     t, view = ui.t, w["form"]
     box = gr.Accordion(t("training.kd_title"), open=True, visible=_shown(START_KIND)["kd_box"])
     with ui.reg("training.kd_title", box) as w["kd_box"]:
+        w["kd_check"] = gr.Markdown(elem_id="training-kd-check")  # how KD distils this teacher/student pair
         with gr.Row():
             view.render("capture_first", "logits", "top_k")
         w["cache_info"] = gr.Markdown(elem_id="training-cache-info")
+        with gr.Row():
+            view.render("teachers", "uld_hybrid")
         with gr.Row():
             view.render("kd_ratio", "temperature", "divergence")
         with gr.Row():
@@ -192,6 +195,9 @@ def _wire_method(ui: UIContext, w: dict[str, Any]) -> None:
 
     view.comps["logits"].change(on_cache, inputs=view.comps["logits"], outputs=w["cache_info"],
                                 show_progress="hidden")
+    pair = [view.comps["teacher"], view.comps["student"]]
+    for comp in pair:
+        comp.change(lambda t, s: _kd_check_text(ui, t, s), inputs=pair, outputs=w["kd_check"], show_progress="hidden")
 
 
 def _wire_pairs(ui: UIContext, w: dict[str, Any]) -> None:
@@ -259,6 +265,14 @@ def _training_jobs(ui: UIContext) -> list[tuple[str, str]]:
     from core.pickers import job_choices
 
     return job_choices(ui.jobs(), FORM.kinds(), pipelines=True)
+
+
+def _kd_check_text(ui: UIContext, teacher: str | None, student: str | None) -> str:
+    """How a KD job distils this pair (the tokenizer check's method): logits, truncation, or cross-tokenizer ULD."""
+    check = FORM.kd_check(ui.workspace, {"teacher": teacher, "student": student})
+    if check is None:
+        return ""
+    return ui.t(f"training.kd_method_{check.method or 'none'}", **check.details, reason=check.message)
 
 
 def _cache_text(ui: UIContext, name: str) -> str:
