@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -129,12 +130,25 @@ def test_a_cluster_that_does_not_answer_is_named_at_once(workspace):
 # a real Ray head on loopback ------------------------------------------------------------------------------------------
 
 
+def distinct_ports(n: int) -> list[int]:
+    """`n` different free ports (all bound at once while chosen: the OS hands a just-closed port out again)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sk in socks:
+            sk.bind(("127.0.0.1", 0))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
+
+
 class RayHead:
     """`ray start --head` on 127.0.0.1 with every port chosen here; `stop()` kills exactly what it started."""
 
     def __init__(self) -> None:
         self.temp = tempfile.mkdtemp(prefix="edsray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-        self.gcs_port, self.dashboard_port = free_port(), free_port()
+        self.ports = distinct_ports(9)
+        self.gcs_port, self.dashboard_port = self.ports[:2]
         self.url = f"http://127.0.0.1:{self.dashboard_port}"
         self.pgid: int | None = None
 
@@ -150,8 +164,8 @@ class RayHead:
                "--dashboard-host", "127.0.0.1", "--port", str(self.gcs_port), "--dashboard-port",
                str(self.dashboard_port), "--num-cpus", "2", "--temp-dir", self.temp, "--include-dashboard", "true",
                "--object-store-memory", str(100 << 20), "--disable-usage-stats"]
-        for flag in ports:
-            cmd += [flag, str(free_port())]
+        for flag, port in zip(ports, self.ports[2:], strict=True):
+            cmd += [flag, str(port)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True, cwd=self.temp)
         self.pgid = proc.pid  # its daemons keep this process group
@@ -210,9 +224,10 @@ def running_with_progress(m, job_id: str, above: float = 0.0):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_selftest_on_ray_progress_stop_resume_reattach_cancel(ray_head, workspace, monkeypatch):
+def test_selftest_on_ray_progress_stop_resume_reattach_cancel(ray_head, workspace, monkeypatch, capsys):
     from core.cli.main import main as cli
     from core.jobs.manager import JobManager
+    from core.jobs.scheduler import DeviceRequestError
 
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)  # in the studio's environment: must not reach Ray's job info
     m = JobManager(workspace, ray_address=ray_head.url)
@@ -225,6 +240,8 @@ def test_selftest_on_ray_progress_stop_resume_reattach_cancel(ray_head, workspac
     assert str(seen.status.value) == "RUNNING" and "core.jobs.worker" in seen.entrypoint
     assert "--remote" in seen.entrypoint
     assert SECRET not in json.dumps(seen.__dict__, default=str)
+    with pytest.raises(DeviceRequestError, match=f"the largest node of the Ray cluster at {ray_head.url} has none"):
+        m.submit(SelftestJob(steps=1), devices=1)  # GPUs are the cluster's: this head has none
 
     m.stop(job_id)  # graceful: the flag in the shared run folder, the worker saves and exits
     info = m.wait(job_id, 60)
@@ -244,7 +261,10 @@ def test_selftest_on_ray_progress_stop_resume_reattach_cancel(ray_head, workspac
     env = json.loads((run / "output" / "environment-2.json").read_text())
     assert env["devices"] == ["cpu"] and env["CUDA_VISIBLE_DEVICES"] == ""
     assert str(ray_info(ray_head.url, f"eds-{job_id}-2").status.value) == "SUCCEEDED"
+    capsys.readouterr()
     assert cli(["--workspace", str(workspace.root), "jobs", "list"]) == 0  # `jobs list` shows it like a local one
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if job_id in ln)
+    assert "succeeded" in line and "ray:cpu" in line, line
 
     m = JobManager(workspace, ray_address=ray_head.url)
     doomed = m.submit(SelftestJob(steps=500, delay_s=0.2), devices="cpu")
@@ -290,7 +310,7 @@ def test_a_lost_cluster_is_said_not_hung(ray_head, workspace):
     """Runs last in this module: it kills the head."""
     from core.jobs.manager import JobManager
 
-    m = JobManager(workspace, ray_address=ray_head.url, ray_lost_after_s=4)
+    m = JobManager(workspace, ray_address=ray_head.url, ray_lost_after_s=8)
     job_id = m.submit(SelftestJob(steps=500, delay_s=0.2), devices="cpu")
     wait_until(lambda: running_with_progress(m, job_id), 120, "the Ray job to run")
     ray_head.stop()
