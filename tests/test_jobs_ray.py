@@ -204,10 +204,12 @@ def ray_head():
     if not HAS_RAY:
         pytest.skip("ray is not installed (pip install 'easydistill-studio[ray]')")
     head = RayHead()
-    head.start()
-    yield head
-    head.stop()
-    shutil.rmtree(head.temp, ignore_errors=True)
+    try:
+        head.start()
+        yield head
+    finally:
+        head.stop()
+        shutil.rmtree(head.temp, ignore_errors=True)
 
 
 def ray_info(url: str, sid: str):
