@@ -116,16 +116,14 @@ class JobQueries:
         row = self.row(job_id)
         pos = None
         if row["status"] == QUEUED:
-            queued = self.store.rows((QUEUED,), order="queued_at, seq")
-            pos = 1 + [r["id"] for r in queued].index(job_id) if any(r["id"] == job_id for r in queued) else None
+            queued = self.store.queue_order()
+            pos = 1 + queued.index(job_id) if job_id in queued else None
         return self.info(row, pos)
 
     def list(self, status: str | list[str] | None = None, kind: str | None = None, text: str | None = None,
              limit: int | None = None) -> list[JobInfo]:
-        """Jobs newest first. `status` may be a state, a list of states, or 'active' / 'finished'."""
-        rows = self.store.rows()
-        queued = sorted((r for r in rows if r["status"] == QUEUED), key=lambda r: (r["queued_at"] or 0, r["seq"]))
-        positions = {r["id"]: i + 1 for i, r in enumerate(queued)}
+        """Jobs newest first. `status` may be a state, a list of states, or 'active' / 'finished'. Filtered and limited
+        in SQL: the cost follows the rows returned, not the jobs the workspace holds."""
         want: set[str] | None = None
         if status == "active":
             want = {QUEUED, *ACTIVE}
@@ -135,19 +133,11 @@ class JobQueries:
             want = {status}
         elif status:
             want = set(status)
-        out = []
-        needle = (text or "").lower()
-        for r in rows:
-            if want and r["status"] not in want:
-                continue
-            if kind and r["kind"] != kind:
-                continue
-            if needle and needle not in f"{r['id']} {r['name']} {r['kind']}".lower():
-                continue
-            out.append(self.info(r, positions.get(r["id"])))
-            if limit and len(out) >= limit:
-                break
-        return out
+        rows = self.store.listing(want, kind, text, limit)
+        positions: dict[str, int] = {}
+        if any(r["status"] == QUEUED for r in rows):
+            positions = {job_id: i + 1 for i, job_id in enumerate(self.store.queue_order())}
+        return [self.info(r, positions.get(r["id"])) for r in rows]
 
     def info(self, row: dict, queue_position: int | None) -> JobInfo:
         """A row as JobInfo; progress and ETA of active jobs come from their metrics and status.json."""

@@ -76,6 +76,11 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, queued_at);
 """
 
 
+def _lower(value: object) -> str:
+    """Python's lower() in SQL (`eds_lower`): SQLite's own lower() leaves non-ASCII letters as they are."""
+    return str(value or "").lower()
+
+
 class Store:
     def __init__(self, db_path: str | Path, timeout_s: float = 30.0):
         self.path = Path(db_path)
@@ -90,6 +95,7 @@ class Store:
             conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=True)
             try:
                 conn.row_factory = sqlite3.Row
+                conn.create_function("eds_lower", 1, _lower, deterministic=True)
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -126,6 +132,7 @@ class Store:
             snap = sqlite3.connect(uri, uri=True, timeout=self.timeout_s)
             try:
                 snap.row_factory = sqlite3.Row
+                snap.create_function("eds_lower", 1, _lower, deterministic=True)
                 return snap.execute(sql, args).fetchall()
             finally:
                 snap.close()
@@ -200,8 +207,12 @@ class Store:
             return None
         d = dict(row)
         for col in JSON_COLUMNS:
+            raw = d.get(col) or "null"
+            if raw == "[]":  # most rows' writes / reads / waits_for / devices: no parser needed (a list per tick)
+                d[col] = []
+                continue
             try:
-                d[col] = json.loads(d.get(col) or "null")
+                d[col] = json.loads(raw)
             except ValueError:
                 d[col] = None
         return d
@@ -246,6 +257,32 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [self._decode(r) for r in self._read(sql, args, conn)]
+
+    def listing(self, statuses: tuple[str, ...] | list[str] | set[str] | None = None, kind: str | None = None,
+                text: str | None = None, limit: int | None = None) -> list[dict]:
+        """Rows newest first, filtered and limited in SQL, so a list of thousands of jobs costs what is returned:
+        `statuses` (any of), `kind`, `text` (a case-insensitive substring of "id name kind"), at most `limit`."""
+        where, args = [], []
+        if statuses:
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            args.extend(sorted(statuses))
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        needle = (text or "").lower()
+        if needle:
+            # SQLite's lower() folds ASCII only; a needle with other letters is matched by Python's lower()
+            fold = "lower" if needle.isascii() else "eds_lower"
+            where.append(f"instr({fold}(id || ' ' || name || ' ' || kind), ?) > 0")
+            args.append(needle)
+        sql = "SELECT * FROM jobs" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY seq DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [self._decode(r) for r in self._read(sql, args)]
+
+    def queue_order(self) -> list[str]:
+        """Ids of the queued jobs, first to start first (their queue positions), read without decoding rows."""
+        return [r["id"] for r in self._read("SELECT id FROM jobs WHERE status = 'queued' ORDER BY queued_at, seq")]
 
     def update(
         self, job_id: str, fields: dict[str, Any], *, expect_status: tuple[str, ...] | None = None,

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +28,7 @@ from studio.tabs.jobs_compare import build_compare
 from studio.ui import UIContext
 
 TICK_S = 1.5
+REFRESH_S = TICK_S / 2  # one reconcile-and-schedule pass per this long for every open Jobs tab together
 LOG_LINES = 200
 TABLE_LIMIT = 200
 STATUS_FILTERS = ["all", "active", "finished", "queued", "running", "stopping", "succeeded", "failed", "stopped",
@@ -239,19 +243,21 @@ def _poller(ui: UIContext) -> Callable[..., tuple]:
     """The timer's handler: table, devices, and the selected job's detail, progress, log and curves (what changed),
     and whether to keep polling (while any job is queued or running)."""
     t = ui.t
+    refresh = _coalesced_refresh(REFRESH_S)
 
     def tick(job_id: str | None, status: str, kind: str, text: str, seen: dict):
         m = ui.jobs()
+        refresh(m)
         words = ui.job_words()
         seen = dict(seen or {})
         infos = m.list(status=None if status == "all" else status, kind=kind or None, text=text or None,
-                       limit=TABLE_LIMIT)
-        everything = infos if (status == "all" and not kind and not text) else m.list(refresh=False)
-        job_id = follow(job_id, bool(seen.get("pinned")), everything)
-        info = next((i for i in everything if i.id == job_id), None)
-        awake = gr.Timer(active=any(running(i) for i in everything))
+                       limit=TABLE_LIMIT, refresh=False)
+        watched = _watched(m, job_id)
+        job_id = follow(job_id, bool(seen.get("pinned")), watched)
+        info = next((i for i in watched if i.id == job_id), None)
+        awake = gr.Timer(active=any(running(i) for i in watched))
         rows = table_rows(infos, words)
-        dev_rows = device_rows(m.device_panel(), {i.id: i.name for i in everything}, t)
+        dev_rows = device_rows(m.device_panel(), {i.id: i.name for i in watched}, t)
         out_table = _changed(seen, "table", rows, lambda: gr.update(value=rows))
         out_dev = _changed(seen, "devices", dev_rows, lambda: gr.update(value=dev_rows))
         if info is None:
@@ -271,6 +277,40 @@ def _poller(ui: UIContext) -> Callable[..., tuple]:
                 job_id, awake)
 
     return tick
+
+
+def _coalesced_refresh(every_s: float) -> Callable[[Any], None]:
+    """The job manager's reconcile-and-schedule pass (what advances the queue) at most once per `every_s` for all
+    pages polling together. The pass takes the job list's write lock, so twenty open Jobs tabs each running it on
+    every tick would wait their turns; a tick that finds it done recently (or under way) reads what it left."""
+    last = [-math.inf]
+    lock = threading.Lock()
+
+    def refresh(m: Any) -> None:
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < every_s:
+                return
+            last[0] = now
+        try:
+            m.refresh()
+        except UserError:  # the list cannot be written (a full disk): it is read as it is, m.store_problem says why
+            pass
+
+    return refresh
+
+
+def _watched(m: Any, job_id: str | None) -> list[Any]:
+    """What a tick needs beyond the table's rows: the jobs queued or running (newest first: the detail follows the
+    newest, the timer polls while there is one, they hold the devices) and the job the detail shows. A few rows
+    however many jobs the workspace holds."""
+    live = m.list(status="active", refresh=False)
+    if not job_id or any(i.id == job_id for i in live):
+        return live
+    try:
+        return [*live, m.get(job_id, refresh=False)]
+    except UserError:  # deleted (here or elsewhere): the detail moves on
+        return live
 
 
 def _action(ui: UIContext, action: str) -> Callable[..., tuple]:
