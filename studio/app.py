@@ -20,6 +20,7 @@ from studio.edge import guard_all, setup_logging
 from studio.idle import quiet_when_idle
 from studio.language import head_script, wire_language
 from studio.options import StudioOptions, parse_args
+from studio.page import lighten
 from studio.proxy import proxy_app_kwargs
 from studio.serving import launch_files, upload_script
 from studio.ui import UIContext
@@ -71,6 +72,7 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
             "value",
         )
         wire_language(ui, demo, lang, {"version": __version__, "workspace": ws.root, "devices": devices})
+        lighten(demo)  # no event exposed as API, a trimmed config made once, polls outside the queue: studio/page.py
     log_path = setup_logging(ws.root)
     guard_all(demo, log_path, lambda: ui.t("forms.internal_error", log=log_path), ui.error_text)
     return demo, ui
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         share=False,
         css=CSS,
         show_error=True,
-        footer_links=["api", "settings"],
+        footer_links=["settings"],  # no "api": the studio's events are private (studio/page.py)
         head=head_script(ui.launch_lang) + upload_script(opts.max_upload, opts.lang),
         **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )

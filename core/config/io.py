@@ -17,6 +17,7 @@ from core.config.errors import ConfigError, explain
 from core.config.registry import KINDS, JobConfig, PipelineJob
 
 _ADAPTER: TypeAdapter = TypeAdapter(JobConfig)
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's safe loader where PyYAML has it: ~10x faster
 
 # Keys whose values may be files relative to the config file (CLI use). Resolved only when the file exists there,
 # so workspace dataset names and hub ids pass through untouched.
@@ -52,7 +53,7 @@ def read_mapping(path: Path) -> Any:
         except RecursionError:
             raise ConfigError(["not usable: nested too deeply"], str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 (a safe loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -1,0 +1,36 @@
+"""The first page is light: no internal event handler is exposed as an API endpoint (nothing for gradio_client, no
+API description inlined into GET /), the config carries no per-component API schemas, and status polls are answered
+outside the queue (a direct POST), as the browser sends them."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def test_no_handler_is_an_api_and_polls_skip_the_queue(studio):
+    from gradio_client import Client
+
+    sp = studio()
+    info = Client(sp.url, verbose=False).view_api(return_format="dict", print_info=False)
+    assert info["named_endpoints"] == {} and info["unnamed_endpoints"] == {}
+    assert httpx.get(sp.url + "/gradio_api/info").json() == {"named_endpoints": {}, "unnamed_endpoints": {}}
+
+    cfg = httpx.get(sp.url + "/config").json()
+    deps = cfg["dependencies"]
+    assert len(deps) > 100 and all(d["api_visibility"] == "private" for d in deps)
+    assert not [c["id"] for c in cfg["components"] if "api_info" in c or "example_inputs" in c]
+    assert "api" not in cfg["footer_links"]
+    page = httpx.get(sp.url + "/").text
+    assert '"named_endpoints":{}' in page.replace(" ", "")
+
+    comps = {c["id"]: c for c in cfg["components"]}
+    polls = [d for d in deps if any(comps.get(t, {}).get("type") == "timer" and ev == "tick" for t, ev in d["targets"])]
+    assert polls and all(d["queue"] is False for d in polls)
+    table = next(c["id"] for c in cfg["components"] if c["props"].get("elem_id") == "jobs-table")
+    tick = next(d for d in polls if table in d["outputs"])
+    data = [None if comps[i]["type"] == "state" else comps[i]["props"].get("value") for i in tick["inputs"]]
+    r = httpx.post(f"{sp.url}/gradio_api/run/{tick['api_name']}", timeout=60, json={
+        "data": data, "fn_index": tick["id"], "session_hash": "pagetest001", "event_data": None,
+        "trigger_id": tick["targets"][0][0]})
+    assert r.status_code == 200, r.text[:500]
+    assert len(r.json()["data"]) == len(tick["outputs"])
