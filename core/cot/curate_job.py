@@ -11,40 +11,45 @@ from __future__ import annotations
 import json
 
 from core.config.data_jobs import CurateJob
-from core.cot.frame_cache import dataset_frame
+from core.cot.frame_cache import dataset_frame, refusal
 from core.cot.mix import plot_stats, select
 from core.cot.sft import sft_row
+from core.data.errors import RowError
 from core.data.io import write_records
-from core.data.rows import iter_jsonl_rows
-from core.data.store import is_workspace_dataset, load_rows, resolve_dataset, save_rows
+from core.data.store import iter_input, save_rows
 from core.jobs.context import JobContext
 from core.synth.job import output_target
 
 
 def selected_rows(ws, ref: str, index) -> list[dict]:
-    """The rows at `index` (ascending positions) of a dataset: a workspace dataset is streamed, so a million-trace
-    input is never held in memory just to keep a few thousand of its rows."""
+    """The rows at `index` (ascending positions, as in the score frame) of a dataset or file, streamed up to the last
+    of them by the frame's own reader (core.data.store.iter_input), so position k is the frame's row k and a
+    million-trace input is never held in memory to keep a few thousand of its rows. A record that cannot be read
+    before the last position (the file changed since its frame was built) stops it, by file:line: a position is
+    never shifted onto another row."""
     if not len(index):
         return []
-    path = resolve_dataset(ws, ref, confined=False)
-    if not is_workspace_dataset(ws, path):
-        rows, _ = load_rows(ws, ref, confined=False)
-        return [rows[i] for i in index]
     want = iter(index.tolist())
     nxt = next(want, None)
-    out = []
-    for pos, row in enumerate(iter_jsonl_rows(path)):
+    out: list[dict] = []
+    pos = 0
+    for item in iter_input(ws, ref, confined=False):
+        if isinstance(item, RowError):
+            raise refusal([item])
         if pos == nxt:
-            out.append(row)
+            out.append(item)
             nxt = next(want, None)
             if nxt is None:
                 break
+        pos += 1
     return out
 
 
 def run(config: CurateJob, ctx: JobContext) -> None:
     ws = ctx.workspace
-    frame = dataset_frame(ws, config.input, confined=False)  # cached score columns (the tab's preview built them)
+    # The cached score columns (the tab's preview built them). A record that cannot be read refuses the input here,
+    # by file:line, before anything is selected or written (core.cot.frame_cache.readable_rows).
+    frame = dataset_frame(ws, config.input, confined=False)
     sel = select(frame, config)
     ctx.progress(1, 2)
     chosen = selected_rows(ws, config.input, sel.index)
