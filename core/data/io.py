@@ -39,6 +39,14 @@ class Record:
     index: int = 0  # 1-based position in a JSON array (0: not from an array), so one-line arrays still say where
 
 
+def json_problem(e: json.JSONDecodeError, line: bool = True) -> str:
+    """A JSON parse error in words with its place said once: "Expecting value at line 3, column 5", "Unterminated
+    string starting at column 29" (the parser's message for some errors already ends in "at")."""
+    where = f"line {e.lineno}, column {e.colno}" if line else f"column {e.colno}"
+    msg = e.msg.removesuffix(" at")
+    return f"{msg} at {where}"
+
+
 def file_type(path: str | os.PathLike) -> str:
     """The container type by extension; a clear error for anything else."""
     suffix = Path(path).suffix.lower()
@@ -96,7 +104,7 @@ def _iter_jsonl(p: Path) -> Iterator[Record]:
         try:
             yield Record(i, json.loads(s))
         except json.JSONDecodeError as e:
-            yield Record(i, s[:200], f"not valid JSON ({e.msg} at column {e.colno})")
+            yield Record(i, s[:200], f"not valid JSON ({json_problem(e, line=False)})")
         except RecursionError:
             yield Record(i, s[:200], "not usable: JSON nested too deeply")
 
@@ -128,7 +136,7 @@ def _iter_json(p: Path) -> Iterator[Record]:
         if e.msg == "Extra data":  # several objects, one per line: JSON Lines under a .json name
             yield from _iter_jsonl(p)
             return
-        raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise DataError(f"{p}: not valid JSON ({json_problem(e)})") from None
     except RecursionError:
         raise DataError(f"{p}: not usable: JSON nested too deeply") from None
     if isinstance(value, dict):

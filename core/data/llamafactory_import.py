@@ -39,7 +39,7 @@ from typing import Any, Literal
 from core import textfile
 from core.data.errors import DataError, RowError, RowInvalid, excerpt
 from core.data.formats import MISSING, _conversation_row, _history_messages, _str, kind_of, unused_columns
-from core.data.io import EXTENSIONS, iter_records
+from core.data.io import EXTENSIONS, iter_records, json_problem
 from core.data.rows import IdAssigner, with_id_first
 from core.workspace import PathOutsideWorkspace, Workspace
 
@@ -79,25 +79,34 @@ class LFEntry:
         return {c for k in keys if (c := self.col(k))} | {"id"}
 
 
-def read_dataset_info(path: str | os.PathLike) -> dict[str, dict]:
-    """The entries of a dataset_info.json (a folder holding one works too), with problems named."""
+def read_dataset_info(path: str | os.PathLike, *, ws: Workspace | None = None,
+                      confined: bool = False) -> dict[str, dict]:
+    """The entries of a dataset_info.json (a folder holding one works too), with problems named. With `ws` and
+    `confined` (a web visitor's import, as in `load_entry`) messages name the file relative to the workspace, never
+    by the server's absolute path."""
     p = Path(path)
     if p.is_dir():
         p = p / INFO_FILE
+    name = _shown(ws, confined)(p)
     if not p.is_file():
-        raise DataError(f"{p}: not found (a LLaMA-Factory dataset_info.json, or the folder that holds one)")
+        raise DataError(f"{name}: not found (a LLaMA-Factory dataset_info.json, or the folder that holds one)")
     text, why = textfile.decode(p.read_bytes())
     if text is None:
-        raise DataError(textfile.not_text_message(str(p), why or ""))
+        raise DataError(textfile.not_text_message(name, why or ""))
     try:
         info = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{p}: not valid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        raise DataError(f"{name}: not valid JSON ({json_problem(e)})") from None
     except RecursionError:
-        raise DataError(f"{p}: not usable: JSON nested too deeply") from None
+        raise DataError(f"{name}: not usable: JSON nested too deeply") from None
     if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
-        raise DataError(f"{p}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}})")
+        raise DataError(f"{name}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}})")
     return info
+
+
+def _shown(ws: Workspace | None, confined: bool) -> Callable[[str | os.PathLike], str]:
+    """How this import names a path in a message: relative to the workspace for a web visitor, as is otherwise."""
+    return ws.shown if ws is not None and confined else str
 
 
 def is_dataset_info(path: str | os.PathLike) -> bool:
@@ -115,10 +124,10 @@ def load_entry(path: str | os.PathLike, name: str | None = None, *, ws: Workspac
     path = reach(path)
     if path.is_dir():
         path = reach(path / INFO_FILE)
-    info = read_dataset_info(path)
+    info = read_dataset_info(path, ws=ws, confined=confined)
     folder = path.parent
     if not info:
-        raise DataError(f"{folder / INFO_FILE}: no dataset entries")
+        raise DataError(f"{_shown(ws, confined)(folder / INFO_FILE)}: no dataset entries")
     if name is None:
         if len(info) != 1:
             raise DataError(f"{INFO_FILE} has {len(info)} entries; say which one to import: {', '.join(info)}")
