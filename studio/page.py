@@ -11,7 +11,8 @@ The config then drops what only that API description used or what the frontend a
 against Gradio 6's frontend and gradio_client; the browser tests exercise the result):
 - per component: the JSON schemas of its value (`api_info`, `api_info_as_input`, `api_info_as_output`,
   `example_inputs`: read by `Blocks.get_api_info` for public events only, and by gradio_client with a fallback) and,
-  for Gradio's own components, `component_class_id` (the frontend finds a built-in component by its type name);
+  for Gradio's own components, `component_class_id` (the frontend finds a built-in component by its type name) and
+  `preserved_by_key` (what a gr.render keeps on the server; no frontend reads it);
 - per event, keys at the value the frontend takes for "absent" (false, null, [], the batch size of an event that is
   not batched, the stream interval of one that does not stream); not `trigger_after`, whose null the frontend tells
   from a missing key.
@@ -73,6 +74,7 @@ def trim_config(config: dict, demo: gr.Blocks) -> dict:
     for comp in config.get("components", []):
         for key in VALUE_SCHEMAS:
             comp.pop(key, None)
+        comp.get("props", {}).pop("preserved_by_key", None)
         block = demo.blocks.get(comp.get("id"))
         if block is not None and type(block).__module__.startswith("gradio."):
             comp.pop("component_class_id", None)
