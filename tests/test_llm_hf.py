@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 import time
@@ -25,15 +26,113 @@ def teacher(tiny_models):
     b.close()
 
 
+def _forward_batches(backend) -> tuple[list[int], object]:
+    """Rows of every forward call the model makes (a hook; remove it with the returned handle)."""
+    rows: list[int] = []
+    handle = backend.model.register_forward_pre_hook(
+        lambda _m, _a, kw: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    return rows, handle
+
+
 def test_batched_equals_one_by_one_greedy(teacher):
-    batched = teacher.chat(CONVS, GREEDY)
-    single = [teacher.chat([c], GREEDY)[0] for c in CONVS]
+    calls, handle = _forward_batches(teacher)
+    try:
+        batched = teacher.chat(CONVS, GREEDY)
+        n_batched = len(calls)
+        single = [teacher.chat([c], GREEDY)[0] for c in CONVS]
+        n_single = len(calls) - n_batched
+    finally:
+        handle.remove()
+    # 5 prompts in batches of <= 4: two prefills + decoding steps per batch, against one prefill + steps per row
+    assert n_batched <= 2 * GREEDY.max_new_tokens < n_single
     assert [c.text for c in batched] == [c.text for c in single]
     assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
     assert len({c.text for c in batched}) > 1  # the prompts really produce different answers
     assert all(c.ok and c.finish_reason in ("stop", "length") for c in batched)
     assert any(c.finish_reason == "length" and c.completion_tokens == 16 for c in batched)
+
+
+def test_finished_rows_leave_the_batch(teacher):
+    """A row that ends (here: at a stop string) stops costing forward passes; the others' answers are unchanged."""
+    full = teacher.chat(CONVS, GREEDY)
+    stop = full[0].text[4:7]  # ends row 0 early; the others only if they contain it too
+    params = SamplingParams(temperature=0.0, max_new_tokens=16, stop=[stop])
+    rows, handle = _forward_batches(teacher)
+    try:
+        batched = teacher.chat(CONVS, params)
+    finally:
+        handle.remove()
+    single = [teacher.chat([c], params)[0] for c in CONVS]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert batched[0].finish_reason == "stop" and batched[0].completion_tokens < 16
+    assert any(b < a for a, b in zip(rows, rows[1:], strict=False) if b > 0 and a > 0)  # the batch shrank
+
+
+def test_decoding_loop_is_model_generate(tiny_models):
+    """The backend's loop computes what model.generate computes for the settings it covers (repetition penalty
+    from the model's generation_config included); settings it does not cover go through model.generate."""
+    from core.llm.hf_local import HFLocalBackend
+
+    b = HFLocalBackend(tiny_models.teacher, batch_size=4, device="cpu")
+    try:
+        loop = [c.token_ids for c in b.chat(CONVS, GREEDY)]
+        b.model.generation_config.repetition_penalty = 1.5
+        assert b._fallback_reason is None
+        penalized = [c.token_ids for c in b.chat(CONVS, GREEDY)]
+        assert penalized != loop
+        b.model.generation_config.no_repeat_ngram_size = 2  # not implemented by the loop
+        assert "no_repeat_ngram_size" in b._fallback_reason
+        b.model.generation_config.no_repeat_ngram_size = 0
+        b.model.generation_config.no_repeat_ngram_size = None
+        assert b._fallback_reason is None
+
+        class Generate(HFLocalBackend):
+            _fallback_reason = "test"
+
+        b.__class__ = Generate
+        assert [c.token_ids for c in b.chat(CONVS, GREEDY)] == penalized
+        b.model.generation_config.repetition_penalty = 1.0
+        assert [c.token_ids for c in b.chat(CONVS, GREEDY)] == loop
+    finally:
+        b.close()
+
+
+def test_plan_batches_sorts_by_length_and_caps_rows_and_tokens():
+    from core.llm.hf_local import plan_batches
+
+    lengths = [50, 10, 30, 10, 400, 20]
+    batches = plan_batches(lengths, max_rows=3, new_tokens=100, budget=450)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)
+    assert all(len(b) <= 3 for b in batches)
+    assert all(len(b) * (max(lengths[i] for i in b) + 100) <= 450 or len(b) == 1 for b in batches)
+    assert batches[-1] == [4]  # a row longer than the budget still goes, alone
+
+
+def test_top_logprobs_while_generating_equal_teacher_forcing(teacher):
+    """Capture while generating: the top-k recorded at each sampled step equals a teacher-forcing pass over the
+    prompt + the generated tokens afterwards (one row, no padding). Tolerance: log-probs and tail mass within 1e-4
+    (fp32; generation ran left-padded in batches with a KV cache); top-k ids equal wherever neighbouring log-probs
+    are more than 1e-4 apart (a near-tie may swap)."""
+    import torch
+
+    params = SamplingParams(temperature=0.9, top_p=0.95, max_new_tokens=12, seed=3)
+    comps = teacher.chat(CONVS, params, top_logprobs=6)
+    for conv, comp in zip(CONVS, comps, strict=True):
+        assert len(comp.top_logprobs) == len(comp.token_ids) == comp.completion_tokens
+        prompt = teacher.tokenizer(teacher.render(conv), add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = teacher.model(input_ids=torch.tensor([prompt + comp.token_ids])).logits[0]
+        lp = torch.log_softmax(logits[len(prompt) - 1:-1].float(), -1)
+        vals, ids = lp.topk(6, dim=-1)
+        for gen, v, i in zip(comp.top_logprobs, vals.tolist(), ids.tolist(), strict=True):
+            assert gen.logprobs == pytest.approx(v, abs=1e-4)
+            ties = {j for j in range(5) if v[j] - v[j + 1] <= 1e-4}
+            assert all(a == b for j, (a, b) in enumerate(zip(gen.ids, i, strict=True))
+                       if j not in ties and j - 1 not in ties)
+            assert gen.tail_mass == pytest.approx(1 - sum(math.exp(x) for x in v), abs=1e-4)
 
 
 def test_stream_yields_the_same_text(teacher):

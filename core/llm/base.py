@@ -56,6 +56,7 @@ class Completion:
     completion_tokens: int = 0
     finish_reason: str = "stop"  # stop | length | error
     top_logprobs: list[TokenTopK] | None = None  # per generated token, when asked
+    token_ids: list[int] | None = None  # the generated token ids, where the backend knows them (local models)
     error: str | None = None  # set when this request failed after retries (the row goes to rejects)
 
     @property
