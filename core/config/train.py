@@ -54,6 +54,7 @@ class TrainCommon(JobBase):
     offload: bool = Field(False, description="zero2: optimizer state in CPU memory; zero3 / fsdp: weights too "
                           "(slower steps, far less GPU memory)")
     packing: bool = False
+    group_by_length: bool = Field(False, description="batches of rows of similar length (less padding per step)")
     seed: int = 42
     template: str | None = Field(None, description="chat template file; default: the student tokenizer's")
 

@@ -183,6 +183,8 @@ def trainer_args(cfg: TrainCommon, ctx: JobContext, has_eval: bool, **extra: Any
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": eval_steps if has_eval else None,
         "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5 name (TRL defaults it on)
+        # LengthGroupedSampler: shuffled groups of ~50 batches, each group sorted by length (transformers 5 name)
+        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "report_to": "none",
