@@ -132,6 +132,9 @@ def synthesize_job(plan: FlowPlan) -> PipelineJob:
         base = _step(name)
         job = base.model_copy(update={"input": src, "output": out, "teacher": _teacher(base.teacher, plan),
                                       "limit": limit})
+        if base.capture:  # top-k recorded while labelling: a local teacher only, into the cache ② reads
+            job.capture = base.capture.model_copy(update={"output": plan.logits}) if (
+                plan.teacher.type == "transformers") else None
         steps.append(PipelineStep(name=name, job=job))
     return PipelineJob(name=f"synthesize {plan.dataset} with {plan.tag}", steps=steps)
 

@@ -23,6 +23,17 @@ def check_replicas(first: BackendSpec, backends: list[BackendSpec], name: str) -
                              "endpoint: a serve job's address); start local models as serve jobs first")
 
 
+class LiveCaptureSpec(StrictModel):
+    """Record the teacher's top-k log-probs of each answer while it generates (core.train.live_capture): the logit
+    cache a capture job over the labelled rows would write, without its second pass. Same settings as that capture
+    step (it then skips the rows found here)."""
+
+    output: str = Field(description="logit cache name under workspace/cache")
+    top_k: int = Field(10, ge=1, le=128)
+    max_length: int = Field(512, ge=16)
+    logprob_dtype: Literal["float16", "float32"] = "float16"
+
+
 class SynthJob(JobBase):
     """Run a synthesis operator (REFERENCE §2) over a dataset with a teacher; resumable by row id.
 
@@ -31,7 +42,7 @@ class SynthJob(JobBase):
     file with the reason; `retry_rejects` runs them again.
     """
 
-    ENTRY = "core.synth.job:run"
+    ENTRY = "core.train.live_capture:run"  # core.synth.job.run, with the logit-cache writer `capture` needs
     kind: Literal["synth"] = "synth"
     operator: Operator = "label"
     input: str = Field(description="input dataset (workspace dataset name or file: JSON/JSONL/CSV/Parquet)")
@@ -64,12 +75,21 @@ class SynthJob(JobBase):
     )
     balance_total: int | None = Field(None, ge=1, description="classify: rows in the balanced dataset (default: all)")
     balance_upsample: bool = Field(False, description="classify: repeat rows of categories below their share")
+    capture: LiveCaptureSpec | None = Field(
+        None, description="label with a transformers teacher: also write its top-k log-probs per answer token")
     backends: list[BackendSpec] = Field(default_factory=list, description=REPLICAS_HELP)
 
     @model_validator(mode="after")
     def _replicas(self) -> SynthJob:
         if self.backends:
             check_replicas(self.teacher, self.backends, "teacher")
+        return self
+
+    @model_validator(mode="after")
+    def _capture_needs_local_label(self) -> SynthJob:
+        if self.capture and (self.operator != "label" or self.teacher.type != "transformers" or self.backends):
+            raise ValueError("capture while generating needs operator label and one transformers teacher; "
+                             "run a capture job over the labelled rows instead")
         return self
 
 

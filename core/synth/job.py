@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.config.data_jobs import SynthJob
 from core.data.errors import DataError
@@ -119,8 +121,17 @@ def make_teacher(spec, ws: Workspace, devices: list[str] | None = None, log_dir:
     return make_backend(spec, ws, devices=devices, log_dir=log_dir)
 
 
-def run(config: SynthJob, ctx: JobContext) -> None:
+# `capture` (label with a local teacher): a factory (config, target, ctx, backend) -> an object with `k`,
+# `add(row_id, prompt, row, completion)`, `force()`, `close()` and `summary()`. The synth job's entry
+# (core.train.live_capture.run) passes core.train.live_capture's: the training room builds on this one, not back.
+CaptureFactory = Callable[[SynthJob, OutputTarget, JobContext, Any], Any]
+
+
+def run(config: SynthJob, ctx: JobContext, capture: CaptureFactory | None = None) -> None:
     ws = ctx.workspace
+    if config.capture and capture is None:
+        raise ValueError("`capture` needs the logit-cache writer: run synth jobs through their entry "
+                         "(core.train.live_capture.run)")
     target = output_target(ws, config)
     rows = load_job_rows(ws, config.input, config.limit or 0)  # a malformed record refuses the input, by file:line
     params = op_params(config, ws)
@@ -165,13 +176,17 @@ def run(config: SynthJob, ctx: JobContext) -> None:
             params.teacher = getattr(backend, "name", "") or config.teacher.model
             pipelined, window = dispatch(config.teacher)
             sampling = SamplingParams.from_sampling(config.sampling)
+            live = None
             try:
+                live = capture(config, target, ctx, backend) if config.capture and capture else None
                 for o in run_units(config.operator, pending, backend, sampling, params,
                                    window=window, pipelined=pipelined, parse_retries=config.parse_retries,
-                                   should_stop=ctx.should_stop):
+                                   should_stop=ctx.should_stop, top_logprobs=live.k if live else 0):
                     if o.row is not None:
                         out.write(o.row)
                         n_ok += 1
+                        if live:
+                            live.add(o.unit.id, o.unit.messages, o.row, o.completion)
                     else:
                         rej.write(o.reject)
                         n_bad += 1
@@ -184,11 +199,16 @@ def run(config: SynthJob, ctx: JobContext) -> None:
                                      prompt_tokens=ptok, completion_tokens=ctok,
                                      rows_per_s=round((out.count + rej.count) / max(now - t0, 1e-6), 3),
                                      **progress_fields(backend))
+                if live:
+                    live.force()
             finally:
                 report_replicas(backend, ctx)
                 close = getattr(backend, "close", None)
                 if close:
                     close()
+                if live:
+                    live.close()
+                    ctx.event(live.summary(), captured=live.stored)
             stopped = ctx.should_stop() and n_ok + n_bad < total
     elapsed = max(time.time() - t0, 1e-6)
     ctx.progress(n_ok + n_bad, total, unit="rows", ok=n_ok, rejected=n_bad, tokens=ptok + ctok, prompt_tokens=ptok,

@@ -33,6 +33,7 @@ class Outcome:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     attempts: int = 0
+    completion: Completion | None = None  # the reply the row (or reject) came from: token ids, top-k when asked
     replica: str = ""  # which replica of the teacher answered (core.synth.sharded), when there are several
 
 
@@ -53,6 +54,7 @@ def _judge(operator: str | Parser, unit: Unit, comp: Completion, params: OpParam
     out.prompt_tokens += comp.prompt_tokens
     out.completion_tokens += comp.completion_tokens
     out.attempts += 1
+    out.completion = comp
     if comp.error:
         out.reject = reject_record(unit.id, f"request failed: {comp.error}", "request", unit.row, attempts=out.attempts)
         return True
@@ -81,15 +83,24 @@ def run_units(
     parse_retries: int = 1,
     should_stop: Callable[[], bool] = lambda: False,
     max_consecutive_failures: int | None = None,
+    top_logprobs: int = 0,
 ) -> Iterator[Outcome]:
+    """`top_logprobs` > 0 (batched only): each Outcome's completion carries the teacher's top-k per generated
+    token, recorded while it generated (core.train.live_capture writes them as a logit cache)."""
     retries = 0 if sampling.greedy else parse_retries  # greedy decoding would only repeat the same reply
     if hasattr(backend, "run_units"):  # several replicas of the teacher (core.synth.sharded) share the rows out
         yield from backend.run_units(operator, units, sampling, params, retries=retries, should_stop=should_stop)
         return
     limit = max_consecutive_failures or max(20, 2 * window)
-    gen = _pipelined if pipelined else _batched
+    if pipelined:
+        if top_logprobs:
+            raise ValueError("top_logprobs while generating needs the batched (local) path")
+        runs = _pipelined(operator, units, backend, sampling, params, max(1, window), retries, should_stop)
+    else:
+        runs = _batched(operator, units, backend, sampling, params, max(1, window), retries, should_stop,
+                        top_logprobs)
     streak = 0
-    for out in gen(operator, units, backend, sampling, params, max(1, window), retries, should_stop):
+    for out in runs:
         if out.reject is not None and out.reject.get("stage") == "request":
             streak += 1
         else:
@@ -102,7 +113,8 @@ def run_units(
             )
 
 
-def _batched(operator, units, backend, sampling, params, window, retries, should_stop) -> Iterator[Outcome]:
+def _batched(operator, units, backend, sampling, params, window, retries, should_stop, top_logprobs=0
+             ) -> Iterator[Outcome]:
     for start in range(0, len(units), window):
         if should_stop():
             return
@@ -111,7 +123,8 @@ def _batched(operator, units, backend, sampling, params, window, retries, should
         pending = list(chunk)
         attempt = 0
         while pending:
-            comps = backend.chat([u.messages for u in pending], _attempt_params(sampling, attempt))
+            extra = (top_logprobs,) if top_logprobs else ()
+            comps = backend.chat([u.messages for u in pending], _attempt_params(sampling, attempt), *extra)
             again = [u for u, c in zip(pending, comps, strict=True) if not _judge(operator, u, c, params, outs[u.id])]
             attempt += 1
             pending = again if attempt <= retries else []

@@ -69,6 +69,26 @@ def align(scored: ScoredResponse, ids: list[int], mask: list[int]) -> tuple[int,
     return start, n
 
 
+def store_scored(writer: LogitCacheWriter, vocab: int, rid: str, ids: list[int], mask: list[int],
+                 scored: ScoredResponse) -> int:
+    """Write a scored row's top-k at the positions of our tokenization; the positions stored (0: none aligned)."""
+    start, n = align(scored, ids, mask)
+    if n == 0:
+        return 0
+    pos = scored.positions[:n]
+    if any(i >= vocab for p in pos for i in p.ids):
+        raise CaptureError(
+            f"row {rid!r}: the teacher predicts token ids beyond the tokenizer's {vocab} tokens; "
+            "the teacher and `tokenizer` do not match"
+        )
+    tails = [p.tail_mass for p in pos]
+    writer.add(
+        rid, range(start, start + n), ids[start:start + n], [p.ids for p in pos],
+        [p.logprobs for p in pos], None if any(t is None for t in tails) else tails,
+    )
+    return n
+
+
 def _check_student(ctx: JobContext, config: CaptureJob, tokenizer_path: Path) -> None:
     if not config.student:
         return
@@ -132,22 +152,9 @@ def run(config: CaptureJob, ctx: JobContext) -> None:
                         first_error = first_error or sc.error
                         unaligned += 1
                         continue
-                    start, n = align(sc, ids, mask)
+                    n = store_scored(writer, len(tokenizer), rid, ids, mask, sc)
                     if n == 0:
                         unaligned += 1
-                        continue
-                    pos = sc.positions[:n]
-                    vocab = len(tokenizer)
-                    if any(i >= vocab for p in pos for i in p.ids):
-                        raise CaptureError(
-                            f"row {rid!r}: the teacher predicts token ids beyond the tokenizer's {vocab} tokens; "
-                            "the teacher and `tokenizer` do not match"
-                        )
-                    tails = [p.tail_mass for p in pos]
-                    writer.add(
-                        rid, range(start, start + n), ids[start:start + n], [p.ids for p in pos],
-                        [p.logprobs for p in pos], None if any(t is None for t in tails) else tails,
-                    )
                     positions += n
                 done += len(chunk)
                 if positions == 0 and first_error and writer.meta.rows == 0:
