@@ -48,7 +48,8 @@ def test_training_stops_at_the_budget_and_anneals_over_it(tmp_path):
     ticker = Ticker()
     budget = TimeBudgetCallback(10.0, clock=lambda: ticker.now, warmup=0.2)
     trainer = _train(tmp_path, budget, ticker)
-    # step k ends at k seconds: the 10th step is the first to find 10 s spent; max_steps (1000) never mattered
+    # step k ends at k s: after step 9 a 10th would end at 10 s, within the budget: taken; after step 10 an 11th would
+    # end a whole step past it: stop. max_steps (1000) never mattered
     assert trainer.state.global_step == 10 and budget.steps == 10
     assert budget.reached and budget.elapsed == 10.0
     # the learning rate each step used: warm-up over the first 2 s (20%), peak, cosine down towards 0 by 10 s
@@ -59,6 +60,15 @@ def test_training_stops_at_the_budget_and_anneals_over_it(tmp_path):
     assert lrs[-1] == pytest.approx(1e-3 * 0.5 * (1 + torch.cos(torch.tensor(7 / 8 * torch.pi)).item()))
     logged = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
     assert logged == pytest.approx(lrs)  # what the trainer reports is what was used
+
+
+@pytest.mark.parametrize("seconds, steps", [(9.4, 9), (9.6, 10), (10.4, 10)])
+def test_the_last_step_ends_within_half_a_step_of_the_budget(tmp_path, seconds, steps):
+    ticker = Ticker()
+    budget = TimeBudgetCallback(seconds, clock=lambda: ticker.now)
+    trainer = _train(tmp_path, budget, ticker)
+    assert trainer.state.global_step == steps and budget.reached
+    assert abs(budget.elapsed - seconds) <= 0.5
 
 
 def test_max_steps_still_caps_and_without_anneal_the_schedule_is_the_trainers(tmp_path):

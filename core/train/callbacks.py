@@ -90,9 +90,11 @@ def _agreed(flag: bool) -> bool:
 
 class TimeBudgetCallback(TrainerCallback):
     """Train for a time budget instead of a step count: training leaves its loop at the end of the first optimizer
-    step that finds `seconds` spent since training began (model loading and data preparation before it do not
-    count). `clock`: "wall" (monotonic wall time), "cpu" (this process's CPU time, all threads: what a shared
-    machine's neighbours take does not count against the run) or a zero-argument function returning seconds.
+    step after which one more step (at the mean step time so far) would end more than half a step past `seconds`
+    since training began. So a run ends within about half a step of its budget, over or under, rather than always
+    up to a whole step over (model loading and data preparation before training do not count). `clock`: "wall"
+    (monotonic wall time), "cpu" (this process's CPU time, all threads: what a shared machine's neighbours take does
+    not count against the run) or a zero-argument function returning seconds.
 
     `anneal=True` also lays the learning-rate schedule over the budget rather than over `max_steps` (which is then
     only a cap): linear warm-up over the first `warmup` share of the budget, cosine to zero at its end. So methods
@@ -116,6 +118,7 @@ class TimeBudgetCallback(TrainerCallback):
             raise ValueError(f"clock must be 'wall', 'cpu' or a function, got {clock!r}")
         self.seconds, self.clock, self.anneal, self.warmup = float(seconds), clock, anneal, warmup
         self._start: float | None = None
+        self._first_step = 0
         self.elapsed = 0.0
         self.steps = 0
         self.reached = False
@@ -134,6 +137,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def on_train_begin(self, args, state: TrainerState, control: TrainerControl, **kw: Any):
         self._start = self.clock()
+        self._first_step = state.global_step  # > 0 when resumed: the budget is this run's
         scheduler = kw.get("lr_scheduler")
         scheduler = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper, where there is one
         if self.anneal and scheduler is not None and hasattr(scheduler, "lr_lambdas"):
@@ -148,7 +152,8 @@ class TimeBudgetCallback(TrainerCallback):
     def on_step_end(self, args, state: TrainerState, control: TrainerControl, **kw: Any):
         self.steps = state.global_step
         self.elapsed = self.spent()
-        if self.elapsed >= self.seconds:
+        mean_step = self.elapsed / max(state.global_step - self._first_step, 1)
+        if self.elapsed + mean_step / 2 >= self.seconds:
             self.reached = True
             control.should_training_stop = True
         return control
