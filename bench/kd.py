@@ -31,6 +31,13 @@ its 15-layer derived student), the teacher labels assets/demo/instructions.json,
 entries; it prints the student's held-out CE / KL to the teacher before, after SFT and after SFT + KD, and samples.
 
     .venv/bin/python bench/kd.py --demo [--workspace workspace] [--sft-steps 100] [--kd-steps 100]
+
+`--compare` instead runs the controlled comparison of issue 14 (bench/kd_compare.py, its own options follow): SFT,
+offline top-k KD with each divergence, SFT → KD, GKD and TRL's DistillationTrainer on the demo pair, each trained for
+the same time budget on the same teacher-labelled rows, then held-out KL / perplexity / ROUGE-L against the teacher
+and sample answers.
+
+    .venv/bin/python bench/kd.py --compare [--budget 40] [--clock wall|cpu] [--rows 96] [--methods ...]
 """
 
 from __future__ import annotations
@@ -537,6 +544,11 @@ def demo(ws_dir: str, sft_steps: int, kd_steps: int, limit: int | None = None, s
 
 
 def main() -> None:
+    if "--compare" in sys.argv[1:]:
+        from kd_compare import main as compare  # bench/ is this script's folder, first on sys.path
+
+        compare([x for x in sys.argv[1:] if x != "--compare"])
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--length", type=int, default=T)
