@@ -61,6 +61,7 @@ class JobInfo:
     pid: int | None = None
     exit_code: int | None = None
     stop_mode: str | None = None  # 'stop' | 'cancel' while stopping
+    cause: str = ""  # a failed job's cause (core.jobs.failure.CAUSES name); "" = not recorded
 
     @property
     def finished(self) -> bool:
@@ -147,7 +148,7 @@ class JobQueries:
             request=Request.from_json(row["request"]).describe(), created_at=row["created_at"],
             started_at=row["started_at"] if row["status"] != STARTING else None, ended_at=row["ended_at"],
             progress=row["progress"], step=row["step"], queue_position=queue_position, run_dir=row["run_dir"],
-            pid=row["pid"], exit_code=row["exit_code"], stop_mode=row["stop_mode"],
+            pid=row["pid"], exit_code=row["exit_code"], stop_mode=row["stop_mode"], cause=row.get("cause") or "",
         )
         if row["kind"] == "pipeline" or row["status"] in ACTIVE:
             st = read_status(Path(row["run_dir"]))
