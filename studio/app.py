@@ -18,7 +18,7 @@ from core.presets import BUNDLED
 from core.workspace import ENV_ALLOW_ROOTS, Workspace
 from studio.edge import guard_all, setup_logging
 from studio.idle import quiet_when_idle
-from studio.language import head_script, wire_language
+from studio.language import wire_language, with_page_language
 from studio.options import StudioOptions, parse_args
 from studio.page import lighten
 from studio.proxy import proxy_app_kwargs
@@ -53,7 +53,7 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
         with gr.Row(equal_height=True, elem_id="eds-header"):
             ui.reg("app.title", gr.Markdown(f"## {ui.t('app.title')}", elem_id="eds-title"), "value", template="## {}")
             lang = gr.Radio(
-                choices=LANG_CHOICES, value=ui.lang, label="Language / 语言", show_label=False, container=False,
+                choices=LANG_CHOICES, value=ui.launch_lang, label="Language / 语言", show_label=False, container=False,
                 elem_id="eds-lang", scale=0, min_width=180,
             )
         with gr.Tabs(elem_id="eds-tabs") as tabs:
@@ -94,12 +94,12 @@ def main(argv: list[str] | None = None) -> int:
         root_path=opts.root_path or None,
         auth=opts.auth or None,
         ssr_mode=False,
-        app_kwargs=proxy_app_kwargs(),  # links keep the proxy's port: studio/proxy.py
+        app_kwargs=with_page_language(proxy_app_kwargs(), ui.launch_lang),  # + the page's language: studio/language.py
         share=False,
         css=CSS,
         show_error=True,
         footer_links=["settings"],  # no "api": the studio's events are private (studio/page.py)
-        head=head_script(ui.launch_lang) + upload_script(opts.max_upload, opts.lang),
+        head=upload_script(opts.max_upload, opts.lang),
         **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )
     return 0

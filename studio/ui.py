@@ -1,12 +1,15 @@
 """The UI context every tab builds against: workspace, language, and a registry of translatable components.
 
-Tabs create components through `ui.reg(key, component, attr)` so that switching language is one mapping over the
-registry (LlamaBoard's idea) and so tests can find components by stable ids (`elem_id` = key with dots as dashes).
+Tabs create components through `ui.reg(key, component, attr)` so that serving a page in a language is one mapping
+over the registry (LlamaBoard's idea) and so tests can find components by stable ids (`elem_id` = key with dots as
+dashes).
 
-The language is the page's: each open page (Gradio session) has the one its language switch last chose, the launch
-language until then. Handlers need no input for it: `ui.t`, `ui.error_text` and `ui.job_words` read the page of the
-event being handled (`studio.edge.event_session`). Texts a handler rendered stay until re-rendered, so a tab whose
-panels show such texts names their refresh with `ui.on_language(fn, inputs, outputs)`: it runs after each switch.
+The language is the page's: each open page (Gradio session) has the one it was loaded in (its switch's choice; the
+launch language by default). Handlers need no input for it: `ui.t`, `ui.error_text` and `ui.job_words` read the
+page of the event being handled (`studio.edge.event_session`). A page is served in its language
+(`studio/language.py`), but what a handler renders (a status panel, a table's rows) is built in the launch language
+until the handler runs for the page, so a tab names such a panel's refresh with `ui.on_language(fn, inputs,
+outputs)`: it runs as a page loads in another language.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class Registered:
 
 @dataclass
 class Refresh:
-    """A handler that re-renders texts a tab's handlers wrote, run after each language switch."""
+    """A handler that re-renders texts a tab's handlers wrote, run as a page loads in another language."""
 
     fn: Callable[..., Any]
     inputs: list[Any] | set[Any]  # a set: the handler gets one {component: value} dict (as with Gradio)
@@ -64,7 +67,7 @@ class UIContext:
         return spoken() or (self.session_langs.get(session, self.launch_lang) if session else self.launch_lang)
 
     def set_page_lang(self, session: str | None, lang: str) -> None:
-        """Remember the language a page (Gradio session) switched to; its handlers speak it from now on."""
+        """Remember the language a page (Gradio session) is in; its handlers speak it from now on."""
         if not session or lang not in LANGS:
             return
         self.session_langs.pop(session, None)
@@ -74,8 +77,8 @@ class UIContext:
 
     def on_language(self, fn: Callable[..., Any], inputs: list[Any] | set[Any] | None = None,
                     outputs: list[Any] | None = None) -> None:
-        """Run `fn(*inputs) -> outputs` after each language switch, in the new language (re-render what a handler
-        wrote: a status panel, a table's rows, a help text that depends on a choice)."""
+        """Run `fn(*inputs) -> outputs` as a page loads in another language than the launch's, in the page's language
+        (re-render what a handler wrote: a status panel, a table's rows, a help text that depends on a choice)."""
         self.refreshes.append(Refresh(fn, inputs if isinstance(inputs, set) else list(inputs or []),
                                       list(outputs or [])))
 
@@ -91,9 +94,9 @@ class UIContext:
         """Register `component` whose `attrs` come from i18n key `key` (and `key_info`, ...).
 
         Default attribute: the text a person reads — `value` for buttons and markdown, `label` for inputs.
-        `choices` are (i18n key or {lang: text}, value) pairs: their labels switch language too. `headers`: the i18n
-        keys of a table's columns (the switch re-sends the rows it shows under the new headers). `template` wraps
-        the label / value text ("### {}" keeps a heading a heading).
+        `choices` are (i18n key or {lang: text}, value) pairs: their labels follow the language too. `headers`: the
+        i18n keys of a table's columns (rows a handler sends later come under them). `template` wraps the label /
+        value text ("### {}" keeps a heading a heading).
         """
         if not attrs:
             attrs = ("value",) if type(component).__name__ in TEXT_VALUE_COMPONENTS else ("label",)

@@ -51,7 +51,7 @@ def test_link_refused_and_upload_limits_worded(studio, browser_page, tmp_path):
     assert "<center>" not in page.locator("body").inner_text()
 
     page.unroute("**/gradio_api/upload*")
-    page.locator("#eds-lang").get_by_text("中文").click()
-    page.get_by_role("tab", name="数据", exact=True).wait_for()
+    page.locator("#eds-lang").get_by_text("中文").click()  # the page loads again, in Chinese
+    page.get_by_role("tab", name="数据", exact=True).click()
     _upload(page, big)
     page.get_by_text("文件超过 1 KB").first.wait_for()

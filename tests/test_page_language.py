@@ -1,6 +1,6 @@
-"""The page's language (studio/language.py, UIContext.lang): switching re-words everything a launch in that language
-shows, each open page keeps its own language, and handlers' messages and errors follow the page that asked — with no
-browser (the browser test is test_language_browser.py)."""
+"""The page's language (studio/language.py, UIContext.lang): a page served in a language reads as a launch in it,
+each open page keeps its own language, and handlers' messages and errors follow the page that asked — with no browser
+(the browser test is test_language_browser.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from studio.i18n import t
 
 TEXT_PROPS = ("label", "info", "placeholder", "choices", "headers")
-VALUE_TEXT = {"Markdown", "HTML", "Button", "DownloadButton", "UploadButton"}
+VALUE_TEXT = {"markdown", "html", "button", "downloadbutton", "uploadbutton"}
 
 
 @pytest.fixture(scope="module")
@@ -36,28 +36,29 @@ def _call(demo, block_fn, inputs, session):
     return _run(demo.call_function(block_fn, list(inputs), requests=gr.Request(session_hash=session)))["prediction"]
 
 
-def _switch_fn(demo):
-    radio = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "eds-lang")
-    return next(f for f in demo.fns.values() if f.fn is not None and f.inputs and f.inputs[0] is radio)
+def _load_fn(demo):
+    return next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "load_page_language")
 
 
-def _switch(demo, lang: str, session: str) -> dict[int, dict]:
-    """Switch `session`'s page to `lang`; {component id: the update sent}."""
-    fn = _switch_fn(demo)
-    out = _call(demo, fn, [lang, *(c.value for c in fn.inputs[1:])], session)
+def _load(demo, lang: str | None, session: str, cookie: str = "") -> dict[int, dict]:
+    """Load the page for `session` asking for `lang` (`?lang=`); {component id: the update its load sent}."""
+    fn = _load_fn(demo)
+    request = gr.Request(session_hash=session, query_params={"lang": lang} if lang else {}, headers={"cookie": cookie})
+    out = _run(demo.call_function(fn, [c.value for c in fn.inputs], requests=request))["prediction"]
     return {c._id: u for c, u in zip(fn.outputs, out, strict=True) if isinstance(u, dict) and len(u) > 1}
 
 
-def _texts(block, update: dict | None = None) -> dict[str, str]:
-    """What a person reads on `block` (after `update`): labels, help, placeholders, choices, headers, texts."""
-    cfg = {**block.get_config(), **(update or {})}
+def _texts(comp: dict, update: dict | None = None) -> dict[str, str]:
+    """What a person reads on a component of the served config (after `update`): labels, help, placeholders,
+    choices, headers, texts."""
+    cfg = {**comp.get("props", {}), **(update or {})}
     out = {}
     for prop in TEXT_PROPS + ("value",):
         v = cfg.get(prop)
         if prop == "value":
-            if type(block).__name__ == "Dataframe" and isinstance(v, dict):
+            if comp["type"] == "dataframe" and isinstance(v, dict):
                 prop, v = "headers", v.get("headers")
-            elif type(block).__name__ not in VALUE_TEXT:
+            elif comp["type"] not in VALUE_TEXT:
                 continue
         if prop == "choices" and v:
             v = [c[0] if isinstance(c, (list, tuple)) else c for c in v]
@@ -67,33 +68,36 @@ def _texts(block, update: dict | None = None) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("start,target", [("en", "zh"), ("zh", "en")])
-def test_switching_shows_what_a_launch_in_that_language_shows(apps, start, target):
-    """Every text of every component — hidden sections, choices, table headers, the panels handlers fill — reads
-    after a switch as it does when the studio is launched in that language."""
+def test_a_page_in_the_other_language_reads_as_a_launch_in_it(apps, start, target):
+    """A page served in the other language than the launch's — its config (hidden sections, choices, table
+    headers) and what its load re-renders (the panels handlers fill) — reads as it does when the studio is launched
+    in that language."""
+    from studio.language import translated_config
+
     demo, _ = apps[start]
-    updates = _switch(demo, target, f"page-{start}-{target}")
-    launched = list(apps[target][0].blocks.values())
-    switched = list(demo.blocks.values())
-    assert [type(b) for b in switched] == [type(b) for b in launched]
+    served = translated_config(demo, target)["components"]
+    updates = _load(demo, target, f"page-{start}-{target}")
+    launched = translated_config(apps[target][0], target)["components"]
+    assert [c["type"] for c in served] == [c["type"] for c in launched]
     differ = []
-    for a, b in zip(switched, launched, strict=True):
-        want, got = _texts(b), _texts(a, updates.get(a._id))
-        differ += [f"{type(b).__name__} #{b.elem_id}: {p}: {got.get(p)!r} != {v!r}" for p, v in want.items()
+    for a, b in zip(served, launched, strict=True):
+        want, got = _texts(b), _texts(a, updates.get(a["id"]))
+        differ += [f"{b['type']} #{b['props'].get('elem_id')}: {p}: {got.get(p)!r} != {v!r}" for p, v in want.items()
                    if got.get(p) != v]
     assert not differ, "\n".join(differ[:20])
 
 
 def test_each_page_speaks_its_own_language(apps):
-    """Page A switches to Chinese; page B, never switched, stays in the launch language — handlers answer each in
-    its own, with no input for it."""
+    """Page A loads in Chinese; page B, loaded plainly, is in the launch language — handlers answer each in its own,
+    with no input for it."""
     demo, ui = apps["en"]
-    _switch(demo, "zh", "page-A")
+    _load(demo, "zh", "page-A")
     stop = next(f for f in demo.fns.values() if any(getattr(demo.blocks.get(i), "elem_id", None) == "jobs-stop"
                                                     for i, _ in f.targets))
     assert _call(demo, stop, [None, None], "page-A")[0] == t("jobs.pick_first", "zh")
     assert _call(demo, stop, [None, None], "page-B")[0] == t("jobs.pick_first", "en")
     assert ui.lang == "en"  # outside an event: the launch language
-    _switch(demo, "en", "page-A")
+    _load(demo, None, "page-A", cookie="eds-lang=en; other=1")  # the switch's cookie, no ?lang=
     assert _call(demo, stop, [None, None], "page-A")[0] == t("jobs.pick_first", "en")
 
 
