@@ -80,7 +80,8 @@ def find_endpoint(ws: Workspace, choice: str) -> Any:
     for e in load_endpoints(ws):
         if e.name == name:
             return e
-    raise UnknownEndpoint(f"no endpoint named '{name}' is registered (Models tab: add it)")
+    raise UnknownEndpoint(f"no endpoint named '{name}' is registered (Models tab: add it)", code="unknown_endpoint",
+                          params={"name": name})
 
 
 def spec_for(choice: str | None, ws: Workspace, backend: str = "transformers") -> BackendSpec | None:

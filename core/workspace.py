@@ -32,8 +32,8 @@ class PathOutsideWorkspace(UserError, ValueError):
     """A path that would escape the workspace (or the allowed roots). `path` is the path as the person wrote it
     (or relative to the workspace), never the server's absolute path."""
 
-    def __init__(self, message: str, path: str | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, path: str | None = None, *, code: str | None = None):
+        super().__init__(message, code=code)
         if path is not None:
             self.code = "path_outside"
             self.params = {"path": path}
@@ -190,9 +190,9 @@ class Workspace:
     def _raw(user_path: str | os.PathLike) -> str:
         raw = os.fspath(user_path).strip()
         if not raw:
-            raise PathOutsideWorkspace("empty path")
+            raise PathOutsideWorkspace("empty path", code="path_empty")
         if "\x00" in raw:
-            raise PathOutsideWorkspace("path contains a NUL byte")
+            raise PathOutsideWorkspace("path contains a NUL byte", code="path_nul")
         return raw
 
     @staticmethod

@@ -137,6 +137,9 @@ class UIContext:
             if has(f"jobs.status_{params.get('status')}"):
                 params["status"] = self.t(f"jobs.status_{params['status']}")
             text = self.t(f"errors.{code}", **params)
+            head, full = str(e), e.report() if hasattr(e, "report") else str(e)
+            if len(full) > len(head) and full.startswith(head):  # the lines a report lists under it (bad records)
+                text += self.shown_paths(full[len(head):])
             return f"{label}: {text}" if label else text
         if label and label != field and report.startswith(f"{field}: "):
             return f"{label}: {report[len(field) + 2:]}"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from pydantic import ValidationError
 
 from core.errors import UserError
@@ -35,6 +38,36 @@ def _loc(loc: tuple) -> str:
         else:
             parts.append(f"{'.' if parts else ''}{item}")
     return "".join(parts) or "(top level)"
+
+
+# pydantic error types a person meets in a form, worded by the studio as errors.invalid_<type> with the error's
+# context (gt, ge, lt, le, expected, min_length, max_length) and input
+WORDED_TYPES = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "int_parsing", "int_from_float",
+                "float_parsing", "bool_parsing", "literal_error", "string_too_short", "string_too_long", "missing",
+                "extra_forbidden", "too_short", "too_long"}
+
+
+@dataclass
+class Problem:
+    """One pydantic error: its key ('lora.r'), the English sentence, and a code + params the studio can word."""
+
+    key: str
+    text: str
+    code: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def problems(err: ValidationError, tags: set[str] | frozenset[str] = frozenset()) -> list[Problem]:
+    """`explain`'s sentences with their keys and, for the types in WORDED_TYPES, a code and params."""
+    out = []
+    for e, text in zip(err.errors(), explain(err, tags), strict=True):
+        key = _loc(tuple(x for x in e["loc"] if not (isinstance(x, str) and x in tags)))
+        code = f"invalid_{e['type']}" if e["type"] in WORDED_TYPES else None
+        shown = repr(e.get("input"))
+        params = {**{k: v for k, v in (e.get("ctx") or {}).items() if isinstance(v, (int, float, str))},
+                  "input": shown if len(shown) <= 60 else shown[:57] + "...", "setting": key}
+        out.append(Problem(key, text, code, params))
+    return out
 
 
 def explain(err: ValidationError, tags: set[str] | frozenset[str] = frozenset()) -> list[str]:

@@ -46,9 +46,9 @@ class JudgeForm(JobForm):
 
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         if not str(values.get("input") or "").strip():
-            raise FormError("choose the dataset to score", "input")
+            raise FormError("choose the dataset to score", "input", code="required")
         if not str(values.get("judge") or "").strip():
-            raise FormError("choose the judge model or endpoint", "judge")
+            raise FormError("choose the judge model or endpoint", "judge", code="required")
         data = super().to_data(ws, values)
         if not data.get("name"):
             data["name"] = f"judge {values['input']}"
@@ -98,7 +98,8 @@ class CurateForm(JobForm):
     # ------------------------------------------------------------------------------------------ values → config
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         if not str(values.get("input") or "").strip():
-            raise FormError("choose a scored dataset (a judge job's output or imported OmniThought)", "input")
+            raise FormError("choose a scored dataset (a judge job's output or imported OmniThought)", "input",
+                            code="required")
         plain = {k: v for k, v in values.items() if k not in TEXT_FIELDS}
         data = super().to_data(ws, plain)
         for name, open_end in OPEN_ENDS.items():
@@ -120,13 +121,11 @@ class CurateForm(JobForm):
         (the same settings Start submits). FormError names the field at fault."""
         from pydantic import ValidationError
 
-        from core.config.errors import explain
-
         data = self.to_data(ws, {**values, "input": "preview"})
         try:
             return CurateSpec.model_validate({k: v for k, v in data.items() if k in SPEC_FIELDS})
         except ValidationError as e:
-            raise FormError("; ".join(self._name_fields(explain(e)))) from None
+            raise self.form_error(e) from None
 
     # ------------------------------------------------------------------------------------------ config → values
     def values_of(self, job: Any, ws: Workspace) -> dict[str, Any]:
@@ -151,11 +150,12 @@ def parse_edges(text: Any) -> list[float]:
     try:
         edges = [float(p) for p in parts]
     except (TypeError, ValueError):
-        raise FormError(f"numbers separated by commas, e.g. 0, 3, 6, 10 (got {text!r})", "cd_edges") from None
+        raise FormError(f"numbers separated by commas, e.g. 0, 3, 6, 10 (got {text!r})", "cd_edges",
+                        code="cd_edges_numbers", got=text) from None
     if len(edges) < 2:
-        raise FormError("at least two edges (one CD bin), e.g. 0, 10", "cd_edges")
+        raise FormError("at least two edges (one CD bin), e.g. 0, 10", "cd_edges", code="cd_edges_two")
     if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        raise FormError("edges must increase, e.g. 0, 3, 6, 10", "cd_edges")
+        raise FormError("edges must increase, e.g. 0, 3, 6, 10", "cd_edges", code="cd_edges_increase")
     return edges
 
 
@@ -174,7 +174,8 @@ def parse_rv_target(text: Any, n_bins: int) -> float | str | list[float | str]:
     if len(values) == 1:
         return values[0]
     if len(values) != n_bins:
-        raise FormError(f"{len(values)} targets for {n_bins} CD bins: give one value, or one per bin", "rv_target")
+        raise FormError(f"{len(values)} targets for {n_bins} CD bins: give one value, or one per bin", "rv_target",
+                        code="rv_targets_count", n=len(values), bins=n_bins)
     return values
 
 
@@ -186,9 +187,10 @@ def _rv_value(part: str, allow_matched: bool) -> float | str:
         v = float(word)
     except ValueError:
         choices = "low, medium, high" + (", matched" if allow_matched else "")
-        raise FormError(f"'{part}' is neither a number from 0 to 9 nor one of {choices}", "rv_target") from None
+        raise FormError(f"'{part}' is neither a number from 0 to 9 nor one of {choices}", "rv_target",
+                        code="rv_target_word", part=part, choices=choices) from None
     if not 0 <= v <= 9:
-        raise FormError(f"{part} is outside the judge's 0–9 scale", "rv_target")
+        raise FormError(f"{part} is outside the judge's 0–9 scale", "rv_target", code="rv_target_scale", part=part)
     return v
 
 
@@ -212,7 +214,8 @@ def rv_target_text(target: Any) -> str:
 def values_for_size(size: str) -> dict[str, Any]:
     """The form values of a student-size preset (core.cot.sizes): its filters, the open ends elsewhere."""
     if size not in STUDENT_SIZES:
-        raise FormError(f"choose one of {', '.join(STUDENT_SIZES)}", "size")
+        raise FormError(f"choose one of {', '.join(STUDENT_SIZES)}", "size", code="choose_one",
+                        choices=", ".join(STUDENT_SIZES))
     spec = CurateSpec(**STUDENT_SIZES[size])
     values = {name: getattr(spec, name) for name in (*OPEN_ENDS, "min_response_chars", "max_response_chars")}
     for name, open_end in OPEN_ENDS.items():

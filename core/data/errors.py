@@ -31,9 +31,10 @@ class RowError:
 class DataError(UserError, ValueError):
     """A data file that cannot be used as asked: a list of row errors, or one problem with the whole file."""
 
-    def __init__(self, message: str, errors: list[RowError] | None = None):
+    def __init__(self, message: str, errors: list[RowError] | None = None, *, code: str | None = None,
+                 params: dict | None = None):
         self.errors = errors or []
-        super().__init__(message)
+        super().__init__(message, code=code, params=params)
 
     def report(self, limit: int = 50) -> str:
         lines = [str(self)]

@@ -52,8 +52,8 @@ def file_type(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in EXTENSIONS:
         raise DataError(
-            f"{path}: unsupported file type '{suffix or '(none)'}'; use .json, .jsonl, .csv, .tsv or .parquet"
-        )
+            f"{path}: unsupported file type '{suffix or '(none)'}'; use .json, .jsonl, .csv, .tsv or .parquet",
+            code="file_type", params={"file": str(path), "suffix": suffix or "(none)"})
     return EXTENSIONS[suffix]
 
 
@@ -62,12 +62,13 @@ def iter_records(path: str | os.PathLike, ftype: str | None = None) -> Iterator[
     a file that is not UTF-8 text (UTF-16, Latin-1, binary) is refused as a whole, by name, before any record."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"file not found: {p}")
+        raise DataError(f"file not found: {p}", code="file_not_found", params={"file": str(p)})
     kind = ftype or file_type(p)
     if kind in ("jsonl", "json", "csv", "tsv"):
         why = textfile.problem(p)
         if why:
-            raise DataError(textfile.not_text_message(str(p), why))
+            raise DataError(textfile.not_text_message(str(p), why), code="not_text",
+                            params={"file": str(p), "why": why})
     if kind == "jsonl":
         yield from _iter_jsonl(p)
     elif kind == "json":
@@ -115,7 +116,8 @@ _WS = " \t\r\n"
 def _read_text(p: Path) -> str:
     text, why = textfile.decode(p.read_bytes())
     if text is None:
-        raise DataError(textfile.not_text_message(str(p), why or "unknown encoding"))
+        raise DataError(textfile.not_text_message(str(p), why or "unknown encoding"), code="not_text",
+                        params={"file": str(p), "why": why or "unknown encoding"})
     return text
 
 
@@ -136,7 +138,8 @@ def _iter_json(p: Path) -> Iterator[Record]:
         if e.msg == "Extra data":  # several objects, one per line: JSON Lines under a .json name
             yield from _iter_jsonl(p)
             return
-        raise DataError(f"{p}: not valid JSON ({json_problem(e)})") from None
+        raise DataError(f"{p}: not valid JSON ({json_problem(e)})", code="json_invalid",
+                        params={"file": str(p), "line": e.lineno, "column": e.colno}) from None
     except RecursionError:
         raise DataError(f"{p}: not usable: JSON nested too deeply") from None
     if isinstance(value, dict):
@@ -207,7 +210,8 @@ def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
         except csv.Error as e:
             first, last = lines.record[0][0], lines.record[-1][0]
             if header is None:
-                raise DataError(f"{p}: the header line is not valid CSV ({e})") from None
+                raise DataError(f"{p}: the header line is not valid CSV ({e})", code="csv_header",
+                                params={"file": str(p)}) from None
             if "end of data" in str(e):
                 what = "a quoted cell is never closed"
             elif last > first:
@@ -261,7 +265,8 @@ def _iter_parquet(p: Path) -> Iterator[Record]:
     try:
         pf = pq.ParquetFile(p)
     except Exception as e:  # pyarrow raises several types for a damaged file
-        raise DataError(f"{p}: not a readable Parquet file ({e})") from None
+        raise DataError(f"{p}: not a readable Parquet file ({e})", code="parquet_unreadable",
+                        params={"file": str(p)}) from None
     n = 0
     for batch in pf.iter_batches(batch_size=2048):
         for row in batch.to_pylist():

@@ -88,7 +88,7 @@ class SplitRule:
 
     def __init__(self, eval_share: float, seed: int = 42, group_key: str | None = "question_id"):
         if not 0 < eval_share < 1:
-            raise DataError("eval share must be between 0 and 1 (e.g. 0.1)")
+            raise DataError("eval share must be between 0 and 1 (e.g. 0.1)", code="eval_share")
         self.share, self.seed, self.group_key = eval_share, seed, group_key
         self._lowest_train: tuple[float, str] | None = None
         self._highest_eval: tuple[float, str] | None = None
@@ -249,7 +249,8 @@ def split_dataset(ws: Workspace, name: str, eval_share: float, seed: int = 42,
         track.total = src.estimate()
     tn, en = train_name or f"{src.base}-train", eval_name or f"{src.base}-eval"
     if tn == en:
-        raise DataError(f"the train and eval datasets need different names (both are '{tn}')")
+        raise DataError(f"the train and eval datasets need different names (both are '{tn}')", code="split_same_names",
+                        params={"name": tn})
     how = f"split of {name} (eval share {eval_share}, seed {seed}, by hash of {group_key or 'id'})"
     move: str | None = None
     for _ in range(2):  # a second pass only when the first left a part empty
@@ -317,7 +318,8 @@ def balance_dataset(ws: Workspace, name: str, shares: dict[str, float], total: i
         before[str(row.get(key) or "Others")] += 1
         tagged = tagged or key in row
     if not tagged:
-        raise DataError(f"'{name}' has no '{key}' column: classify it first (synth operator classify)")
+        raise DataError(f"'{name}' has no '{key}' column: classify it first (synth operator classify)",
+                        code="classify_first", params={"name": name, "column": key})
     plan = _plan(before, shares, total, seed, upsample)
     new = out_name or f"{src.base}-balanced"
     seen: Counter = Counter()

@@ -232,5 +232,6 @@ def dataset_stats(ws: Workspace, name: str, tokenizer: str | None = None, track:
     tok = tokenizer_dir(ws, tokenizer) if (tokenizer or "").strip() else None
     path = dataset_path(ws, name)
     if not path.is_file():
-        raise DataError(f"dataset '{name}' not found (deleted?); refresh the list")
+        raise DataError(f"dataset '{name}' not found (deleted?); refresh the list", code="dataset_not_found",
+                        params={"name": name})
     return compute_stats(path, tok, track=track)

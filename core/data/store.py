@@ -45,7 +45,8 @@ def check_name(name: str) -> str:
     if name.endswith(".jsonl"):
         name = name[: -len(".jsonl")]
     if not NAME_RE.match(name) or name.endswith(".rejects") or name.endswith(".meta"):
-        raise DataError(f"'{name}' is not a valid dataset name: use letters, digits, '.', '_' or '-' (max 120)")
+        raise DataError(f"'{name}' is not a valid dataset name: use letters, digits, '.', '_' or '-' (max 120)",
+                        code="dataset_name_chars", params={"name": name})
     return name
 
 
@@ -212,12 +213,15 @@ def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | Non
     if fmt is None:
         det, recs = detect_file(src)
         if not recs:
-            raise DataError(f"{label}: the file has no records (it is empty)")
+            raise DataError(f"{label}: the file has no records (it is empty)", code="file_empty",
+                            params={"file": label})
         if det.format is None:
-            raise DataError(f"{label}: could not recognise the format ({det.note}); choose a format and mapping")
+            raise DataError(f"{label}: could not recognise the format ({det.note}); choose a format and mapping",
+                            code="format_not_recognised", params={"file": label})
         fmt, mapping = det.format, {**det.mapping, **(mapping or {})}
     if fmt not in FORMATS:
-        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", code="format_unknown",
+                        params={"format": fmt, "choices": ", ".join(FORMATS)})
     unused: Counter = Counter()
     items = iter_normalized(src, fmt, mapping, label, unused)
     return write_import(ws, name, items, label, fmt, mapping or {}, on_error, created_by, unused)
@@ -225,7 +229,8 @@ def import_file(ws: Workspace, src: str | os.PathLike, name: str, fmt: str | Non
 
 def _check_target(ws: Workspace, name: str, overwrite: bool) -> None:
     if dataset_path(ws, name).exists() and not overwrite:
-        raise DataError(f"a dataset named '{name}' already exists; choose another name or allow overwriting")
+        raise DataError(f"a dataset named '{name}' already exists; choose another name or allow overwriting",
+                        code="dataset_exists", params={"name": name})
 
 
 def write_import(ws: Workspace, name: str, items: Iterable[dict | RowError], label: str, fmt: str,
@@ -247,10 +252,13 @@ def write_import(ws: Workspace, name: str, items: Iterable[dict | RowError], lab
                 f.write(json.dumps(item, ensure_ascii=False) + "\n")
                 n += 1
         if errors and on_error == "stop":
-            raise DataError(f"{label}: {len(errors)} bad record(s); nothing was imported", errors)
+            raise DataError(f"{label}: {len(errors)} bad record(s); nothing was imported", errors, code="rows_bad_stop",
+                            params={"file": label, "n": len(errors)})
         if n == 0:
             raise DataError(f"{label}: no usable rows ({len(errors)} bad record(s))" if errors else
-                            f"{label}: the file has no records (it is empty)", errors)
+                            f"{label}: the file has no records (it is empty)", errors,
+                            code="rows_none_usable" if errors else "file_empty",
+                            params={"file": label, "n": len(errors)})
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -275,7 +283,7 @@ def save_rows(ws: Workspace, name: str, rows: list[dict], created_by: str, sourc
 
     target = dataset_path(ws, name)
     if target.exists() and not overwrite:
-        raise DataError(f"a dataset named '{name}' already exists")
+        raise DataError(f"a dataset named '{name}' already exists", code="dataset_exists", params={"name": name})
     n = write_records(target, (with_id_first(r) for r in rows), "jsonl")
     write_meta(ws, name, source=source, format=fmt, rows=n, created_by=created_by, growing=False, **meta)
     return target
@@ -286,7 +294,8 @@ def take_upload(ws: Workspace, tmp_path: str | os.PathLike) -> Path:
     any time, while the preview, the import and a later re-import read the file again."""
     src = Path(tmp_path)
     if not src.is_file():
-        raise DataError(f"the uploaded file '{src.name}' is no longer there; upload it again")
+        raise DataError(f"the uploaded file '{src.name}' is no longer there; upload it again", code="upload_gone",
+                        params={"file": src.name})
     folder = ws.inside(ws.datasets / "uploads")
     folder.mkdir(parents=True, exist_ok=True)
     dst = ws.inside(folder / src.name)
@@ -308,7 +317,8 @@ def resolve_dataset(ws: Workspace, ref: str, confined: bool = True) -> Path:
             return ws.inside(p)
     p = ws.resolve(ref) if confined else ws.local(ref, ws.root)
     if not p.is_file():
-        raise DataError(f"dataset '{ref}' not found (neither a workspace dataset nor a file)")
+        raise DataError(f"dataset '{ref}' not found (neither a workspace dataset nor a file)", code="dataset_not_found",
+                        params={"name": ref})
     return p
 
 

@@ -44,9 +44,9 @@ class EvaluateForm(JobForm):
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         students = [s for s in (values.get("students") or []) if s]
         if not values.get("model") and not students:
-            raise FormError("choose the model to evaluate", "model")
+            raise FormError("choose the model to evaluate", "model", code="required")
         if not values.get("dataset"):
-            raise FormError("choose a held-out dataset", "dataset")
+            raise FormError("choose a held-out dataset", "dataset", code="required")
         data = super().to_data(ws, {**values, "students": []})
         spec = next(f for f in self.fields if f.name == "students")
         data["students"] = [self.backend_for(ws, values, spec, s) for s in students]

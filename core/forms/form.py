@@ -26,7 +26,16 @@ class FormError(UserError, ValueError):
         self.field, self.message = field, message
         self.code, self.params = code, params
         self.where: str | None = None  # the form's i18n prefix, set by the studio so the field reads as its label
+        self.parts: list[FormError] = []  # several problems at once (pydantic's), each with its field and code
         super().__init__(f"{field}: {message}" if field and not message.startswith(f"{field}") else message)
+
+
+def _field_of(key: str, by_path: dict[str, str]) -> str | None:
+    """The form field whose config path `key` ('lora.r', 'lora.targets[0]') is, or lies under."""
+    for path, name in sorted(by_path.items(), key=lambda kv: -len(kv[0])):
+        if key == path or key.startswith((f"{path}.", f"{path}[")):
+            return name
+    return None
 
 
 def set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -93,7 +102,6 @@ class JobForm:
     def build_job(self, ws: Workspace, values: dict[str, Any], confine: bool = True) -> JobBase:
         """Validate the values into a job config (errors name the field); a web visitor's config is confined to the
         workspace (`confine`), a local CLI user may name any path."""
-        from core.config.errors import explain
         from core.refs import confine_paths
 
         cls = self.config_for(values)
@@ -101,10 +109,21 @@ class JobForm:
         try:
             job = cls.model_validate(data)
         except ValidationError as e:
-            raise FormError("; ".join(self._name_fields(explain(e), self.active_fields(values)))) from None
+            raise self.form_error(e, self.active_fields(values)) from None
         if confine:
             confine_paths(job, ws)
         return job
+
+    def form_error(self, err: ValidationError, fields: Iterable[FieldSpec] | None = None) -> FormError:
+        """pydantic's errors as one FormError (English: each problem naming its form field) whose `parts` say each
+        problem with its field and, where pydantic's type is a common one, a code the studio words."""
+        from core.config.errors import explain, problems
+
+        fields = list(self.fields if fields is None else fields)
+        by_path = {f.path: f.name for f in fields if f.path}
+        error = FormError("; ".join(self._name_fields(explain(err), fields)))
+        error.parts = [FormError(p.text, _field_of(p.key, by_path), code=p.code, **p.params) for p in problems(err)]
+        return error
 
     def _name_fields(self, problems: Iterable[str], fields: Iterable[FieldSpec] | None = None) -> list[str]:
         """pydantic says 'lora.r'; the person sees the field they typed into, so say its form name too. `fields`: the

@@ -43,15 +43,18 @@ class DeriveForm(JobForm):
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         teacher = (values.get("teacher") or "").strip()
         if not teacher:
-            raise FormError("choose a teacher", "teacher")
+            raise FormError("choose a teacher", "teacher", code="required")
         if teacher.startswith(ENDPOINT_PREFIX):
-            raise FormError("a remote endpoint has no weights to prune: choose a workspace model", "teacher")
+            raise FormError("a remote endpoint has no weights to prune: choose a workspace model", "teacher",
+                            code="prune_endpoint")
         data = super().to_data(ws, values)
         out = data.get("output") or ""
         if not NAME_RE.match(out):
-            raise FormError("the model name may use letters, digits, '.', '_' and '-' only", "out_name")
+            raise FormError("the model name may use letters, digits, '.', '_' and '-' only", "out_name",
+                            code="name_chars")
         if (ws.models / out).exists():
-            raise FormError(f"a model named '{out}' already exists: choose another name", "out_name")
+            raise FormError(f"a model named '{out}' already exists: choose another name", "out_name",
+                            code="model_exists", name=out)
         data.setdefault("name", f"derive {out}")
         return data
 
@@ -65,7 +68,8 @@ class DemoForm(JobForm):
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         data = super().to_data(ws, values)
         if not 1 <= data.get("student_layers", 1) <= DEMO_TEACHER_LAYERS:
-            raise FormError(f"between 1 and {DEMO_TEACHER_LAYERS} (the demo teacher's layers)", "demo_layers")
+            raise FormError(f"between 1 and {DEMO_TEACHER_LAYERS} (the demo teacher's layers)", "demo_layers",
+                            code="demo_layers", n=DEMO_TEACHER_LAYERS)
         return data
 
 

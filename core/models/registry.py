@@ -78,6 +78,8 @@ class Compatibility:
     message: str
     details: dict = field(default_factory=dict)
     method: str = ""
+    code: str = ""  # the verdict for the studio to word (`models.compat_<code>` with `params`); message: English
+    params: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- reading a folder
@@ -282,23 +284,26 @@ def check_logit_kd(teacher: Path, student: Path) -> Compatibility:
         diff = f"{len(set(tv) ^ set(sv))} tokens differ" + (f", e.g. {only_t}" if only_t else "")
         if moved:
             diff += f"; {len(moved)} shared tokens have different ids, e.g. {moved[:5]}"
-        return Compatibility(False, f"teacher and student tokenizers differ ({diff}): {ULD_NOTE}", details, KD_ULD)
+        return Compatibility(False, f"teacher and student tokenizers differ ({diff}): {ULD_NOTE}", details, KD_ULD,
+                             "tokenizers_differ", {"n": len(set(tv) ^ set(sv)), "moved": len(moved)})
     ts, ss = special_tokens(teacher), special_tokens(student)
     diff_specials = {k: (ts[k], ss[k]) for k in ts if ts[k] != ss[k] and k in ("eos_token", "bos_token")}
     if diff_specials:
         return Compatibility(False, f"special tokens differ {diff_specials}: logit KD would teach the teacher's; "
-                                    f"{ULD_NOTE} Or give both models the same tokenizer files.", details, KD_ULD)
+                                    f"{ULD_NOTE} Or give both models the same tokenizer files.", details, KD_ULD,
+                             "specials_differ", {"tokens": ", ".join(diff_specials)})
     n_tok = max(tv.values()) + 1
     for who, head in (("teacher", t_head), ("student", s_head)):
         if head is not None and head < n_tok:
             return Compatibility(False, f"the {who}'s output head has {head} rows but the tokenizer has {n_tok} "
-                                        "tokens: the model does not match its tokenizer.", details)
+                                        "tokens: the model does not match its tokenizer.", details, "",
+                                 f"head_too_small_{who}", {"head": head, "n": n_tok})
     if t_head != s_head:
         return Compatibility(True, f"same tokenizer ({n_tok} tokens); output heads differ only by padding "
                                    f"({t_head} vs {s_head}): logit KD on the first {n_tok} logits (truncation).",
-                             details, KD_TRUNCATE)
+                             details, KD_TRUNCATE, "truncate", {"n": n_tok, "teacher": t_head, "student": s_head})
     return Compatibility(True, f"same tokenizer ({n_tok} tokens) and output head size: logit KD works.", details,
-                         KD_LOGITS)
+                         KD_LOGITS, "same", {"n": n_tok})
 
 
 def _vocab_via_transformers(folder: Path) -> dict[str, int]:

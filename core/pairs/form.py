@@ -43,7 +43,7 @@ def _backend_of(*specs: Any) -> str:
 
 def _require(values: dict[str, Any], name: str, message: str) -> None:
     if not str(values.get(name) or "").strip():
-        raise FormError(message, name)
+        raise FormError(message, name, code="required")
 
 
 class PairsForm(JobForm):
@@ -93,7 +93,8 @@ class PairsForm(JobForm):
         else:
             _require(values, "teacher", "choose the teacher to sample N answers from")
             if rank == "none":
-                raise FormError("best of N needs a ranking: verifier, judge or scorer", "rank_by")
+                raise FormError("best of N needs a ranking: verifier, judge or scorer", "rank_by",
+                                code="best_of_needs_ranking")
         if rank == "judge":
             _require(values, "judge", "choose the judge that scores the answers")
         if rank == "verifier":

@@ -75,13 +75,14 @@ def parse_shares(table: Any) -> dict[str, float]:
         try:
             share = float(r[1] if r[1] not in (None, "") else 0)
         except (TypeError, ValueError):
-            raise FormError(f"the share of '{r[0]}' is not a number: {r[1]!r}", SHARES) from None
+            raise FormError(f"the share of '{r[0]}' is not a number: {r[1]!r}", SHARES, code="share_not_number",
+                            category=r[0], value=r[1]) from None
         share = 0.0 if math.isnan(share) else share  # an emptied cell of a number column
         if share < 0:
-            raise FormError(f"the share of '{r[0]}' must be a number ≥ 0", SHARES)
+            raise FormError(f"the share of '{r[0]}' must be a number ≥ 0", SHARES, code="share_negative", category=r[0])
         out[str(r[0]).strip()] = share
     if not out:
-        raise FormError("list at least one category", SHARES)
+        raise FormError("list at least one category", SHARES, code="categories_none")
     return out
 
 
@@ -153,7 +154,7 @@ class SynthForm(JobForm):
     # ------------------------------------------------------------------------------------------ values → config
     def to_data(self, ws: Workspace, values: dict[str, Any]) -> dict[str, Any]:
         if not (values.get("input") or "").strip():
-            raise FormError("choose an input dataset", "input")
+            raise FormError("choose an input dataset", "input", code="required")
         op = values.get("operator") or "label"
         plain = {k: v for k, v in values.items() if self.uses(k, values) and k not in _teacher_scoped()
                  and k != "template"}
@@ -179,7 +180,7 @@ class SynthForm(JobForm):
             try:
                 check_name(output.removesuffix(".json"))
             except DataError as e:
-                raise FormError(str(e), "output") from None
+                raise FormError(str(e), "output", code=e.code, **e.params) from None
         if not data.get("name"):
             data["name"] = f"synth {op} {Path(values['input'].strip()).name}"
         return data
@@ -202,20 +203,21 @@ class SynthForm(JobForm):
                     spec = spec_for(endpoint if endpoint.startswith(ENDPOINT_PREFIX) else ENDPOINT_PREFIX + endpoint,
                                     ws)
                 except UnknownEndpoint as e:
-                    raise FormError(str(e), "endpoint") from None
+                    raise FormError(str(e), "endpoint", code=e.code, **e.params) from None
                 data = spec.model_dump(exclude_defaults=True)  # type: ignore[union-attr]
                 data["endpoint"]["concurrency"] = concurrency
                 return data
             url = self.value(values, "base_url")
             if not url:
-                raise FormError("give the endpoint's base URL (or pick a registered endpoint)", "base_url")
+                raise FormError("give the endpoint's base URL (or pick a registered endpoint)", "base_url",
+                                code="endpoint_url_missing")
             served = self.value(values, "served_model")
             return {"type": "openai", "model": served or "", "endpoint": {
                 "base_url": url, "model": served, "api_key_env": self.value(values, "api_key_env"),
                 "concurrency": concurrency}}
         model = self.value(values, "model")
         if not model:
-            raise FormError("choose the teacher model", "model")
+            raise FormError("choose the teacher model", "model", code="required")
         spec = spec_for(model, ws, backend)
         assert spec is not None
         data = spec.model_dump(exclude_defaults=True)
@@ -339,10 +341,10 @@ def balance_dataset(ws: Workspace, values: dict[str, Any]) -> tuple[str, int, li
 
     dataset = (values.get("input") or "").strip()
     if not dataset:
-        raise FormError("choose an input dataset", "input")
+        raise FormError("choose an input dataset", "input", code="required")
     shares = parse_shares(values.get(SHARES))
     if not any(v > 0 for v in shares.values()):
-        raise FormError("give at least one category a share above 0", SHARES)
+        raise FormError("give at least one category a share above 0", SHARES, code="categories_zero")
     rows, _ = load_rows(ws, dataset)
     if not any("category" in r for r in rows):
         raise DataError(f"'{dataset}' has no `category` column: run the classify operator on it first")

@@ -159,7 +159,7 @@ def gpus_request(value: Any) -> str | int | list[int]:
         try:
             return [int(p) for p in text.split(",") if p.strip()]
         except ValueError:
-            raise FormError("auto, cpu, a GPU count or GPU indices such as 0,1", "gpus") from None
+            raise FormError("auto, cpu, a GPU count or GPU indices such as 0,1", "gpus", code="gpus_form") from None
     return text
 
 
@@ -183,7 +183,8 @@ class TrainingForm(JobForm):
     def config_for(self, values: dict[str, Any]) -> type[JobBase]:
         method = values.get("method") or "sft"
         if method not in METHODS:
-            raise FormError(f"choose one of {', '.join(METHODS)}", "method")
+            raise FormError(f"choose one of {', '.join(METHODS)}", "method", code="choose_one",
+                            choices=", ".join(METHODS))
         return METHODS[method]
 
     def captures(self, values: dict[str, Any]) -> bool:
@@ -215,10 +216,10 @@ class TrainingForm(JobForm):
         for name, what in needed.items():
             value = str(values.get(name) or "").strip()
             if not value:
-                raise FormError(f"choose {what}", name)
+                raise FormError(f"choose {what}", name, code="required")
             if name != "dataset" and value.startswith(ENDPOINT_PREFIX):
                 raise FormError("training loads the model itself: choose a workspace model, folder or hub id, "
-                                "not an endpoint", name)
+                                "not an endpoint", name, code="train_needs_local_model")
         data = super().to_data(ws, values)
         if values.get("use_lora"):
             targets = str(data["lora"].get("target_modules") or "all-linear").strip()
@@ -241,7 +242,8 @@ class TrainingForm(JobForm):
         spec = next(f for f in self.fields if f.name == "top_k")
         k = coerce(spec, values.get("top_k"))
         if k is None or not spec.minimum <= k <= spec.maximum:
-            raise FormError(f"between {spec.minimum:.0f} and {spec.maximum:.0f}", "top_k")
+            raise FormError(f"between {spec.minimum:.0f} and {spec.maximum:.0f}", "top_k", code="between",
+                            low=f"{spec.minimum:.0f}", high=f"{spec.maximum:.0f}")
         return int(k)
 
     def build_job(self, ws: Workspace, values: dict[str, Any], confine: bool = True) -> JobBase:
@@ -306,9 +308,10 @@ def _split(job: JobBase) -> tuple[CaptureJob | None, JobBase]:
         kinds = [s.job.kind for s in job.steps]
         if kinds == ["capture", "train_kd"]:
             return job.steps[0].job, job.steps[1].job  # type: ignore[return-value]
-        raise FormError(f"a pipeline of {' → '.join(kinds)} is not a training form's capture → train_kd")
+        raise FormError(f"a pipeline of {' → '.join(kinds)} is not a training form's capture → train_kd",
+                        code="not_training_job", kind=" → ".join(kinds))
     if job.kind not in METHOD_OF_KIND:
-        raise FormError(f"a {job.kind} job is not a training job")
+        raise FormError(f"a {job.kind} job is not a training job", code="not_training_job", kind=job.kind)
     return None, job
 
 

@@ -212,7 +212,8 @@ def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:
             res = registry.check_logit_kd(ws.models / a, ws.models / b)
         except (BackendError, OSError) as e:
             return f"⚠️ {ui.error_text(e)}"
-        return ("✅ " if res.ok else "❌ ") + res.message
+        said = t(f"models.compat_{res.code}", **res.params) if has(f"models.compat_{res.code}") else res.message
+        return ("✅ " if res.ok else "❌ ") + said
 
     w["c_btn"].click(on_check, [w["c_teacher"], w["c_student"]], w["c_msg"])
 
