@@ -17,6 +17,7 @@ pytestmark = pytest.mark.browser
 
 TABS = {"en": ["Start here", "Data", "Models", "Synthesis", "CoT Curation", "Training", "Chat", "Jobs"],
         "zh": ["从这里开始", "数据", "模型", "数据合成", "思维链筛选", "训练", "对话", "任务"]}
+PANELS = ["start", "data", "models", "synthesis", "curation", "training", "chat", "jobs"]  # #eds-tab-<id>
 SWITCH = {"en": "English", "zh": "中文"}
 # proper names and technical words a Chinese page keeps (models, formats, methods, libraries, scores)
 ALLOWED = {"easydistill", "studio", "yaml", "json", "jsonl", "csv", "tsv", "parquet", "lora", "kd", "sft", "dpo",
@@ -58,9 +59,17 @@ def foreign_on_tabs(page, lang: str) -> dict[str, list[str]]:
     """{tab: foreign sentences} over every tab as it opens (what its closed sections hold, and every hidden
     component, is checked without a browser: test_page_language.py)."""
     out = {}
-    for name in TABS[lang]:
+    for name, panel in zip(TABS[lang], PANELS, strict=True):
         page.get_by_role("tab", name=name, exact=True).click()
-        time.sleep(1.0)
+        shown = page.locator(f"#eds-tab-{panel}")
+        shown.wait_for()
+        before, deadline = "", time.time() + 15
+        while time.time() < deadline:  # rendered: its text stopped changing
+            now = shown.inner_text()
+            if now and now == before:
+                break
+            before = now
+            time.sleep(0.4)
         text = page_text(page)
         bad = sorted(set(english_sentences(text) if lang == "zh" else chinese_text(text)))
         if bad:
