@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 PCT = "document.querySelector('#jobs-progress .eds-job-progress')"
 START_LINE = "#eds-start-synth-status"
@@ -42,7 +42,7 @@ def test_stop_and_resume_are_followed_in_jobs_and_start_here(studio, browser_pag
 
     ws = tmp_path / "ws"
     (ws / "datasets").mkdir(parents=True)
-    rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?"} for i in range(160)]
+    rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?"} for i in range(320)]
     (ws / "datasets" / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with FakeOpenAIServer(answer=lambda msgs: "An answer.", latency=0.6) as srv:  # ~13 rows/s at 8 in flight
         save_endpoint(Workspace.open(ws), EndpointEntry(name="slow", base_url=srv.base_url, model="teacher"))
