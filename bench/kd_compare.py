@@ -216,12 +216,13 @@ def train_budgeted(module, config, ctx, budget: float, clock: str) -> tuple[int,
     return budget_cb.steps, clocks.wall, clocks.cpu
 
 
-def train_method(ws, runs: Path, p: Preset, method: str, data: dict, budget: float, clock: str) -> Trained:
+def train_method(ws, runs: Path, p: Preset, method: str, data: dict, budget: float, clock: str,
+                 seed: int | None = None) -> Trained:
     from core.config.train import KdJob, OnPolicyKdJob, SftJob
     from core.models.demo import STUDENT_NAME, TEACHER_NAME
     from core.train import kd, onpolicy, sft
 
-    knobs = shared_knobs(p)
+    knobs = shared_knobs(p) | ({"seed": seed} if seed is not None else {})
     common = {**knobs, "dataset": data["names"]["train"], "max_steps": STEP_CAP, "save_steps": STEP_CAP,
               "save_total_limit": 1, "logging_steps": 1, "gpus": "cpu"}
     kd_knobs = {"teacher": TEACHER_NAME, "logits": data["names"]["cache"], "kd_ratio": p.kd.get("kd_ratio", 0.5)}
@@ -274,8 +275,24 @@ def evaluate(ws, runs: Path, p: Preset, data: dict, students: list[tuple[str, st
     run_job(config, ctx)
     doc = json.loads((ctx.output_dir / results.RESULTS_FILE).read_text(encoding="utf-8"))
     rows = [json.loads(x) for x in (ctx.output_dir / results.ROWS_FILE).read_text(encoding="utf-8").splitlines()
-            if x.strip()][:samples]
+            if x.strip()]
     return doc, rows
+
+
+def per_row(rows: list[dict], role: str) -> dict[str, dict[str, float | None]]:
+    """Each held-out row's KL, perplexity and ROUGE-L of one evaluated model (core.eval's rows.jsonl keys)."""
+    from core.eval import results
+
+    return {r["id"]: {"kl": r.get(f"{results.prefix(role)}kl"), "perplexity": r.get(f"{role}_perplexity"),
+                      "rouge_l": r.get(f"{role}_rouge_l")} for r in rows}
+
+
+def paired(mine: dict, base: dict, key: str, lower: bool) -> str:
+    """On how many held-out rows a model beats the baseline (a paired view: differences across prompts)."""
+    both = [(m[key], base[i][key]) for i, m in mine.items() if i in base and m[key] is not None
+            and base[i][key] is not None]
+    wins = sum((a < b) if lower else (a > b) for a, b in both)
+    return f"{wins}/{len(both)}" if both else "–"
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -284,16 +301,17 @@ def evaluate(ws, runs: Path, p: Preset, data: dict, students: list[tuple[str, st
 def report(rows_out: list[dict], samples: list[dict], roles: list[tuple[str, str]], budget: float, clock: str,
            chars: int) -> str:
     lines = [f"| method | optimizer steps in {budget:g} s ({clock}) | training s wall / CPU | job s (load + train + "
-             "save) | held-out KL to teacher ↓ | perplexity on teacher answers ↓ | ROUGE-L vs teacher answers ↑ |",
-             "|---|---|---|---|---|---|---|"]
+             "save) | held-out KL to teacher ↓ | perplexity on teacher answers ↓ | ROUGE-L vs teacher answers ↑ | "
+             "held-out rows better than SFT: KL / ppl / ROUGE-L |", "|---|---|---|---|---|---|---|---|"]
 
     def f(r: dict, key: str, fmt: str) -> str:
         return format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "–"
 
     for r in rows_out:
         spent = f"{sum(r['train_s']):.0f} / {sum(r['train_cpu_s']):.0f}" if r.get("train_s") else "–"
+        vs = " / ".join(r["vs_sft"].values()) if r.get("vs_sft") else "–"
         lines.append(f"| {r['label']} | {r['steps']} | {spent} | {r['job']} | {f(r, 'kl', '.3f')} | "
-                     f"{f(r, 'perplexity', '.2f')} | {f(r, 'rouge_l', '.3f')} |")
+                     f"{f(r, 'perplexity', '.2f')} | {f(r, 'rouge_l', '.3f')} | {vs} |")
     text = "\n".join(lines)
     for i, row in enumerate(samples, 1):
         text += f"\n\n**Sample {i}.** {row['prompt']}\n\n- teacher (held-out answer): {clip(row.get('gold'), chars)}"
@@ -322,6 +340,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--relabel", action="store_true", help="label and capture again even if the data is there")
     ap.add_argument("--keep", action="store_true", help="keep the trained students in the workspace")
     ap.add_argument("--no-teacher-row", action="store_true", help="do not evaluate the teacher's own greedy answers")
+    ap.add_argument("--seed", type=int, default=None, help="training seed of every method (default: the preset's)")
     ap.add_argument("--no-eval", action="store_true", help="train only (steps and times; no metrics)")
     ap.add_argument("--out", default=str(ROOT / "artifacts" / "kd-compare.json"), help="results as JSON")
     a = ap.parse_args(argv)
@@ -348,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         t_train = time.time()
         for m in methods:
             say(f"{LABELS[m]}: training for {a.budget:g} s ({load()})")
-            t = train_method(ws, runs, p, m, data, a.budget, a.clock)
+            t = train_method(ws, runs, p, m, data, a.budget, a.clock, a.seed)
             say(f"{LABELS[m]}: {' + '.join(map(str, t.steps))} step(s) in {sum(t.train_s):.0f} s of training "
                 f"({sum(t.train_cpu_s):.0f} CPU s), job {t.job_s:.0f} s")
             trained.append(t)
@@ -358,10 +377,10 @@ def main(argv: list[str] | None = None) -> None:
             roles.append(("teacher (its own greedy answers)", TEACHER_NAME))
         t_eval = time.time()
         doc: dict = {}
-        sample_rows: list[dict] = []
+        eval_rows: list[dict] = []
         if not a.no_eval:
             say(f"evaluate: {len(roles)} models against the teacher on {a.heldout} held-out rows ({load()})")
-            doc, sample_rows = evaluate(ws, runs, p, data, roles, a.samples)
+            doc, eval_rows = evaluate(ws, runs, p, data, roles, a.samples)
         eval_s = time.time() - t_eval
     if not a.keep:
         for t in trained:
@@ -379,7 +398,14 @@ def main(argv: list[str] | None = None) -> None:
                       "job": f"{t.job_s:.0f}" if t else "–", "job_cpu_s": t.cpu_s if t else None,
                       "load_before": t.load_before if t else None,
                       **{k: s.get(k) for k in ("kl", "perplexity", "rouge_l")}})
-    text = report(table, sample_rows, by_role, a.budget, a.clock, a.chars)
+    rows_by_role = {role: per_row(eval_rows, role) for _, role in by_role}
+    base = next((role for (label, role), t in zip(by_role, [None, *trained], strict=False) if t and t.method == "sft"),
+                None)
+    for r in table:
+        if base and r["role"] != base and r["steps"] != "–":
+            r["vs_sft"] = {k: paired(rows_by_role[r["role"]], rows_by_role[base], k, k != "rouge_l")
+                           for k in ("kl", "perplexity", "rouge_l")}
+    text = report(table, eval_rows[: a.samples], by_role, a.budget, a.clock, a.chars)
     load_end = load()
     total = time.time() - t_start
     data_note = ("reused from an earlier run" if data["reused"] else "labelled now") + \
@@ -392,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + head + "\n\n" + text, flush=True)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"head": head, "args": vars(a), "table": table, "samples": sample_rows,
+    out.write_text(json.dumps({"head": head, "args": vars(a), "table": table, "samples": eval_rows[: a.samples],
+                               "rows": rows_by_role,
                                "summary": summary, "notes": doc.get("notes"), "data": {k: v for k, v in data.items()},
                                "total_s": total}, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
     say(f"results written to {out}")
