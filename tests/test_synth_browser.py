@@ -30,7 +30,7 @@ def test_classify_on_a_registered_endpoint(studio, browser_page, tmp_path, artif
         page.get_by_role("tab", name="Synthesis", exact=True).click()
         page.get_by_text("Config — YAML, command, presets, load").click()
         _pick(page, "synth-input", "mini")
-        page.wait_for_selector("#synthesis-yaml:has-text('model: choose the teacher model')")
+        page.wait_for_selector("#synthesis-yaml:has-text('Model: choose or enter a value')")
 
         # The operator brings its help, its template and its own section.
         assert not page.get_by_text("Instruction balancing", exact=True).is_visible()
