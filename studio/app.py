@@ -97,9 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         app_kwargs=with_page_language(proxy_app_kwargs(), ui.launch_lang),  # + the page's language: studio/language.py
         share=False,
         css=CSS,
+        head=upload_script(opts.max_upload, ui.launch_lang),
         show_error=True,
         footer_links=["settings"],  # no "api": the studio's events are private (studio/page.py)
-        head=upload_script(opts.max_upload, opts.lang),
         **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )
     return 0

@@ -18,6 +18,7 @@ from core.errors import UserError
 from core.jobs import summary
 from core.presets import check_machine, find_preset, list_presets
 from studio.i18n import LANGS
+from studio.job_panel import live_timer
 from studio.ui import UIContext
 
 STAGES = ("synth", "train", "compare")
@@ -151,7 +152,7 @@ def _guided_layout(ui: UIContext) -> _Guided:
     lines = {s: gr.Markdown(elem_id=f"eds-start-{s}-status") for s in STAGES}
     rows_for = gr.Textbox(datasets[0] if datasets else "", visible=False)
     return _Guided(teacher, student, dataset, rows, rows_for, estimate, demo_pair, demo_data, refresh, buttons, message,
-                   lines, gr.State({}), gr.Timer(2.0, active=False), offer, resume, fresh)
+                   lines, gr.State({}), live_timer(ui, 2.0), offer, resume, fresh)
 
 
 def _rows_range(total: int | None) -> dict[str, Any]:
