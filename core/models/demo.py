@@ -153,8 +153,11 @@ def _complete(folder: Path) -> bool:
 
 def prepare_demo(
     ws: Workspace, student_layers: int = 15, strategy: str = "head_tail", force: bool = False, say: Say | None = None,
+    evaluate: bool = True,
 ) -> DemoPair:
-    """Make sure the demo teacher and student exist in the workspace; returns where they are."""
+    """Make sure the demo teacher and student exist in the workspace; returns where they are. `evaluate`: measure
+    the derived student's CE / KL on a few teacher answers (the demo preset skips it: it evaluates the student
+    itself, on its held-out set, before training)."""
     from core.models.derive import derive_student, read_derived
 
     teacher, student = ws.models / TEACHER_NAME, ws.models / STUDENT_NAME
@@ -168,7 +171,7 @@ def prepare_demo(
             or derived.get("strategy") != strategy):
         if say:
             say(f"deriving the student: {student_layers} layers ({strategy})", 4, 5)
-        report = derive_student(teacher, student, student_layers, strategy, overwrite=True,
+        report = derive_student(teacher, student, student_layers, strategy, evaluate=evaluate, overwrite=True,
                                 progress=(lambda m: say(m, 4, 5)) if say else None)
         derived = json.loads(json.dumps(report.__dict__))
         s_new = True
@@ -185,7 +188,7 @@ def run(config, ctx) -> None:
         ctx.event(msg)
         ctx.progress(step, total)
 
-    pair = prepare_demo(ctx.workspace, config.student_layers, say=say)
+    pair = prepare_demo(ctx.workspace, config.student_layers, say=say, evaluate=False)
     (ctx.output_dir / "demo.json").write_text(json.dumps({
         "teacher": str(pair.teacher), "student": str(pair.student), "teacher_prepared": pair.teacher_prepared,
         "student_prepared": pair.student_prepared, "report": pair.report,
