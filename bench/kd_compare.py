@@ -30,6 +30,10 @@ ROUGE-L F1 of the greedy answer against them), and the first --samples held-out 
 
     .venv/bin/python bench/kd.py --compare [--budget 40] [--clock wall|cpu] [--rows 96] [--heldout 30]
         [--methods sft,kd-forward_kl,...] [--workspace artifacts/demo-workspace] [--out artifacts/kd-compare.json]
+    .venv/bin/python bench/kd.py --compare --from-json artifacts/kd-compare.json [--chars 220] [--samples 3]
+
+--from-json prints the report of a saved run again (markdown, as the run printed it), without training: the paired
+column is recomputed from the per-row metrics the JSON keeps ("rows", written since ea33b7f); older JSONs lack them.
 
 Trained students are written to the workspace as kd-compare-<method> and removed after the evaluation (--keep keeps
 them). Runs on the CPU (the machine this was written for has 2 cores); the load average is printed before and after.
@@ -61,6 +65,7 @@ DIVERGENCES = ("forward_kl", "reverse_kl", "jsd", "skew_kl", "skew_reverse_kl", 
 METHODS = ("sft", *(f"kd-{d}" for d in DIVERGENCES), "sft-kd", "gkd", "distillation")
 LABELS = {"sft": "SFT", **{f"kd-{d}": f"KD {d}" for d in DIVERGENCES}, "sft-kd": "SFT → KD (forward_kl)",
           "gkd": "GKD (on-policy)", "distillation": "DistillationTrainer (on-policy)"}
+METHOD_OF = {v: k for k, v in LABELS.items()}  # a saved table's label -> its method (JSONs without "method")
 # the knobs of the preset's SFT step every method shares (the rest are the bench's: budget, no checkpoints, no eval)
 SHARED = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio", "max_length",
           "precision", "group_by_length", "lr_scheduler_type", "weight_decay", "seed")
@@ -298,11 +303,24 @@ def paired(mine: dict, base: dict, key: str, lower: bool) -> str:
 # ---------------------------------------------------------------------------------------------------- report
 
 
+def add_paired(table: list[dict], rows_by_role: dict[str, dict]) -> None:
+    """Each trained method's paired column against SFT (`vs_sft`), from the per-row metrics of every role."""
+    base = next((r["role"] for r in table if r.get("method", METHOD_OF.get(r["label"])) == "sft"), None)
+    if not base or not rows_by_role.get(base):
+        return
+    for r in table:
+        if r["role"] != base and r["steps"] != "–" and rows_by_role.get(r["role"]):
+            r["vs_sft"] = {k: paired(rows_by_role[r["role"]], rows_by_role[base], k, k != "rouge_l")
+                           for k in ("kl", "perplexity", "rouge_l")}
+
+
 def report(rows_out: list[dict], samples: list[dict], roles: list[tuple[str, str]], budget: float, clock: str,
            chars: int) -> str:
+    with_paired = any(r.get("vs_sft") for r in rows_out)
     lines = [f"| method | optimizer steps in {budget:g} s ({clock}) | training s wall / CPU | job s (load + train + "
-             "save) | held-out KL to teacher ↓ | perplexity on teacher answers ↓ | ROUGE-L vs teacher answers ↑ | "
-             "held-out rows better than SFT: KL / ppl / ROUGE-L |", "|---|---|---|---|---|---|---|---|"]
+             "save) | held-out KL to teacher ↓ | perplexity on teacher answers ↓ | ROUGE-L vs teacher answers ↑ |"
+             + (" held-out rows better than SFT: KL / ppl / ROUGE-L |" if with_paired else ""),
+             "|---|---|---|---|---|---|---|" + ("---|" if with_paired else "")]
 
     def f(r: dict, key: str, fmt: str) -> str:
         return format(r[key], fmt) if isinstance(r.get(key), (int, float)) else "–"
@@ -311,13 +329,28 @@ def report(rows_out: list[dict], samples: list[dict], roles: list[tuple[str, str
         spent = f"{sum(r['train_s']):.0f} / {sum(r['train_cpu_s']):.0f}" if r.get("train_s") else "–"
         vs = " / ".join(r["vs_sft"].values()) if r.get("vs_sft") else "–"
         lines.append(f"| {r['label']} | {r['steps']} | {spent} | {r['job']} | {f(r, 'kl', '.3f')} | "
-                     f"{f(r, 'perplexity', '.2f')} | {f(r, 'rouge_l', '.3f')} | {vs} |")
+                     f"{f(r, 'perplexity', '.2f')} | {f(r, 'rouge_l', '.3f')} |" + (f" {vs} |" if with_paired else ""))
     text = "\n".join(lines)
+    if not with_paired:
+        text += ("\n\nNo paired column: the per-row metrics of every model are not in these results (a JSON written "
+                 "before bench/kd_compare.py kept them, or no SFT row), so rows better than SFT cannot be counted.")
     for i, row in enumerate(samples, 1):
         text += f"\n\n**Sample {i}.** {row['prompt']}\n\n- teacher (held-out answer): {clip(row.get('gold'), chars)}"
         for label, role in roles:
             text += f"\n- {label}: {clip(row.get(f'{role}_answer'), chars)}"
     return text
+
+
+def from_json(path: str | Path, chars: int, samples: int | None = None) -> str:
+    """The report of a saved run (its --out JSON), with no training or evaluation: the head line, the table (the
+    paired column recomputed when the JSON has the per-row metrics) and the sample answers."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    args, table = doc.get("args", {}), doc["table"]
+    add_paired(table, doc.get("rows") or {})
+    shown = doc.get("samples", [])[: samples if samples is not None else None]
+    roles = [(r["label"], r["role"]) for r in table]
+    return doc.get("head", "") + "\n\n" + report(table, shown, roles, args.get("budget", 0), args.get("clock", "?"),
+                                                  chars)
 
 
 def clip(text: Any, chars: int) -> str:
@@ -343,7 +376,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=None, help="training seed of every method (default: the preset's)")
     ap.add_argument("--no-eval", action="store_true", help="train only (steps and times; no metrics)")
     ap.add_argument("--out", default=str(ROOT / "artifacts" / "kd-compare.json"), help="results as JSON")
+    ap.add_argument("--from-json", metavar="PATH", help="print the report (markdown) of a saved --out JSON; no run")
     a = ap.parse_args(argv)
+    if a.from_json:
+        print(from_json(a.from_json, a.chars, a.samples), flush=True)
+        return
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -393,18 +430,14 @@ def main(argv: list[str] | None = None) -> None:
     table = []
     for (label, role), t in zip(by_role, [None, *trained, None], strict=False):
         s = summary.get(role, {})
-        table.append({"label": label, "role": role, "steps": " + ".join(map(str, t.steps)) if t else "–",
+        table.append({"label": label, "role": role, "method": t.method if t else None,
+                      "steps": " + ".join(map(str, t.steps)) if t else "–",
                       "train_s": t.train_s if t else None, "train_cpu_s": t.train_cpu_s if t else None,
                       "job": f"{t.job_s:.0f}" if t else "–", "job_cpu_s": t.cpu_s if t else None,
                       "load_before": t.load_before if t else None,
                       **{k: s.get(k) for k in ("kl", "perplexity", "rouge_l")}})
     rows_by_role = {role: per_row(eval_rows, role) for _, role in by_role}
-    base = next((role for (label, role), t in zip(by_role, [None, *trained], strict=False) if t and t.method == "sft"),
-                None)
-    for r in table:
-        if base and r["role"] != base and r["steps"] != "–":
-            r["vs_sft"] = {k: paired(rows_by_role[r["role"]], rows_by_role[base], k, k != "rouge_l")
-                           for k in ("kl", "perplexity", "rouge_l")}
+    add_paired(table, rows_by_role)
     text = report(table, eval_rows[: a.samples], by_role, a.budget, a.clock, a.chars)
     load_end = load()
     total = time.time() - t_start
