@@ -5,18 +5,15 @@ resumed without losing or repeating a judge call it had recorded."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import time
 from collections import Counter
-from pathlib import Path
 
 from core.config.data_jobs import JudgeJob
 from core.cot import judge_job
 from core.data.io import write_records
 from core.jobs.context import JobContext
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.job_support import each_row_once, job_context, kill_when_written, lines, resume_to_success
 from tests.scripted_backend import ScriptedBackend
 
 RUBRIC = {"Reasoning Verbosity": "rv", "Cognitive Difficulty": "cd", "logical correctness": "correctness"}
@@ -40,21 +37,9 @@ def scripted_judge(messages: list[dict]) -> str:
     return f"Analysis of question {n}: fine. <score>{_expected(n)[metric]}</score>"
 
 
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def _rows(n: int) -> list[dict]:
     return [{"id": f"t{i:03d}", "instruction": f"Question {i}?", "output": f"<think>step {i}</think> answer {i}"}
             for i in range(n)]
-
-
-def _check_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
-    ok, bad = _lines(ws.datasets / f"{name}.jsonl"), _lines(ws.datasets / f"{name}.rejects.jsonl")
-    got = [r["id"] for r in ok] + [r["id"] for r in bad]
-    assert len(got) == len(set(got)), "a row was written twice"
-    assert sorted(got) == sorted(ids), "a row was lost"
-    return ok, bad
 
 
 def test_judge_job_scores_every_row_once_under_faults(workspace, tmp_path):
@@ -69,18 +54,16 @@ def test_judge_job_scores_every_row_once_under_faults(workspace, tmp_path):
         cfg = JudgeJob(input="cot", answer_field="answer", judge={
             "type": "openai", "endpoint": {"base_url": srv.base_url, "concurrency": 6, "max_retries": 1,
                                            "timeout_s": 0.5}})
-        run_dir = tmp_path / "run"
-        run_dir.mkdir()
-        judge_job.run(cfg, JobContext("j", run_dir, workspace))
-        ok, bad = _check_once(workspace, "cot-judge", ids)
+        judge_job.run(cfg, job_context(workspace, tmp_path, "j"))
+        ok, bad = each_row_once(workspace, "cot-judge", ids)
         assert ok and bad, "with 25% faults and one retry, some rows fail"
         assert {r["stage"] for r in bad} <= {"request", "parse"}
         assert not any(_key(rec.messages)[0] == 6 for rec in srv.chat_records())
         assert not {_key(rec.messages) for rec in srv.chat_records()} & {(7, "correctness"), (8, "correctness")}
 
         srv.fault_rate = 0.0
-        judge_job.run(cfg.model_copy(update={"retry_rejects": True}), JobContext("j", run_dir, workspace, attempt=2))
-        ok, bad = _check_once(workspace, "cot-judge", ids)
+        judge_job.run(cfg.model_copy(update={"retry_rejects": True}), job_context(workspace, tmp_path, "j", attempt=2))
+        ok, bad = each_row_once(workspace, "cot-judge", ids)
     assert [r["id"] for r in bad] == ["t005"] and bad[0]["stage"] == "parse"
     assert bad[0]["input"]["judge_flags"] == ["cd"] and bad[0]["input"]["rv"] == 5
     by_id = {r["id"]: r for r in ok}
@@ -96,7 +79,7 @@ def test_judge_job_scores_every_row_once_under_faults(workspace, tmp_path):
     assert by_id["t007"]["correctness"] == 1 and by_id["t007"]["correctness_judge"] == "math-verify"
     assert by_id["t008"]["correctness"] == 0
     # Raw replies: one scored entry per (row, metric) asked; the unparseable one is asked again by the retry.
-    side = _lines(workspace.datasets / "cot-judge.judge.ndjson")
+    side = lines(workspace.datasets / "cot-judge.judge.ndjson")
     counts = Counter((e["row_id"], e["metric"]) for e in side)
     assert counts[("t005", "cd")] >= 1 and all(c == 1 for k, c in counts.items() if k != ("t005", "cd"))
     assert all(e["reply"].startswith("Analysis") for e in side if e["score"] is not None)
@@ -119,25 +102,15 @@ def test_killed_judge_resumes_without_loss_or_duplicate_calls(workspace):
         cfg = JudgeJob(input="many", judge={"type": "openai", "endpoint": {
             "base_url": srv.base_url, "concurrency": 4, "max_retries": 3, "timeout_s": 0.5}})
         job_id = jm.submit(cfg)
-        deadline = time.monotonic() + 120
-        while len(_lines(out)) < 15:
-            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
-            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)} {jm.logs(job_id)}"
-            time.sleep(0.05)
-        os.kill(jm.get(job_id).pid, signal.SIGKILL)
-        info = jm.wait(job_id, timeout=60)
-        assert info.status == "failed"
-        recorded = {(e["row_id"], e["metric"]) for e in _lines(side)}
+        kill_when_written(jm, job_id, out, rows=15)
+        recorded = {(e["row_id"], e["metric"]) for e in lines(side)}
         assert 45 <= len(recorded) < 240
-        resumed_at = time.time()
 
-        jm.resume(job_id)
-        info = jm.wait(job_id, timeout=180)
-        assert info.status == "succeeded", jm.logs(job_id)
-        ok, bad = _check_once(workspace, "many-judge", ids)
+        resumed_at = resume_to_success(jm, job_id)
+        ok, bad = each_row_once(workspace, "many-judge", ids)
         asked_again = {_key(rec.messages) for rec in srv.chat_records() if rec.started >= resumed_at}
     assert not {(f"t{n:03d}", m) for n, m in asked_again} & recorded, "a recorded judge call was made again"
-    side_rows = _lines(side)
+    side_rows = lines(side)
     assert len(side_rows) == len({(e["row_id"], e["metric"]) for e in side_rows}), "a reply was recorded twice"
     for r in ok:
         assert {k: r[k] for k in ("rv", "cd", "correctness")} == _expected(int(r["id"][1:]))
@@ -170,14 +143,14 @@ def test_local_batched_judge_stop_and_resume(workspace, tmp_path, monkeypatch):
     judge_job.run(cfg, ctx)
     assert len(first.calls) == 12  # the batch in flight finished (3 batches of 4), nothing new started
     out = workspace.datasets / "loc-scored.jsonl"
-    assert len(_lines(out)) == 4 and json.loads((workspace.datasets / "loc-scored.meta.json").read_text())["stopped"]
+    assert len(lines(out)) == 4 and json.loads((workspace.datasets / "loc-scored.meta.json").read_text())["stopped"]
 
     (run_dir / STOP_FLAG).unlink()
     second = ScriptedLocalJudge()
     monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: second)
     judge_job.run(cfg, JobContext("l", run_dir, workspace, attempt=2))
     assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 36
-    ok, bad = _check_once(workspace, "loc-scored", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "loc-scored", [r["id"] for r in rows])
     assert len(ok) == 12 and not bad and all(r["rv_judge"] == "local-judge" for r in ok)
     metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     last = [m for m in metrics if "step" in m][-1]
@@ -203,7 +176,7 @@ def test_custom_rubric_template_and_a_broken_one(workspace, tmp_path, monkeypatc
     judge_job.run(cfg, JobContext("t", run_dir, workspace))
     assert seen[0][-1]["content"].startswith("Rate the Reasoning Verbosity, strictly.\nQuestion 0?\n---\n<think>")
     assert seen[0][-1]["content"].endswith("literal braces: {ok}") and seen[0][0]["role"] == "system"
-    assert [r["rv"] for r in _lines(workspace.datasets / "few-judge.jsonl")] == [0, 1, 2]
+    assert [r["rv"] for r in lines(workspace.datasets / "few-judge.jsonl")] == [0, 1, 2]
 
     (tmp_path / "bad.txt").write_text("Rate {instruction} only")  # no {response}: refused before any call
     judge.calls.clear()
@@ -217,12 +190,10 @@ def test_duplicate_ids_and_unusable_rows_go_to_rejects_once(workspace, tmp_path,
     rows = _rows(4) + [dict(_rows(2)[1], output="a second trace under the same id"), {"id": "empty", "instruction": ""}]
     write_records(workspace.datasets / "dup.jsonl", rows)
     monkeypatch.setattr(judge_job, "make_judge", lambda spec, ws, **kw: ScriptedLocalJudge())
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
     cfg = JudgeJob(input="dup", judge={"type": "transformers", "model": "x"})
     for attempt in (1, 2):  # the rerun finds everything done and writes nothing twice
-        judge_job.run(cfg, JobContext("d", run_dir, workspace, attempt=attempt))
-    ok = _lines(workspace.datasets / "dup-judge.jsonl")
-    bad = _lines(workspace.datasets / "dup-judge.rejects.jsonl")
+        judge_job.run(cfg, job_context(workspace, tmp_path, "d", attempt))
+    ok = lines(workspace.datasets / "dup-judge.jsonl")
+    bad = lines(workspace.datasets / "dup-judge.rejects.jsonl")
     assert [r["id"] for r in ok] == ["t000", "t001", "t002", "t003"]
     assert sorted(r["id"] for r in bad) == ["empty", "t001#duplicate-at-4"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -17,13 +16,10 @@ from core.jobs.context import JobContext
 from core.pairs import crv
 from core.synth.parsing import ParseFailure
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.job_support import each_row_once, job_context, kill_when_written, lines, resume_to_success
 from tests.scripted_backend import ScriptedBackend
 
 LABELS = ("easy", "medium", "hard")
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
 def _stage(messages: list[dict]) -> tuple[int, str]:
@@ -71,23 +67,13 @@ def _rows(n: int) -> list[dict]:
     return rows
 
 
-def _check_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
-    ok, bad = _lines(ws.datasets / f"{name}.jsonl"), _lines(ws.datasets / f"{name}.rejects.jsonl")
-    got = [r["id"] for r in ok] + [r["id"] for r in bad]
-    assert len(got) == len(set(got)), "a row was written twice"
-    assert sorted(got) == sorted(ids), "a row was lost"
-    return ok, bad
-
-
 def _endpoint(srv, **kw) -> dict:
     return {"type": "openai", "endpoint": {"base_url": srv.base_url, "concurrency": 4, "max_retries": 0,
                                            "timeout_s": 0.5, **kw}}
 
 
 def _run(cfg, ws, tmp_path, attempt: int = 1) -> None:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(exist_ok=True)
-    crv.run(cfg, JobContext("c", run_dir, ws, attempt=attempt))
+    crv.run(cfg, job_context(ws, tmp_path, "c", attempt))
 
 
 def test_parse_label():
@@ -107,12 +93,12 @@ def test_crv_records_labels_rewrites_verdicts_and_keeps_rejects(workspace, tmp_p
                           retry_after=0.01) as srv:
         cfg = CrvJob(input="cot", critic=_endpoint(srv), student_size="1.5B")
         _run(cfg, workspace, tmp_path)
-        ok, bad = _check_once(workspace, "cot-crv", ids)
+        ok, bad = each_row_once(workspace, "cot-crv", ids)
         assert any(r["stage"] == "request" for r in bad), "with 25% faults and no retry some requests fail"
         asked_first = Counter(_stage(r.messages) for r in srv.answered())
         srv.fault_rate = 0.0
         _run(cfg.model_copy(update={"retry_rejects": True}), workspace, tmp_path, attempt=2)
-        ok, bad = _check_once(workspace, "cot-crv", ids)
+        ok, bad = each_row_once(workspace, "cot-crv", ids)
         asked_all = Counter(_stage(r.messages) for r in srv.answered())
     # what was answered in the first run is on record and not asked again
     again = [k for k in asked_first if asked_all[k] > 1 and k != (10, "critique")]  # 10's reply had no label
@@ -139,7 +125,7 @@ def test_crv_records_labels_rewrites_verdicts_and_keeps_rejects(workspace, tmp_p
     assert c06["difficulty"] == "easy" and "999" in c06["rewrite"] and c06["verified"] is False
     assert rejects["c01"]["input"]["difficulty"] == "medium" and "rewrite" not in rejects["c01"]["input"]
     # the ledger holds one critique per labelled row, one rewrite per easy/hard row
-    ledger = _lines(workspace.datasets / "cot-crv.crv.ndjson")
+    ledger = lines(workspace.datasets / "cot-crv.crv.ndjson")
     assert Counter(e["what"] for e in ledger) == {"critique": 10, "rethink": 7}
     meta = json.loads((workspace.datasets / "cot-crv.meta.json").read_text())
     assert meta["stats"]["pair_types"] == {"long2short": 3, "short2long": 3}
@@ -156,7 +142,7 @@ def test_crv_judge_verifier_and_corrupted_pairs(workspace, tmp_path):
         _run(cfg, workspace, tmp_path)
         assert {_stage(r.messages)[1] for r in judge.answered()} == {"verify"}
         assert len(judge.answered()) == 6 and all(r.body["temperature"] == 0 for r in judge.answered())
-    ok, bad = _check_once(workspace, "cot-crv", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "cot-crv", [r["id"] for r in rows])
     by_id = {r["id"]: r for r in ok}
     assert sorted(by_id) == ["c00", "c02", "c03", "c05", "c06", "c08"]
     assert all(r["verified_by"] == "judge-m" for r in ok)
@@ -198,7 +184,7 @@ def test_crv_stop_and_resume_asks_nothing_twice(workspace, tmp_path, monkeypatch
     monkeypatch.setattr(common, "make_model", lambda spec, ws, **kw: second)
     crv.run(cfg, JobContext("s", run_dir, workspace, attempt=2))
     assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 9 + 6
-    ok, bad = _check_once(workspace, "cot-crv", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "cot-crv", [r["id"] for r in rows])
     assert len(ok) == 5 and {r["id"] for r in bad} == {"c01", "c04", "c06", "c07"}
     assert all(r["critic"] == "local-m" and r["rethinker"] == "local-m" for r in ok)
 
@@ -223,7 +209,7 @@ def test_crv_runs_headless_from_a_yaml_config(tmp_path):
         assert proc.returncode == 0, proc.stdout + proc.stderr
         critiques = [r for r in srv.answered() if _stage(r.messages)[1] == "critique"]
         assert len(critiques) == 6 and all("about 7B parameters" in r.last_user for r in critiques)
-    ok, bad = _check_once(ws, "cogpo", [f"c{i:02d}" for i in range(6)])
+    ok, bad = each_row_once(ws, "cogpo", [f"c{i:02d}" for i in range(6)])
     assert sorted((r["id"], r["pair_type"]) for r in ok) == [
         ("c00", "short2long"), ("c02", "long2short"), ("c03", "short2long"), ("c05", "long2short")]
     assert {r["id"]: r["drop"] for r in bad} == {"c01": "medium", "c04": "medium"}
@@ -250,10 +236,6 @@ def test_train_dpo_reads_crv_pairs_with_a_beta_per_pair_type(workspace, tmp_path
 
 
 def test_killed_crv_job_resumes_without_loss_or_repeated_calls(workspace):
-    import os
-    import signal
-    import time
-
     from core.jobs.manager import JobManager
 
     rows = _rows(60)
@@ -262,24 +244,15 @@ def test_killed_crv_job_resumes_without_loss_or_repeated_calls(workspace):
     side = workspace.datasets / "many-crv.crv.ndjson"
     with FakeOpenAIServer(answer=scripted, latency=0.03) as srv:
         job_id = jm.submit(CrvJob(input="many", critic=_endpoint(srv, max_retries=2)))
-        deadline = time.monotonic() + 120
-        while len(_lines(side)) < 25:
-            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
-            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)} {jm.logs(job_id)}"
-            time.sleep(0.05)
-        os.kill(jm.get(job_id).pid, signal.SIGKILL)
-        assert jm.wait(job_id, timeout=60).status == "failed"
-        recorded = {(e["row_id"], e["what"]) for e in _lines(side)}
-        resumed_at = time.time()
-        jm.resume(job_id)
-        info = jm.wait(job_id, timeout=180)
-        assert info.status == "succeeded", jm.logs(job_id)
+        kill_when_written(jm, job_id, side, rows=25)
+        recorded = {(e["row_id"], e["what"]) for e in lines(side)}
+        resumed_at = resume_to_success(jm, job_id)
         again = {_stage(r.messages) for r in srv.answered() if r.started >= resumed_at}
     stage_of = {"critique": "critique", "short2long": "rethink", "long2short": "rethink"}
     assert not {(f"c{n:02d}", stage_of[s]) for n, s in again} & recorded, "a recorded call was made again"
-    entries = _lines(side)
+    entries = lines(side)
     # a critique per row but c10 (its reply has no label), a rewrite per easy/hard row
     assert len(entries) == len({e["id"] for e in entries}) == 59 + 40
-    ok, bad = _check_once(workspace, "many-crv", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "many-crv", [r["id"] for r in rows])
     assert len(ok) == 39  # c06's rewrite lost its answer
     assert Counter(r.get("drop") or r["stage"] for r in bad) == {"medium": 19, "unverified": 1, "parse": 1}

@@ -5,13 +5,9 @@ again; and one small run with the tiny local student through transformers."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import threading
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -22,22 +18,11 @@ from core.jobs.context import JobContext
 from core.pairs import job as pairs_job
 from core.pairs.ranking import NoPair, best_vs_worst, scorer_score, teacher_over_student
 from tests.fake_openai_server import FakeOpenAIServer
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+from tests.job_support import each_row_once, job_context, kill_when_written, lines, resume_to_success
 
 
 def _qnum(messages: list[dict]) -> int:
     return int(re.search(r"Question (\d+)\?", messages[-1]["content"]).group(1))
-
-
-def _check_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
-    ok, bad = _lines(ws.datasets / f"{name}.jsonl"), _lines(ws.datasets / f"{name}.rejects.jsonl")
-    got = [r["id"] for r in ok] + [r["id"] for r in bad]
-    assert len(got) == len(set(got)), "a row was written twice"
-    assert sorted(got) == sorted(ids), "a row was lost"
-    return ok, bad
 
 
 def _endpoint(srv, **kw) -> dict:
@@ -46,9 +31,7 @@ def _endpoint(srv, **kw) -> dict:
 
 
 def _run(cfg, ws, tmp_path, attempt: int = 1):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir(exist_ok=True)
-    pairs_job.run(cfg, JobContext("p", run_dir, ws, attempt=attempt))
+    pairs_job.run(cfg, job_context(ws, tmp_path, "p", attempt))
 
 
 class Scripted:
@@ -118,11 +101,11 @@ def test_teacher_vs_student_pairs_under_faults_then_retry(workspace, tmp_path):
                           hang_s=1.0, retry_after=0.01) as srv:
         cfg = PairsJob(input="qa", student=_endpoint(srv, max_retries=0), sampling={"temperature": 0.0})
         _run(cfg, workspace, tmp_path)
-        ok, bad = _check_once(workspace, "qa-pairs", ids)
+        ok, bad = each_row_once(workspace, "qa-pairs", ids)
         assert any(r["stage"] == "request" for r in bad), "with 30% faults and one retry some requests fail"
         srv.fault_rate = 0.0
         _run(cfg.model_copy(update={"retry_rejects": True}), workspace, tmp_path, attempt=2)
-        ok, bad = _check_once(workspace, "qa-pairs", ids)
+        ok, bad = each_row_once(workspace, "qa-pairs", ids)
     assert {r["id"]: r.get("drop") or r["stage"] for r in bad} == {"r03": "identical", "r05": "input"}
     assert len(ok) == 22
     for r in ok:
@@ -154,7 +137,7 @@ def test_student_pairs_ranked_by_verifier_drop_ties(workspace, tmp_path):
     with FakeOpenAIServer(answer=Scripted(student)) as srv:
         cfg = PairsJob(input="m", student=_endpoint(srv), rank_by="verifier")
         _run(cfg, workspace, tmp_path)
-    ok, bad = _check_once(workspace, "m-pairs", ["q0", "q1", "q2", "q3"])
+    ok, bad = each_row_once(workspace, "m-pairs", ["q0", "q1", "q2", "q3"])
     assert sorted(r["id"] for r in ok) == ["q0", "q2"]
     assert all(r["chosen_score"] == 1.0 and r["rejected_score"] == 0.0 for r in ok)
     assert {r["id"]: r["drop"] for r in bad} == {"q1": "tie", "q3": "tie"}
@@ -179,7 +162,7 @@ def test_best_of_n_by_verifier_and_by_scorer(workspace, tmp_path):
         assert len(srv.answered()) == 12
         seeds = Counter(rec.body.get("seed") for rec in srv.answered())
         assert len(seeds) == 3 and set(seeds.values()) == {4}  # one seed per sample index
-    ok, bad = _check_once(workspace, "bon-pairs", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "bon-pairs", [r["id"] for r in rows])
     got = {r["id"]: (r["chosen_sample"], r["rejected_sample"]) for r in ok}
     assert got == {"q0": (0, 1), "q3": (1, 0)}
     assert {r["id"]: r["drop"] for r in bad} == {"q1": "tie", "q2": "tie"}
@@ -191,7 +174,7 @@ def test_best_of_n_by_verifier_and_by_scorer(workspace, tmp_path):
         cfg2 = PairsJob.model_validate({**cfg.model_dump(), "rank_by": "scorer", "output": "bon-scored",
                                         "teacher": _endpoint(srv2)})
         _run(cfg2, workspace, tmp_path)
-    ok2, bad2 = _check_once(workspace, "bon-scored", [r["id"] for r in rows])
+    ok2, bad2 = each_row_once(workspace, "bon-scored", [r["id"] for r in rows])
     got2 = {r["id"]: (r["chosen_sample"], r["rejected_sample"]) for r in ok2}
     assert got2 == {"q0": (0, 1), "q3": (2, 0)}
     assert {r["id"]: r["drop"] for r in bad2} == {"q1": "tie", "q2": "tie"}
@@ -221,11 +204,11 @@ def test_best_of_n_by_judge(workspace, tmp_path):
         # a rerun finds every row settled and asks nobody
         _run(cfg, workspace, tmp_path, attempt=2)
         assert len(judge.answered()) == 6 and len(teacher.answered()) == 6
-    ok, bad = _check_once(workspace, "j-pairs", ["q0", "q1", "q2"])
+    ok, bad = each_row_once(workspace, "j-pairs", ["q0", "q1", "q2"])
     assert [(r["id"], r["chosen"], r["rejected"], r["margin"]) for r in ok] == [("q0", "quality 8", "quality 3", 5.0)]
     reasons = {r["id"]: r["reason"] for r in bad}
     assert reasons["q1"].startswith("tie") and "no score" in reasons["q2"]
-    ledger = _lines(workspace.datasets / "j-pairs.pairs.ndjson")
+    ledger = lines(workspace.datasets / "j-pairs.pairs.ndjson")
     assert Counter(e["what"] for e in ledger) == {"sample": 6, "judge": 6}
     assert {e["judge"] for e in ledger if e["what"] == "judge"} == {"judge-m"}
 
@@ -245,24 +228,15 @@ def test_killed_pairs_job_resumes_without_loss_or_repeated_samples(workspace):
         cfg = PairsJob(input="many", student={"type": "openai", "endpoint": {"base_url": srv.base_url,
                                                                              "concurrency": 4}})
         job_id = jm.submit(cfg)
-        deadline = time.monotonic() + 120
-        while len(_lines(side)) < 20:
-            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
-            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)} {jm.logs(job_id)}"
-            time.sleep(0.05)
-        os.kill(jm.get(job_id).pid, signal.SIGKILL)
-        assert jm.wait(job_id, timeout=60).status == "failed"
-        recorded = {e["row_id"] for e in _lines(side)}
+        kill_when_written(jm, job_id, side, rows=20)
+        recorded = {e["row_id"] for e in lines(side)}
         assert 20 <= len(recorded) < 80
-        resumed_at = time.time()
-        jm.resume(job_id)
-        info = jm.wait(job_id, timeout=180)
-        assert info.status == "succeeded", jm.logs(job_id)
+        resumed_at = resume_to_success(jm, job_id)
         asked_again = {_qnum(rec.messages) for rec in srv.answered() if rec.started >= resumed_at}
     assert not {f"r{n:03d}" for n in asked_again} & recorded, "a recorded sample was asked for again"
-    entries = _lines(side)
+    entries = lines(side)
     assert len(entries) == len({e["id"] for e in entries}) == 80, "a sample was recorded twice or lost"
-    ok, bad = _check_once(workspace, "many-pairs", ids)
+    ok, bad = each_row_once(workspace, "many-pairs", ids)
     assert not bad and all(r["chosen"] == f"Teacher {int(r['id'][1:])}." and r["rejected"] == f"student "
                            f"{int(r['id'][1:])}" for r in ok)
 
@@ -321,7 +295,7 @@ def test_best_of_n_stop_and_resume_asks_no_sample_twice(workspace, tmp_path, mon
     monkeypatch.setattr(common, "make_model", lambda spec, ws, **kw: second)
     pairs_job.run(cfg, JobContext("l", run_dir, workspace, attempt=2))
     assert not set(first.calls) & set(second.calls) and len(first.calls) + len(second.calls) == 30
-    ok, bad = _check_once(workspace, "loc-pairs", [r["id"] for r in rows])
+    ok, bad = each_row_once(workspace, "loc-pairs", [r["id"] for r in rows])
     assert not bad and len(ok) == 10
     for r in ok:
         n = int(r["id"][1:])
@@ -340,7 +314,7 @@ def test_pairs_with_the_tiny_local_student(workspace, tmp_path, tiny_models):
                                                               "batch_size": 3},
                    sampling={"temperature": 0.0, "max_new_tokens": 8})
     _run(cfg, workspace, tmp_path)
-    ok, bad = _check_once(workspace, "tiny-dpo", ["t0", "t1", "t2"])
+    ok, bad = each_row_once(workspace, "tiny-dpo", ["t0", "t1", "t2"])
     assert len(ok) == 3 and not bad
     for r, src in zip(sorted(ok, key=lambda r: r["id"]), rows, strict=True):
         assert r["chosen"] == src["output"] and r["rejected"] and r["rejected"] != r["chosen"]

@@ -4,17 +4,10 @@ The guarantee checked each time: every input row ends in the output or the rejec
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import time
-from pathlib import Path
-
 import pytest
 
 from core.config.data_jobs import SynthJob
 from core.data.io import write_records
-from core.jobs.context import JobContext
 from core.jobs.manager import JobManager
 from core.llm.base import SamplingParams
 from core.synth import job as synth_job
@@ -22,20 +15,7 @@ from core.synth.apply import apply
 from core.synth.operators import OPERATORS, OpParams
 from core.synth.templates import default_template
 from tests.fake_openai_server import FakeOpenAIServer
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-
-
-def _assert_each_row_once(ws, name: str, ids: list[str]) -> tuple[list[dict], list[dict]]:
-    ok = _lines(ws.datasets / f"{name}.jsonl")
-    bad = _lines(ws.datasets / f"{name}.rejects.jsonl")
-    got = [r["id"] for r in ok] + [r["id"] for r in bad]
-    assert len(got) == len(set(got)), "a row was written twice"
-    assert sorted(got) == sorted(ids), "a row was lost"
-    assert all(r["reason"] for r in bad)
-    return ok, bad
+from tests.job_support import each_row_once, job_context, kill_when_written, lines, resume_to_success
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +73,8 @@ def test_label_job_against_faulty_server(workspace, tmp_path):
         cfg = SynthJob(input="qs", operator="label", teacher={
             "type": "openai", "endpoint": {"base_url": srv.base_url, "concurrency": 8, "max_retries": 1,
                                            "timeout_s": 1.0}})
-        run_dir = tmp_path / "run"
-        run_dir.mkdir()
-        synth_job.run(cfg, JobContext("t", run_dir, workspace))
-        ok, bad = _assert_each_row_once(workspace, "qs-label", ids)
+        synth_job.run(cfg, job_context(workspace, tmp_path))
+        ok, bad = each_row_once(workspace, "qs-label", ids)
         assert bad and ok, "with 30% faults and one retry both outcomes occur"
         assert all(r["output"] == f"echo: {r['instruction']}" for r in ok)
         assert all(r["stage"] == "request" for r in bad)
@@ -106,8 +84,8 @@ def test_label_job_against_faulty_server(workspace, tmp_path):
 
         # Retry the rejects with a healthy server: all rows end in the output.
         srv.fault_rate = 0.0
-        synth_job.run(cfg.model_copy(update={"retry_rejects": True}), JobContext("t", run_dir, workspace, attempt=2))
-        ok2, bad2 = _assert_each_row_once(workspace, "qs-label", ids)
+        synth_job.run(cfg.model_copy(update={"retry_rejects": True}), job_context(workspace, tmp_path, attempt=2))
+        ok2, bad2 = each_row_once(workspace, "qs-label", ids)
         assert len(ok2) == 60 and not bad2
 
 
@@ -119,11 +97,9 @@ def test_duplicate_input_id_is_rejected_under_its_own_id(workspace, tmp_path):
     with FakeOpenAIServer() as srv:
         cfg = SynthJob(input="dups", operator="label", teacher={"type": "openai",
                                                                 "endpoint": {"base_url": srv.base_url}})
-        run_dir = tmp_path / "run"
-        run_dir.mkdir()
-        synth_job.run(cfg, JobContext("t", run_dir, workspace))
-    ok = _lines(workspace.datasets / "dups-label.jsonl")
-    bad = _lines(workspace.datasets / "dups-label.rejects.jsonl")
+        synth_job.run(cfg, job_context(workspace, tmp_path))
+    ok = lines(workspace.datasets / "dups-label.jsonl")
+    bad = lines(workspace.datasets / "dups-label.rejects.jsonl")
     assert sorted(r["id"] for r in ok) == ["d1", "d2"] and ok[0]["output"].startswith("echo: ")
     assert [r["id"] for r in bad] == ["d1#duplicate-at-1"] and "duplicate" in bad[0]["reason"]
 
@@ -138,23 +114,13 @@ def test_killed_worker_resumes_without_loss_or_duplicates(workspace):
                                            "timeout_s": 0.5}})
         job_id = jm.submit(cfg)
         out = workspace.datasets / "many-label.jsonl"
-        deadline = time.monotonic() + 120
-        while len(_lines(out)) < 25:
-            assert time.monotonic() < deadline, f"job made no progress: {jm.logs(job_id)}"
-            assert not jm.get(job_id).finished, f"job ended early: {jm.get(job_id)}"
-            time.sleep(0.05)
-        pid = jm.get(job_id).pid
-        os.kill(pid, signal.SIGKILL)
-        info = jm.wait(job_id, timeout=60)
-        assert info.status == "failed" and ("SIGKILL" in info.reason or "disappeared" in info.reason)
-        written = {r["id"] for r in _lines(out)} | {r["id"] for r in _lines(out.with_name("many-label.rejects.jsonl"))}
+        info = kill_when_written(jm, job_id, out, rows=25)
+        assert "SIGKILL" in info.reason or "disappeared" in info.reason
+        written = {r["id"] for r in lines(out)} | {r["id"] for r in lines(out.with_name("many-label.rejects.jsonl"))}
         assert 25 <= len(written) < 120
-        resumed_at = time.time()
 
-        jm.resume(job_id)
-        info = jm.wait(job_id, timeout=180)
-        assert info.status == "succeeded", jm.logs(job_id)
-        _assert_each_row_once(workspace, "many-label", ids)
+        resumed_at = resume_to_success(jm, job_id)
+        each_row_once(workspace, "many-label", ids)
         # The resumed attempt asked only for rows not written before the kill.
         asked_again = {rec.last_user for rec in srv.chat_records() if rec.started >= resumed_at}
         done_before = {f"Ask {i}" for i in written}
