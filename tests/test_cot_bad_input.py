@@ -15,6 +15,7 @@ from core.config.data_jobs import CurateJob, CurateSpec
 from core.cot import curate_job, explore, frame_cache
 from core.data.errors import DataError
 from core.jobs.context import JobContext
+from tests.job_support import job_context, write_with_bad_lines
 
 ROWS = [{"id": f"r{i}", "question_id": f"q{i}", "instruction": f"Q{i}", "rv": i % 10, "cd": 3, "correctness": 1,
          "teacher": "T1", "output": f"<think>t{i}</think> A{i}"} for i in range(6)]
@@ -23,18 +24,11 @@ BROKEN = '{"id": "r2", "instruction": "Q2", "rv": 2, "cd'
 
 def _write(path: Path, bad: dict[int, str] | None = None) -> Path:
     """ROWS as JSON Lines, with line n (1-based) replaced by bad[n]."""
-    lines = [json.dumps(r) for r in ROWS]
-    for n, text in (bad or {}).items():
-        lines[n - 1] = text
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_with_bad_lines(path, ROWS, bad or {})
 
 
 def _ctx(ws, tmp_path) -> JobContext:
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    return JobContext("job-curate", run, ws)
+    return job_context(ws, tmp_path, "job-curate")
 
 
 @pytest.mark.parametrize("where", ["dataset", "file"])

@@ -20,6 +20,7 @@ from core.jobs.manager import JobManager
 from core.pairs import job as pairs_job
 from core.synth import job as synth_job
 from tests.fake_openai_server import FakeOpenAIServer
+from tests.job_support import job_context, write_with_bad_lines
 from tests.test_synth_job_resume import FlakyTeacher
 
 GOOD = [{"id": f"r{i}", "instruction": f"Question {i}?", "output": f"<think>step {i}</think> answer {i}"}
@@ -27,17 +28,11 @@ GOOD = [{"id": f"r{i}", "instruction": f"Question {i}?", "output": f"<think>step
 
 
 def _write(path: Path, bad_line: int = 3, bad: str = '{"id": "r2", "instruction": "broken') -> Path:
-    lines = [json.dumps(r) for r in GOOD]
-    lines[bad_line - 1] = bad
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_with_bad_lines(path, GOOD, {bad_line: bad})
 
 
 def _ctx(ws, tmp_path) -> JobContext:
-    run = tmp_path / "run"
-    run.mkdir(exist_ok=True)
-    return JobContext("job-bad", run, ws)
+    return job_context(ws, tmp_path, "job-bad")
 
 
 def _synth(inp: str, **kw) -> SynthJob:
