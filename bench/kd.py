@@ -38,6 +38,7 @@ the same time budget on the same teacher-labelled rows, then held-out KL / perpl
 and sample answers.
 
     .venv/bin/python bench/kd.py --compare [--budget 40] [--clock wall|cpu] [--rows 96] [--methods ...]
+    .venv/bin/python bench/kd.py --compare --from-json artifacts/kd-compare.json   # a saved run's report, no training
 """
 
 from __future__ import annotations
