@@ -89,6 +89,12 @@ class Inputs:
     def total(self) -> int:
         return len(self.rows) + len(self.rejects_now)
 
+    def note_resume(self, ctx: JobContext, ledger: Ledger, to_go: int) -> None:
+        """Say in the job's events what a resumed (or rerun) job found written and on record."""
+        if ctx.resumed or self.done or ledger.entries:
+            ctx.event(f"resuming: {len(self.done_ok)} pairs and {len(self.done_bad)} rejects written, "
+                      f"{len(ledger.entries)} replies on record, {to_go} rows to go")
+
 
 def read_inputs(ws: Workspace, config: Any, target: OutputTarget, ctx: JobContext,
                 unusable: Callable[[dict], str | None]) -> Inputs:
@@ -198,6 +204,22 @@ class Sink:
         self._out, self._rej = JsonlAppender(self.target.rows), JsonlAppender(self.target.rejects)
         return self
 
+    def start(self, inputs: Inputs) -> None:
+        """Count what earlier attempts wrote, and reject the input rows refused now that are not settled yet."""
+        self.n_ok, self.n_bad = len(inputs.done_ok), len(inputs.done_bad)
+        done = inputs.done
+        for r in inputs.rejects_now:
+            if r["id"] not in done:
+                self.bad(r)
+
+    def finish(self, inputs: Inputs, stats_of: Callable[[Path, Path], dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+        """(stopped before every row was settled, the stats `stats_of` reads from the output and rejects files);
+        reports the final progress."""
+        stopped = self.n_ok + self.n_bad < inputs.total
+        stats = stats_of(self.target.rows, self.target.rejects)
+        self.report(force=True)
+        return stopped, stats
+
     def __exit__(self, *exc: object) -> None:
         for f in (self._out, self._rej):
             if f is not None:
@@ -237,6 +259,12 @@ def open_dataset(ws: Workspace, config: Any, target: OutputTarget, ctx: JobConte
         meta = read_meta(ws, target.dataset)
         write_meta(ws, target.dataset, source=config.input, format="canonical", growing=True,
                    created_by=f"{what} ({ctx.job_id})", created_at=meta.get("created_at", time.time()))
+
+
+def written(rows_path: Path, rejects_path: Path) -> tuple[list[dict], list[dict]]:
+    """The rows and rejects in a job's output files (none where a file is not there yet)."""
+    return ([*iter_jsonl_rows(rows_path)] if rows_path.exists() else [],
+            [*iter_jsonl_rows(rejects_path)] if rejects_path.exists() else [])
 
 
 def close_dataset(ws: Workspace, target: OutputTarget, sink: Sink, stopped: bool, order: Iterable[str],

@@ -24,7 +24,7 @@ from typing import Any
 
 from core.config.pairs_jobs import CrvJob
 from core.cot.scores import parse_score
-from core.data.rows import iter_jsonl_rows, prompt_text
+from core.data.rows import prompt_text
 from core.errors import UserError
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
@@ -38,6 +38,7 @@ from core.pairs.common import (
     read_inputs,
     run_stage,
     target_for,
+    written,
 )
 from core.pairs.ranking import same_text
 from core.synth.operators import OpParams, Unit, _cot_of, make_units, parse_reply, reject_record
@@ -278,17 +279,12 @@ def run(config: CrvJob, ctx: JobContext) -> None:
     ledger = Ledger(target, "crv").load(lambda e: retry and e.get("what") == "verify" and e.get("verified") is None)
     done = inputs.done
     states = {str(r["id"]): CrvState(r, cot_of(r) or "") for r in inputs.rows if str(r["id"]) not in done}
-    if ctx.resumed or done or ledger.entries:
-        ctx.event(f"resuming: {len(inputs.done_ok)} pairs and {len(inputs.done_bad)} rejects written, "
-                  f"{len(ledger.entries)} replies on record, {len(states)} rows to go")
+    inputs.note_resume(ctx, ledger, len(states))
     open_dataset(ws, config, target, ctx, "crv")
     rethinker = config.rethinker or config.critic
     verifier = config.verify_judge or config.critic
     with Sink(target, ctx, inputs.total) as sink, ledger, Backends(ws, ctx) as backends:
-        sink.n_ok, sink.n_bad = len(inputs.done_ok), len(inputs.done_bad)
-        for r in inputs.rejects_now:
-            if r["id"] not in done:
-                sink.bad(r)
+        sink.start(inputs)
         pipe = CrvPipeline(config, templates, sink, ledger, states)
         for st in states.values():
             pipe.restore(st)
@@ -312,9 +308,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
                           partial(pipe.on_outcome, stage, partial(backends.name, spec)),
                           parse_retries=config.parse_retries)
             backends.release(spec, keep=[later[1] for later in stages[i + 1:]])
-        stopped = sink.n_ok + sink.n_bad < inputs.total
-        stats = crv_stats(target.rows, target.rejects)
-        sink.report(force=True)
+        stopped, stats = sink.finish(inputs, crv_stats)
     close_dataset(ws, target, sink, stopped, [str(r["id"]) for r in inputs.rows], stats)
     ctx.event(f"{'stopped' if stopped else 'done'}: {sink.n_ok} pairs in {target.label} "
               f"({', '.join(f'{k}: {v}' for k, v in stats['pair_types'].items()) or 'none'}), {sink.n_bad} rejects "
@@ -324,8 +318,7 @@ def run(config: CrvJob, ctx: JobContext) -> None:
 def crv_stats(rows_path, rejects_path) -> dict[str, Any]:
     """Pairs per type, labels over every settled row, rejects by kind — read from the files (they hold across
     resumes)."""
-    pairs = list(iter_jsonl_rows(rows_path)) if rows_path.exists() else []
-    rejects = list(iter_jsonl_rows(rejects_path)) if rejects_path.exists() else []
+    pairs, rejects = written(rows_path, rejects_path)
     labels = Counter(str(r.get("difficulty")) for r in pairs)
     labels.update(str((r.get("input") or {}).get("difficulty")) for r in rejects
                   if (r.get("input") or {}).get("difficulty"))

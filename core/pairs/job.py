@@ -21,7 +21,7 @@ from core.config.data_jobs import JudgeJob
 from core.config.pairs_jobs import PairsJob
 from core.cot.judge_job import judge_messages
 from core.cot.scores import parse_score
-from core.data.rows import iter_jsonl_rows, prompt_text, response_text, to_messages
+from core.data.rows import prompt_text, response_text, to_messages
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
 from core.pairs.common import (
@@ -35,6 +35,7 @@ from core.pairs.common import (
     run_stage,
     seeded,
     target_for,
+    written,
 )
 from core.pairs.ranking import NoPair, best_vs_worst, scorer_score, teacher_over_student, verify
 from core.synth.operators import OpParams, Unit, reject_record
@@ -284,17 +285,12 @@ def run(config: PairsJob, ctx: JobContext) -> None:
     ledger = Ledger(target, "pairs").load(lambda e: retry and e.get("what") == "judge" and e.get("score") is None)
     done = inputs.done
     states = {str(r["id"]): PairState(r) for r in inputs.rows if str(r["id"]) not in done}
-    if ctx.resumed or done or ledger.entries:
-        ctx.event(f"resuming: {len(inputs.done_ok)} pairs and {len(inputs.done_bad)} rejects written, "
-                  f"{len(ledger.entries)} replies on record, {len(states)} rows to go")
+    inputs.note_resume(ctx, ledger, len(states))
     open_dataset(ws, config, target, ctx, f"pairs:{config.mode}")
     gen_spec = config.student if config.mode == "student" else config.teacher
     assert gen_spec is not None  # the config's validator
     with Sink(target, ctx, inputs.total) as sink, ledger, Backends(ws, ctx) as backends:
-        sink.n_ok, sink.n_bad = len(inputs.done_ok), len(inputs.done_bad)
-        for r in inputs.rejects_now:
-            if r["id"] not in done:
-                sink.bad(r)
+        sink.start(inputs)
         builder = PairBuilder(config, sink, ledger)
         for st in states.values():
             builder.restore(st)
@@ -330,9 +326,7 @@ def run(config: PairsJob, ctx: JobContext) -> None:
                 run_stage(units, _judge_parser(builder.metric or "helpfulness"), config.judge,
                           SamplingParams.from_sampling(config.judge_sampling), backends, ctx,
                           partial(builder.on_judged, states, partial(backends.name, config.judge)), parse_retries=0)
-        stopped = sink.n_ok + sink.n_bad < inputs.total
-        stats = pair_stats(target.rows, target.rejects)
-        sink.report(force=True)
+        stopped, stats = sink.finish(inputs, pair_stats)
     close_dataset(ws, target, sink, stopped, [str(r["id"]) for r in inputs.rows], stats)
     ctx.event(f"{'stopped' if stopped else 'done'}: {sink.n_ok} pairs in {target.label}, {sink.n_bad} rejects in "
               f"{target.rejects.name} ({', '.join(f'{k}: {v}' for k, v in stats['rejects'].items()) or 'none'}); "
@@ -341,8 +335,7 @@ def run(config: PairsJob, ctx: JobContext) -> None:
 
 def pair_stats(rows_path, rejects_path) -> dict[str, Any]:
     """Pairs, rejects by kind, mean margin and answer lengths — read from the files, so they hold across resumes."""
-    pairs = list(iter_jsonl_rows(rows_path)) if rows_path.exists() else []
-    rejects = list(iter_jsonl_rows(rejects_path)) if rejects_path.exists() else []
+    pairs, rejects = written(rows_path, rejects_path)
     kinds = Counter(str(r.get("drop") or r.get("stage") or "other") for r in rejects)
     margins = [float(r["margin"]) for r in pairs if r.get("margin") is not None]
 
