@@ -33,6 +33,7 @@ from core.jobs.rundir import (
     STOPPING,
     SUCCEEDED,
     clear_flags,
+    key_env_names,
     set_flag,
 )
 from core.jobs.scheduler import DeviceRequestError, Request, auto_gpus, resolve_request
@@ -238,10 +239,10 @@ class JobControl:
         data = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
         config = parse_config(data, str(run_dir / CONFIG_FILE))
         held = dict(self._secrets.get(job_id, {}))
-        for name in secret_env_names(data):
+        for name in key_env_names(data, "EDS_SECRET_"):
             if name not in held and os.environ.get(name):
                 held[name] = os.environ[name]  # exported by the user for this resume
-        missing = sorted(n for n in secret_env_names(data) if n not in held)
+        missing = sorted(n for n in key_env_names(data, "EDS_SECRET_") if n not in held)
         if missing:
             raise JobStateError(
                 f"job {job_id} used an API key given inline in its config; it is kept only in the memory of the "
@@ -283,18 +284,3 @@ class JobControl:
             shutil.rmtree(run_dir, ignore_errors=True)
         self.queries.forget(job_id)
         self._secrets.pop(job_id, None)
-
-
-def secret_env_names(data: Any) -> set[str]:
-    """Env-var names that externalize_secrets invented for inline keys (EDS_SECRET_*)."""
-    out: set[str] = set()
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if k == "api_key_env" and isinstance(v, str) and v.startswith("EDS_SECRET_"):
-                out.add(v)
-            else:
-                out |= secret_env_names(v)
-    elif isinstance(data, list):
-        for v in data:
-            out |= secret_env_names(v)
-    return out

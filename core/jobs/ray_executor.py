@@ -37,7 +37,7 @@ import yaml
 
 from core.errors import UserError
 from core.jobs.executor import RAY, LaunchFailed, Poll, normalize_address
-from core.jobs.rundir import ACTIVE, CONFIG_FILE, LOG_FILE
+from core.jobs.rundir import ACTIVE, CONFIG_FILE, LOG_FILE, key_env_names
 from core.jobs.transitions import Transitions
 from core.workspace import Workspace
 
@@ -114,21 +114,6 @@ def ray_env(job_id: str, run_dir: Path, workspace_root: Path, gpus: int,
     return env
 
 
-def secret_names(data: Any) -> set[str]:
-    """Every variable a job config names with `api_key_env` (inline keys were moved into EDS_SECRET_* ones)."""
-    out: set[str] = set()
-    if isinstance(data, dict):
-        for k, v in data.items():
-            if k == "api_key_env" and isinstance(v, str) and v:
-                out.add(v)
-            else:
-                out |= secret_names(v)
-    elif isinstance(data, list):
-        for v in data:
-            out |= secret_names(v)
-    return out
-
-
 def job_secrets(run_dir: Path, held: Mapping[str, str] | None, base: Mapping[str, str] | None = None
                 ) -> dict[str, str]:
     """The values the job's worker needs: inline keys this process holds, then the studio's environment."""
@@ -138,7 +123,7 @@ def job_secrets(run_dir: Path, held: Mapping[str, str] | None, base: Mapping[str
     except (OSError, yaml.YAMLError):
         data = None
     out = {k: v for k, v in (held or {}).items() if v}
-    for name in secret_names(data):
+    for name in key_env_names(data):
         value = out.get(name) or base.get(name)
         if value:
             out[name] = value

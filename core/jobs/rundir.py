@@ -140,6 +140,22 @@ def tail_text(path: Path, lines: int = 200, max_bytes: int = 1 << 20) -> str:
     return "\n".join(parts[-lines:]) if lines > 0 else ""
 
 
+def key_env_names(data: Any, prefix: str = "") -> set[str]:
+    """The environment variables a job config's data (`job.yaml`) names with `api_key_env`, those starting with
+    `prefix` only (EDS_SECRET_: the ones core.config.io.externalize_secrets invented for inline keys)."""
+    out: set[str] = set()
+    if isinstance(data, dict):
+        for k, v in data.items():
+            if k == "api_key_env" and isinstance(v, str) and v and v.startswith(prefix):
+                out.add(v)
+            else:
+                out |= key_env_names(v, prefix)
+    elif isinstance(data, list):
+        for v in data:
+            out |= key_env_names(v, prefix)
+    return out
+
+
 def flag_path(run_dir: Path, which: str) -> Path:
     return run_dir / (STOP_FLAG if which == "stop" else CANCEL_FLAG)
 
