@@ -227,16 +227,21 @@ def make_plan(teacher: str | None, student: str | None, dataset: str | None, ws:
 
 
 def logit_kd_possible(plan: FlowPlan, ws: Workspace) -> tuple[bool, str]:
-    """White-box KD needs the teacher's logits and a shared tokenizer; otherwise the flow trains by SFT only."""
+    """White-box KD needs the teacher's logits and a shared tokenizer; otherwise the flow trains by SFT only. The
+    why is a `core.said.Said` (English, with the code the studio words it by)."""
+    from core.said import Said
+
     if plan.teacher.type == "openai":
-        return False, "the teacher is an API endpoint: no logits, so training is black-box (SFT) only"
+        return False, Said("the teacher is an API endpoint: no logits, so training is black-box (SFT) only",
+                           "start.why_endpoint")
     from core.models.registry import check_logit_kd, resolve_model
 
     try:
         compat = check_logit_kd(resolve_model(plan.teacher.model, ws), resolve_model(plan.student, ws))
     except (OSError, ValueError) as e:
-        return False, f"could not compare tokenizers ({e}); training is SFT only"
-    return compat.ok, compat.message
+        return False, Said(f"could not compare tokenizers ({e}); training is SFT only", "start.why_no_compare",
+                           {"error": str(e)})
+    return compat.ok, Said(compat.message, f"models.compat_{compat.code}" if compat.code else None, compat.params)
 
 
 def ensure_demo_dataset(ws: Workspace) -> str:

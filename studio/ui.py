@@ -138,12 +138,28 @@ class UIContext:
                 params["status"] = self.t(f"jobs.status_{params['status']}")
             text = self.t(f"errors.{code}", **params)
             head, full = str(e), e.report() if hasattr(e, "report") else str(e)
-            if len(full) > len(head) and full.startswith(head):  # the lines a report lists under it (bad records)
+            if isinstance(getattr(e, "errors", None), list) and e.errors:  # a DataError's bad records, worded by code
+                text += "".join(f"\n  - {self.row_text(r)}" for r in e.errors[:50])
+                text += f"\n  ... {self.t('errors.rows_more', n=len(e.errors) - 50)}" if len(e.errors) > 50 else ""
+            elif len(full) > len(head) and full.startswith(head):  # the lines a report lists under it
                 text += self.shown_paths(full[len(head):])
             return f"{label}: {text}" if label else text
         if label and label != field and report.startswith(f"{field}: "):
             return f"{label}: {report[len(field) + 2:]}"
         return report
+
+    def said(self, text: Any) -> str:
+        """A line core wrote in English (`core.said.Said`: a row's problem, a job's event, a note) in the page's
+        language where its code names a text; the English otherwise."""
+        code = getattr(text, "code", None)
+        return self.t(code, **text.params) if code and has(code) else str(text)
+
+    def row_text(self, e: Any) -> str:
+        """A bad record (core.data.errors.RowError) as `file:line (record n): reason`, in the page's words."""
+        where = f"{e.file}:{e.line}" if e.line else e.file
+        if e.record:
+            where += " " + self.t("errors.row_record", n=e.record)
+        return self.shown_paths(f"{where}: {self.said(e.reason)}")
 
     def shown_paths(self, text: str) -> str:
         """A message with the server's workspace path cut off its paths (`datasets/x.json`, not `/srv/.../x.json`):

@@ -3,6 +3,7 @@ studio/i18n/<lang>/errors.yaml words it), while core's English message stays wha
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -71,3 +72,131 @@ def test_refusals_of_paths_data_and_jobs_read_in_the_page_language(ui, workspace
         assert e.code and re.search(r"[\u4e00-\u9fff]", z) and not re.search(r"[\u4e00-\u9fff]", n), (e, z, n)
         assert str(workspace.root) not in z  # the server's paths stay out of what a visitor reads
     assert "工作区之外" in zh[0] and "找不到文件" in zh[1] and "no-such-job" in zh[2]
+
+
+# ----------------------------------------------------------------- lines core writes in English (core.said.Said)
+
+SAID_KEY = re.compile(r"""["']((?:errors|models|evaluate|start|data)\.[a-z_]+)["']""")
+ZH = re.compile(r"[\u4e00-\u9fff]")
+
+
+def test_every_line_core_words_by_a_key_has_it_in_both_languages():
+    """Row reasons, derive events, evaluation notes, the guided flow's why: each full key core names (a Said's
+    code, `errors.row_*` and the like) has a text in English and Chinese."""
+    keys = set()
+    for path in (ROOT / "core").rglob("*.py"):
+        keys.update(SAID_KEY.findall(path.read_text(encoding="utf-8")))
+    assert {"errors.row_json", "errors.row_csv_unclosed_more", "models.event_kept", "evaluate.note_kl_estimated",
+            "start.why_endpoint", "data.lf_note_num_samples"} <= keys
+    for lang in ("en", "zh"):
+        missing = sorted(k for k in keys if k not in strings(lang))
+        assert not missing, f"keys without text in {lang}: {missing}"
+
+
+def test_bad_records_read_in_the_page_language(ui, workspace):
+    """An import's bad records: the Data tab's message and a refusal list each reason in Chinese on a Chinese page,
+    while the CLI's English (str of the RowError, the rejects file) stays as it was."""
+    from core.data import store
+    from core.data.errors import DataError
+    from studio.tabs.data import _import_message
+
+    src = workspace.root / "bad.jsonl"
+    src.write_text('{"instruction": "hi", "output": "a"}\n{"instruction": 5}\n{oops\n[1, 2]\n', encoding="utf-8")
+    res = store.import_file(workspace, src, "bad", "alpaca")
+    assert [str(e) for e in res.errors] == [
+        "bad.jsonl:2: 'instruction' must be text, got the number 5 (is the right column mapped to it?)",
+        "bad.jsonl:3: not valid JSON (Expecting property name enclosed in double quotes at column 2)",
+        "bad.jsonl:4: expected a JSON object with named fields, got a list"]
+    with speaking("zh"):
+        zh = _import_message(ui, res)
+    with speaking("en"):
+        en = _import_message(ui, res)
+    assert "“instruction”必须是文本" in zh and "不是有效的 JSON（第 2 列" in zh and "应为带字段名的 JSON 对象" in zh, zh
+    assert "'instruction' must be text" in en and not ZH.search(en)
+    with pytest.raises(DataError) as e:
+        store.import_file(workspace, src, "bad2", "alpaca", on_error="stop")
+    with speaking("zh"):
+        refusal = ui.error_text(e.value)
+    assert "没有导入任何数据" in refusal and "bad.jsonl:3: 不是有效的 JSON" in refusal, refusal
+    assert "must be text" not in refusal
+
+
+def test_export_lost_counts_and_skipped_reason_in_the_data_tab(ui, workspace):
+    """A pair dataset exported as messages keeps only the chosen answer: the Data tab says how many, in the page's
+    language, with the first skipped row's reason worded too."""
+    from core.config.data_jobs import DataExportJob
+    from core.data import store
+    from core.data.job import _export
+    from core.data.stream import Tracker
+    from studio.tabs.data import op_outcome
+
+    rows = [{"id": f"p{i}", "instruction": f"q{i}", "chosen": "good", "rejected": "bad"} for i in range(3)]
+    rows.append({"id": "empty", "output": "no prompt"})
+    store.save_rows(workspace, "pairs", rows, created_by="test")
+    res = _export(DataExportJob(input="pairs", format="messages"), workspace, Tracker())
+    assert res["lost"] == {"rejected": 3} and res["skipped"] == 1
+    with speaking("zh"):
+        _, zh, _ = op_outcome(ui, "data_export", res)
+    with speaking("en"):
+        _, en, _ = op_outcome(ui, "data_export", res)
+    assert "3 个偏好对只写入了 chosen 回答" in zh and "没有指令也没有 messages" in zh, zh
+    assert "3 pair(s) written with the chosen answer only (messages holds one answer" in en, en
+    assert json.loads(json.dumps(res))["lost"] == {"rejected": 3}  # what the job's result file holds
+
+
+def test_dataset_info_import_from_the_data_tab(ui, workspace):
+    """The Data tab lists a workspace dataset_info.json's entries and imports one through core, confined to the
+    workspace; the message is the import's, in the page's language."""
+    from studio.tabs.data import lf_entries, lf_import
+
+    folder = workspace.root / "lf"
+    folder.mkdir()
+    (folder / "qa.json").write_text(json.dumps([{"instruction": "q1", "output": "a1"}, {"instruction": 7},
+                                                {"instruction": "q3", "output": "a3"}]), encoding="utf-8")
+    (folder / "dataset_info.json").write_text(json.dumps({
+        "my qa": {"file_name": "qa.json", "num_samples": 2},
+        "other": {"file_name": "qa.json", "columns": {"prompt": "instruction", "response": "output"}}}),
+        encoding="utf-8")
+    with speaking("zh"):
+        info, picker, name, msg = lf_entries(ui, "lf")
+        assert picker["choices"] == ["my qa", "other"] and name == "my-qa" and "lf/dataset_info.json" in msg
+        text, made = lf_import(ui, info, "my qa", name, "skip", False)
+    assert made == "my-qa" and (workspace.datasets / "my-qa.jsonl").is_file()
+    assert "qa.json:1 （第 2 条记录）: “instruction”必须是文本" in text, text
+    assert "num_samples 2：文件中的每一行" in text, text
+    with speaking("zh"):
+        refused = lf_entries(ui, "../outside")[3]
+        missing = lf_import(ui, "", None, "", "skip", False)[0]
+    assert "工作区之外" in refused and ZH.search(missing)
+
+
+def test_derive_report_flow_why_and_evaluation_notes_read_in_chinese(ui, workspace):
+    """The Models tab's derive report and job events, the Start tab's why ② trains by SFT, an evaluation's notes:
+    English in core (CLI, logs, results.json), worded by code on a Chinese page."""
+    from core.config.base import BackendSpec
+    from core.config.train import EvaluateJob
+    from core.eval.job import Row, make_plan
+    from core.flow import FlowPlan, logit_kd_possible
+    from core.models.derive import DeriveReport
+    from core.said import Said, said_dict, said_fields
+    from studio.tabs.models import report_text
+
+    report = DeriveReport(teacher="t", output="s", strategy="head_tail", kept_layers=[0, 3], teacher_layers=4,
+                          params_before=2_000_000, params_after=1_000_000, teacher_ce=1.0, student_ce=3.25,
+                          student_kl=2.5, eval_tokens=120, vocab_size=1000)
+    said = Said("kept layers [0, 3] of 4; parameters 2,000,000 -> 1,000,000", "models.event_kept",
+                {"kept": [0, 3], "total": 4, "before": "2,000,000", "after": "1,000,000"})
+    event = json.loads(json.dumps({"event": said, **said_fields(said)}))  # a derive job's line in metrics.jsonl
+    api = FlowPlan(BackendSpec(type="openai", model="m", endpoint={"base_url": "http://127.0.0.1:9/v1"}), "s", "d")
+    _, why = logit_kd_possible(api, workspace)
+    config = EvaluateJob(model=BackendSpec(model="m"), dataset="d", metrics=["exact_match"])
+    rows = [Row("a", {}, [], "q", "1"), Row("b", {}, [], "q", None)]
+    note = Said.of(json.loads(json.dumps(said_dict(make_plan(config, rows).notes[0]))))
+    assert str(note) == "1 row(s) have no gold answer and are not checked"  # results.json's English
+    with speaking("zh"):
+        zh = [report_text(ui, report), ui.said(Said(event["event"], event["event_code"], event["event_params"])),
+              ui.t("start.train_submitted", model="s", why=ui.said(why)), ui.said(note)]
+    assert zh[0].startswith("保留了 4 层中的 2 层 [0, 3]（首尾保留") and "学生 CE 3.25" in zh[0], zh[0]
+    assert zh[1] == "保留第 [0, 3] 层（共 4 层）；参数量 2,000,000 → 1,000,000", zh[1]
+    assert "只能做黑盒训练（SFT）" in zh[2] and zh[3] == "1 行没有标准答案，未做检查"
+    assert "SFT" in why and not ZH.search(str(why)) and "kept 2/4 layers" in report.summary()

@@ -29,6 +29,7 @@ from core.data.io import file_type, write_records
 from core.data.rows import prompt_text, response_text, to_messages
 from core.data.store import exports_dir
 from core.data.stream import Tracker, holds_pairs, open_source
+from core.said import Said, of_error
 from core.workspace import Workspace
 
 EXPORT_FORMATS: dict[str, str] = {  # format -> default file extension
@@ -126,10 +127,11 @@ def _pairs(msgs: list[dict]) -> tuple[str | None, list[list[str]], str, str | No
     if msgs and msgs[-1]["role"] == "assistant":
         answer, msgs = msgs[-1]["content"], msgs[:-1]
     if not msgs or msgs[-1]["role"] != "user":
-        raise RowInvalid("conversation does not end with a user turn (+ answer)")
+        raise RowInvalid("conversation does not end with a user turn (+ answer)", code="row_end_user")
     last, msgs = msgs[-1]["content"], msgs[:-1]
     if len(msgs) % 2 or any(m["role"] != ("user", "assistant")[i % 2] for i, m in enumerate(msgs)):
-        raise RowInvalid("turns do not alternate user/assistant, so they cannot be written as Alpaca history")
+        raise RowInvalid("turns do not alternate user/assistant, so they cannot be written as Alpaca history",
+                         code="row_history_alternate")
     return system, [[msgs[i]["content"], msgs[i + 1]["content"]] for i in range(0, len(msgs), 2)], last, answer
 
 
@@ -137,13 +139,13 @@ def _check_preference(row: dict, preference: bool | None) -> bool:
     pref = _is_pair(row) if preference is None else preference
     if pref and not _is_pair(row):
         raise RowInvalid("not a preference pair: this export holds the dataset's pairs (chosen/rejected), and "
-                         "LLaMA-Factory reads one kind per dataset")
+                         "LLaMA-Factory reads one kind per dataset", code="row_not_pair")
     return pref
 
 
 def _alpaca(row: dict, keep_id: bool, pref: bool) -> dict:
     if not row.get("instruction") and not row.get("messages"):
-        raise RowInvalid("no instruction")
+        raise RowInvalid("no instruction", code="row_no_instruction")
     system, history, last, answer = _pairs(_conversation(row, include_output=not pref))
     ins, inp = (row["instruction"], row.get("input", "")) if prompt_text(row) == last else (last, "")
     out: dict[str, Any] = {**_extras(row, keep_id), "instruction": ins, "input": inp}
@@ -162,7 +164,7 @@ def _alpaca(row: dict, keep_id: bool, pref: bool) -> dict:
 
 def _sharegpt(row: dict, keep_id: bool, pref: bool) -> dict:
     if not row.get("instruction") and not row.get("messages"):
-        raise RowInvalid("no instruction or messages")
+        raise RowInvalid("no instruction or messages", code="row_no_prompt_messages")
     msgs = _conversation(row, include_output=not pref)
     out: dict[str, Any] = _extras(row, keep_id)
     if msgs and msgs[0]["role"] == "system":
@@ -172,7 +174,7 @@ def _sharegpt(row: dict, keep_id: bool, pref: bool) -> dict:
     out["conversations"] = [{"from": names[m["role"]], "value": m["content"]} for m in msgs]
     if pref:
         if not msgs or msgs[-1]["role"] != "user":
-            raise RowInvalid("the pair's prompt does not end with a user turn")
+            raise RowInvalid("the pair's prompt does not end with a user turn", code="row_pair_end_user_plain")
         out["chosen"] = {"from": "gpt", "value": row["chosen"]}
         out["rejected"] = {"from": "gpt", "value": row["rejected"]}
     return out
@@ -188,7 +190,7 @@ def export_row(row: dict, fmt: str, keep_id: bool = True, preference: bool | Non
         return dict(row)
     if fmt == "messages":
         if not row.get("instruction") and not row.get("messages"):
-            raise RowInvalid("no instruction or messages")
+            raise RowInvalid("no instruction or messages", code="row_no_prompt_messages")
         return {**_extras(row, keep_id), "messages": _conversation(row)}
     if fmt == "sharegpt":
         return _sharegpt(row, keep_id, _check_preference(row, preference))
@@ -196,9 +198,10 @@ def export_row(row: dict, fmt: str, keep_id: bool = True, preference: bool | Non
         return _alpaca(row, keep_id, _check_preference(row, preference))
     if fmt == "easydistill":
         if len([m for m in _conversation(row) if m["role"] == "user"]) > 1:
-            raise RowInvalid("a multi-turn conversation cannot be written as one instruction/output pair")
+            raise RowInvalid("a multi-turn conversation cannot be written as one instruction/output pair",
+                             code="row_multi_turn")
         if not row.get("instruction"):
-            raise RowInvalid("no instruction")
+            raise RowInvalid("no instruction", code="row_no_instruction")
         out = {"instruction": prompt_text(row)}
         ans = response_text(row)
         if ans is not None:
@@ -206,7 +209,7 @@ def export_row(row: dict, fmt: str, keep_id: bool = True, preference: bool | Non
         return out
     if fmt == "dpo":
         if not _is_pair(row):
-            raise RowInvalid("no chosen/rejected pair")
+            raise RowInvalid("no chosen/rejected pair", code="row_no_pair")
         system, history, last, _ = _pairs(_conversation(row, include_output=False))
         out = {**_extras(row, keep_id), "prompt": last, "chosen": row["chosen"], "rejected": row["rejected"]}
         if system:
@@ -232,7 +235,7 @@ def _omnithought_records(rows: Iterable[dict], keep_id: bool, skipped: list) -> 
     groups: dict[str, dict] = {}
     for row in rows:
         if not row.get("instruction"):
-            skipped.append((row.get("id", "?"), "no instruction"))
+            skipped.append((row.get("id", "?"), Said("no instruction", "errors.row_no_instruction")))
             continue
         qid = str(row.get("question_id") or row["instruction"])
         rec = groups.get(qid)
@@ -304,7 +307,7 @@ def export_rows(rows: Iterable[dict], fmt: str, path: str | os.PathLike, keep_id
             try:
                 rec = export_row(row, fmt, keep_id, preference=preference)
             except RowInvalid as e:
-                skipped.append((str(row.get("id", "?")), str(e)))
+                skipped.append((str(row.get("id", "?")), of_error(e)))
                 continue
             columns.update(dict.fromkeys(rec))
             lost.update(_lost(row, fmt))

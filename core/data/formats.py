@@ -156,16 +156,18 @@ def _str(v: Any, what: str, allow_empty: bool = False, numbers: bool = False) ->
     """Text of a field. `numbers`: an answer written as a number (42) is its text ("42"); a prompt that is a number
     is refused, since it is almost always a column mapped by mistake (an id, a score)."""
     if v is MISSING:
-        raise RowInvalid(f"no '{what}' field in this record")
+        raise RowInvalid(f"no '{what}' field in this record", code="row_no_field", params={"field": what})
     if v is None:
-        raise RowInvalid(f"'{what}' is null; it must be text")
+        raise RowInvalid(f"'{what}' is null; it must be text", code="row_null", params={"field": what})
     if numbers and isinstance(v, (int, float)) and not isinstance(v, bool):
         v = str(v)
     if not isinstance(v, str):
         hint = " (is the right column mapped to it?)" if isinstance(v, (int, float)) else ""
-        raise RowInvalid(f"'{what}' must be text, got {kind_of(v)}{hint}")
+        raise RowInvalid(f"'{what}' must be text, got {kind_of(v)}{hint}",
+                         code="row_not_text_number" if hint else "row_not_text",
+                         params={"field": what, "kind": kind_of(v)})
     if not allow_empty and not v.strip():
-        raise RowInvalid(f"'{what}' is empty")
+        raise RowInvalid(f"'{what}' is empty", code="row_empty", params={"field": what})
     return v
 
 
@@ -208,27 +210,34 @@ def _content(v: Any, where: str) -> str:
                 texts.append(str(part.get("text", "")))
             else:
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise RowInvalid(f"{where}: non-text content ({kind}) is not supported")
+                raise RowInvalid(f"{where}: non-text content ({kind}) is not supported", code="row_content_kind",
+                                 params={"where": where, "kind": kind})
         return "".join(texts)
-    raise RowInvalid(f"{where}: content must be text, got {kind_of(v)}")
+    raise RowInvalid(f"{where}: content must be text, got {kind_of(v)}", code="row_content_text",
+                     params={"where": where, "kind": kind_of(v)})
 
 
 def _turns(msgs: Any, what: str, role_key: str, content_key: str, roles: dict[str, str]) -> list[dict]:
     if not isinstance(msgs, list):
         if msgs is MISSING:
-            raise RowInvalid(f"no '{what}' field in this record")
-        raise RowInvalid(f"'{what}' must be a list of turns, got {kind_of(msgs)}")
+            raise RowInvalid(f"no '{what}' field in this record", code="row_no_field", params={"field": what})
+        raise RowInvalid(f"'{what}' must be a list of turns, got {kind_of(msgs)}", code="row_turns_list",
+                         params={"field": what, "kind": kind_of(msgs)})
     out = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
-            raise RowInvalid(f"'{what}'[{i}] must be an object with '{role_key}' and '{content_key}'")
+            raise RowInvalid(f"'{what}'[{i}] must be an object with '{role_key}' and '{content_key}'",
+                             code="row_turn_object", params={"field": what, "i": i, "role_key": role_key,
+                                                             "content_key": content_key})
         raw_role = m.get(role_key)
         role = roles.get(str(raw_role).lower()) if raw_role is not None else None
         if role is None:
-            raise RowInvalid(f"'{what}'[{i}]: unknown {role_key} {raw_role!r} (expected one of {sorted(set(roles))})")
+            raise RowInvalid(f"'{what}'[{i}]: unknown {role_key} {raw_role!r} (expected one of {sorted(set(roles))})",
+                             code="row_turn_role", params={"field": what, "i": i, "role_key": role_key,
+                                                           "role": repr(raw_role), "roles": sorted(set(roles))})
         out.append({"role": role, "content": _content(m.get(content_key), f"'{what}'[{i}]")})
     if not any(t["role"] == "user" for t in out):
-        raise RowInvalid(f"'{what}' has no user turn")
+        raise RowInvalid(f"'{what}' has no user turn", code="row_no_user", params={"field": what})
     return out
 
 
@@ -238,7 +247,7 @@ def _conversation_row(turns: list[dict], system: str | None = None) -> dict:
         system = turns[0]["content"] if not system else system
         turns = turns[1:]
     if any(t["role"] == "system" for t in turns):
-        raise RowInvalid("a system turn in the middle of the conversation is not supported")
+        raise RowInvalid("a system turn in the middle of the conversation is not supported", code="row_system_mid")
     row: dict[str, Any] = {}
     if system:
         row["system"] = system
@@ -261,7 +270,8 @@ def _history_messages(hist: Any, what: str, row: dict) -> list[dict]:
     from core.data.rows import prompt_text
 
     if not isinstance(hist, list) or not all(isinstance(h, list) and len(h) == 2 for h in hist):
-        raise RowInvalid(f"'{what}' must be a list of [question, answer] pairs")
+        raise RowInvalid(f"'{what}' must be a list of [question, answer] pairs", code="row_history",
+                         params={"field": what})
     msgs = [{"role": "system", "content": row["system"]}] if row.get("system") else []
     for q, a in hist:
         msgs += [{"role": "user", "content": str(q)}, {"role": "assistant", "content": str(a)}]
@@ -277,7 +287,7 @@ def _response(v: Any, what: str) -> str:
         for m in reversed(v):
             if isinstance(m, dict) and m.get("role") == "assistant":
                 return _content(m.get("content"), what)
-        raise RowInvalid(f"'{what}' has no assistant turn")
+        raise RowInvalid(f"'{what}' has no assistant turn", code="row_no_assistant", params={"field": what})
     return _str(v, what, allow_empty=True, numbers=True)
 
 
@@ -297,9 +307,11 @@ def _level(v: Any) -> tuple[Any, Any]:
 def normalize(record: Any, fmt: str, mapping: dict[str, str] | None = None) -> list[dict]:
     """Canonical rows (without ids unless the source had one) from one record; RowInvalid says what is wrong."""
     if not isinstance(record, dict):
-        raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}")
+        raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}", code="row_not_object",
+                         params={"kind": kind_of(record)})
     if fmt not in FORMATS:
-        raise RowInvalid(f"unknown format {fmt!r}")
+        raise RowInvalid(f"unknown format {fmt!r}", code="format_unknown", params={"format": fmt,
+                                                                                   "choices": ", ".join(FORMATS)})
     m = full_mapping(fmt, mapping)
     used = set(m.values())
     get = lambda key: record.get(m[key], MISSING) if key in m else MISSING  # noqa: E731
@@ -386,25 +398,29 @@ def _verdict(ok: Any, where: str) -> int | None:
     try:
         return int(bool(ok) if isinstance(ok, bool) else float(ok) >= 0.5)
     except (TypeError, ValueError):
-        raise RowInvalid(f"{where}: expected true or false, got {ok!r}") from None
+        raise RowInvalid(f"{where}: expected true or false, got {ok!r}", code="row_bool",
+                         params={"where": where, "value": repr(ok)}) from None
 
 
 def _omnithought(record: dict, m: dict[str, str]) -> list[dict]:
     question = _str(record.get(m["question"], MISSING), m["question"])
     traces = record.get(m["reasoning"])
     if not isinstance(traces, list) or not traces:
-        raise RowInvalid(f"'{m['reasoning']}' must be a non-empty list of reasoning traces")
+        raise RowInvalid(f"'{m['reasoning']}' must be a non-empty list of reasoning traces", code="row_traces",
+                         params={"field": m["reasoning"]})
     qid = str(record["id"]) if record.get("id") not in (None, "") else content_id({"instruction": question}, 12)
     extras = _extras(record, {m["question"], m["reasoning"], "id"})
     rows = []
     for i, t in enumerate(traces):
         if not isinstance(t, dict):
-            raise RowInvalid(f"'{m['reasoning']}'[{i}] must be an object")
+            raise RowInvalid(f"'{m['reasoning']}'[{i}] must be an object", code="row_trace_object",
+                             params={"field": m["reasoning"], "i": i})
         thought = t.get("thought")
         solution = t.get("solution")
         full = t.get("full_response")
         if full is None and thought is None and solution is None:
-            raise RowInvalid(f"'{m['reasoning']}'[{i}] has none of thought, solution, full_response")
+            raise RowInvalid(f"'{m['reasoning']}'[{i}] has none of thought, solution, full_response",
+                             code="row_trace_empty", params={"field": m["reasoning"], "i": i})
         if full is None:
             full = f"<think>\n{thought or ''}\n</think>\n\n{solution or ''}"
         rv, rv_judge = _level(t.get("Reasoning_Verbosity", t.get("rv")))

@@ -16,6 +16,7 @@ from core.data.errors import RowInvalid
 from core.data.formats import FORMATS, full_mapping, normalize
 from core.data.io import peek_records
 from core.data.rows import IdAssigner
+from core.said import of_error
 from core.workspace import Workspace
 
 PREVIEW_ROWS = 10  # rows the preview shows: enough to judge a mapping, few enough to read the file's head only
@@ -89,6 +90,6 @@ def preview_import(src: str | os.PathLike, fmt: str, mapping: dict[str, str] | N
         try:
             out.rows += [ids.assign(r) for r in normalize(rec.value, fmt, mapping)]
         except RowInvalid as e:
-            out.problems.append((rec.line, str(e)))
+            out.problems.append((rec.line, of_error(e)))
     out.rows = out.rows[:n]
     return out

@@ -22,6 +22,7 @@ from typing import Any
 from core import textfile
 from core.data.errors import DataError
 from core.data.jsonarray import iter_array, starts_array
+from core.said import Said
 
 EXTENSIONS = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet",
@@ -91,7 +92,9 @@ def _decoded_lines(p: Path) -> Iterator[tuple[int, str, str | None]]:
             try:
                 yield i, raw.decode("utf-8"), None
             except UnicodeDecodeError as e:
-                yield i, raw.decode("utf-8", errors="replace"), f"not UTF-8 text ({textfile.decode_problem(raw, e, i)})"
+                why = textfile.decode_problem(raw, e, i)
+                yield i, raw.decode("utf-8", errors="replace"), Said(f"not UTF-8 text ({why})", "errors.row_not_utf8",
+                                                                     {"why": why})
 
 
 def _iter_jsonl(p: Path) -> Iterator[Record]:
@@ -105,9 +108,10 @@ def _iter_jsonl(p: Path) -> Iterator[Record]:
         try:
             yield Record(i, json.loads(s))
         except json.JSONDecodeError as e:
-            yield Record(i, s[:200], f"not valid JSON ({json_problem(e, line=False)})")
+            yield Record(i, s[:200], Said(f"not valid JSON ({json_problem(e, line=False)})", "errors.row_json",
+                                          {"problem": e.msg.removesuffix(" at"), "column": e.colno}))
         except RecursionError:
-            yield Record(i, s[:200], "not usable: JSON nested too deeply")
+            yield Record(i, s[:200], Said("not usable: JSON nested too deeply", "errors.row_json_deep"))
 
 
 _WS = " \t\r\n"
@@ -213,14 +217,18 @@ def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
                 raise DataError(f"{p}: the header line is not valid CSV ({e})", code="csv_header",
                                 params={"file": str(p)}) from None
             if "end of data" in str(e):
-                what = "a quoted cell is never closed"
+                what, code = "a quoted cell is never closed", "errors.row_csv_unclosed"
             elif last > first:
                 what = (f"a quote opened on this line is only closed on line {last}, followed by more text: probably "
                         "a quote that is never closed (a quote inside a cell must be doubled: \"\")")
+                code = "errors.row_csv_quote_late"
             else:
                 what = "text after a closing quote (a quote inside a cell must be doubled: \"\")"
+                code = "errors.row_csv_after_quote"
             more = f"; the {last - first} line(s) after it are read as rows of their own" if last > first else ""
-            yield Record(first, lines.record[0][1][:200], what + more)
+            if more and code == "errors.row_csv_unclosed":
+                code = "errors.row_csv_unclosed_more"
+            yield Record(first, lines.record[0][1][:200], Said(what + more, code, {"last": last, "n": last - first}))
             lines.replay_after_first()
             reader = csv.reader(lines, delimiter=delimiter, strict=True)
             continue
@@ -237,13 +245,15 @@ def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
             yield Record(first, delimiter.join(cells)[:200], bad)
             continue
         if len(cells) > len(header):
-            yield Record(first, delimiter.join(cells)[:200], f"{len(cells) - len(header)} more cell(s) than the header "
-                         f"has columns ({len(header)})")
+            yield Record(first, delimiter.join(cells)[:200], Said(
+                f"{len(cells) - len(header)} more cell(s) than the header has columns ({len(header)})",
+                "errors.row_csv_cells", {"n": len(cells) - len(header), "columns": len(header)}))
             continue
         if len(cells) < len(header) and last > first:
-            yield Record(first, delimiter.join(cells)[:200],
-                         f"a quoted cell runs from line {first} to line {last} and the row has only {len(cells)} of "
-                         f"{len(header)} columns: a quote is probably not closed where it should be")
+            yield Record(first, delimiter.join(cells)[:200], Said(
+                f"a quoted cell runs from line {first} to line {last} and the row has only {len(cells)} of "
+                f"{len(header)} columns: a quote is probably not closed where it should be", "errors.row_csv_short",
+                {"first": first, "last": last, "cells": len(cells), "columns": len(header)}))
             continue
         out: dict[str, Any] = {}
         problem = None
@@ -252,9 +262,11 @@ def _iter_csv(p: Path, delimiter: str) -> Iterator[Record]:
                 try:
                     v = json.loads(v)
                 except json.JSONDecodeError as e:
-                    problem = f"column '{k}' holds invalid JSON ({e.msg})"
+                    problem = Said(f"column '{k}' holds invalid JSON ({e.msg})", "errors.row_csv_json",
+                                   {"column": k, "problem": e.msg})
                 except RecursionError:
-                    problem = f"column '{k}' holds JSON nested too deeply"
+                    problem = Said(f"column '{k}' holds JSON nested too deeply", "errors.row_csv_json_deep",
+                                   {"column": k})
             out[k] = v
         yield Record(first, out, problem)
 

@@ -24,6 +24,7 @@ from core.config.data_jobs import (
 )
 from core.data.stream import Stopped, Tracker
 from core.jobs.context import JobContext
+from core.said import said_dict
 from core.workspace import Workspace
 
 RESULT_FILE = "result.json"
@@ -79,7 +80,8 @@ def _export(c: DataExportJob, ws: Workspace, track: Tracker) -> dict:
     done = export_dataset(ws, c.input, c.format, keep_id=c.keep_ids, llamafactory=c.llamafactory, track=track)
     res = done.result
     return {"path": str(res.path), "written": res.written, "skipped": len(res.skipped),
-            "first_skipped": list(res.skipped[0]) if res.skipped else None, "lost": res.lost,
+            "first_skipped": list(res.skipped[0]) if res.skipped else None, "lost": res.lost, "format": res.fmt,
+            "first_skipped_reason": said_dict(res.skipped[0][1]) if res.skipped else None,
             "info_path": str(done.info_path) if done.info_path else None, "info_name": done.info_name,
             "message": res.summary()}
 

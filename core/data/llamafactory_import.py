@@ -41,6 +41,7 @@ from core.data.errors import DataError, RowError, RowInvalid, excerpt
 from core.data.formats import MISSING, _conversation_row, _history_messages, _str, kind_of, unused_columns
 from core.data.io import EXTENSIONS, iter_records, json_problem
 from core.data.rows import IdAssigner, with_id_first
+from core.said import Said, of_error
 from core.workspace import PathOutsideWorkspace, Workspace
 
 INFO_FILE = "dataset_info.json"
@@ -109,6 +110,15 @@ def _shown(ws: Workspace | None, confined: bool) -> Callable[[str | os.PathLike]
     return ws.shown if ws is not None and confined else str
 
 
+def visitor_entries(ws: Workspace, text: str | os.PathLike) -> tuple[Path, list[str]]:
+    """(the dataset_info.json, its entry names) a web visitor named by a workspace path (the file or its folder),
+    confined to the workspace: what the Data tab lists before importing one entry."""
+    p = ws.resolve(text)
+    if p.is_dir():
+        p = ws.resolve(p / INFO_FILE)
+    return p, list(read_dataset_info(p, ws=ws, confined=True))
+
+
 def is_dataset_info(path: str | os.PathLike) -> bool:
     """Whether a path given to `data import` names a LLaMA-Factory dataset_info.json (or its folder)."""
     p = Path(path)
@@ -156,8 +166,8 @@ def load_entry(path: str | os.PathLike, name: str | None = None, *, ws: Workspac
     entry.tags = {k: tags.get(k) for k in TAGS} if tags is not None else dict(DEFAULT_TAGS)
     _refuse_unsupported(entry)
     if attr.get("num_samples"):
-        entry.notes.append(f"num_samples {attr['num_samples']}: every row of the file is imported (LLaMA-Factory "
-                           "samples at training time)")
+        entry.notes.append(Said(f"num_samples {attr['num_samples']}: every row of the file is imported (LLaMA-Factory "
+                                "samples at training time)", "data.lf_note_num_samples", {"n": attr["num_samples"]}))
     return entry
 
 
@@ -216,7 +226,8 @@ def _refuse_unsupported(entry: LFEntry) -> None:
 def lf_rows(record: Any, entry: LFEntry) -> list[dict]:
     """The canonical row of one record, as LLaMA-Factory's converter for the entry reads it (RowInvalid if not)."""
     if not isinstance(record, dict):
-        raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}")
+        raise RowInvalid(f"expected a JSON object with named fields, got {kind_of(record)}", code="row_not_object",
+                         params={"kind": kind_of(record)})
     row = _alpaca(record, entry) if entry.formatting == "alpaca" else _conversation(record, entry)
     extras = {k: v for k, v in record.items() if k not in entry.used() or k == "id"}  # a source id stays the id
     from core.data.formats import _extras
@@ -244,7 +255,7 @@ def _alpaca(record: dict, entry: LFEntry) -> dict:
     parts = [(k, v) for k, v in parts if v.strip()]
     if not parts:
         cols = " / ".join(c for c in (entry.col("prompt"), entry.col("query")) if c)
-        raise RowInvalid(f"no prompt: '{cols}' is missing or empty")
+        raise RowInvalid(f"no prompt: '{cols}' is missing or empty", code="row_no_prompt", params={"field": cols})
     row: dict[str, Any] = {"instruction": parts[0][1]}
     if len(parts) == 2:
         row["input"] = parts[1][1]
@@ -268,9 +279,10 @@ def _conversation(record: dict, entry: LFEntry) -> dict:
     col = entry.col("messages") or "messages"
     msgs = record.get(col, MISSING)
     if msgs is MISSING:
-        raise RowInvalid(f"no '{col}' field in this record")
+        raise RowInvalid(f"no '{col}' field in this record", code="row_no_field", params={"field": col})
     if not isinstance(msgs, list):
-        raise RowInvalid(f"'{col}' must be a list of turns, got {kind_of(msgs)}")
+        raise RowInvalid(f"'{col}' must be a list of turns, got {kind_of(msgs)}", code="row_turns_list",
+                         params={"field": col, "kind": kind_of(msgs)})
     t = entry.tags
     role_key, content_key = t.get("role_tag"), t.get("content_tag")
     roles = {t.get("user_tag"): "user", t.get("assistant_tag"): "assistant", t.get("system_tag"): "system"}
@@ -279,14 +291,19 @@ def _conversation(record: dict, entry: LFEntry) -> dict:
     turns = []
     for i, m in enumerate(msgs):
         if not isinstance(m, dict) or role_key not in m:
-            raise RowInvalid(f"'{col}'[{i}] must be an object with '{role_key}' and '{content_key}'")
+            raise RowInvalid(f"'{col}'[{i}] must be an object with '{role_key}' and '{content_key}'",
+                             code="row_turn_object", params={"field": col, "i": i, "role_key": role_key,
+                                                             "content_key": content_key})
         role = m[role_key]
         if role in tools:
-            raise RowInvalid(f"'{col}'[{i}]: tool calls ({role!r} turns) are not supported")
+            raise RowInvalid(f"'{col}'[{i}]: tool calls ({role!r} turns) are not supported", code="row_tool_turn",
+                             params={"field": col, "i": i, "role": repr(role)})
         mapped = roles.get(role) if isinstance(role, str) else None
         if mapped is None:
             known = [k for k in roles if k]
-            raise RowInvalid(f"'{col}'[{i}]: unknown {role_key} {role!r} (this entry's tags: {', '.join(known)})")
+            raise RowInvalid(f"'{col}'[{i}]: unknown {role_key} {role!r} (this entry's tags: {', '.join(known)})",
+                             code="row_turn_tag", params={"field": col, "i": i, "role_key": role_key,
+                                                          "role": repr(role), "tags": ", ".join(known)})
         content = _str(m.get(content_key, MISSING), f"{col}[{i}].{content_key}", allow_empty=True)
         if mapped == "system" and i == 0:
             system = content
@@ -294,14 +311,16 @@ def _conversation(record: dict, entry: LFEntry) -> dict:
         turns.append({"role": mapped, "content": content})
     for i, turn in enumerate(turns):
         if turn["role"] != ("user" if i % 2 == 0 else "assistant"):
-            raise RowInvalid(f"'{col}': turns must alternate user / assistant (turn {i + 1} is {turn['role']})")
+            raise RowInvalid(f"'{col}': turns must alternate user / assistant (turn {i + 1} is {turn['role']})",
+                             code="row_alternate", params={"field": col, "n": i + 1, "role": turn["role"]})
     if not turns:
-        raise RowInvalid(f"'{col}' has no user turn")
+        raise RowInvalid(f"'{col}' has no user turn", code="row_no_user", params={"field": col})
     if system is None and _given(_get(record, entry, "system")):
         system = _str(_get(record, entry, "system"), entry.col("system") or "system")
     if entry.ranking:
         if turns[-1]["role"] != "user":
-            raise RowInvalid(f"'{col}' must end with the user's turn; chosen and rejected are the answers to it")
+            raise RowInvalid(f"'{col}' must end with the user's turn; chosen and rejected are the answers to it",
+                             code="row_pair_end_user", params={"field": col})
         row = _conversation_row(turns, system)
         row["chosen"] = _answer(record, entry, "chosen")
         row["rejected"] = _answer(record, entry, "rejected")
@@ -316,7 +335,8 @@ def _answer(record: dict, entry: LFEntry, key: str) -> str:
     if isinstance(v, dict):
         role = v.get(entry.tags.get("role_tag"))
         if role != entry.tags.get("assistant_tag"):
-            raise RowInvalid(f"'{col}' must be an assistant turn, got role {role!r}")
+            raise RowInvalid(f"'{col}' must be an assistant turn, got role {role!r}", code="row_answer_role",
+                             params={"field": col, "role": repr(role)})
         return _str(v.get(entry.tags.get("content_tag"), MISSING), f"{col}.{entry.tags.get('content_tag')}",
                     allow_empty=True)
     return _str(v, col, allow_empty=True)
@@ -337,7 +357,7 @@ def iter_entry_rows(entry: LFEntry, unused: Counter | None = None) -> Iterator[d
             try:
                 rows = lf_rows(rec.value, entry)
             except RowInvalid as e:
-                yield RowError(path.name, rec.line, str(e),
+                yield RowError(path.name, rec.line, of_error(e),
                                excerpt(json.dumps(rec.value, ensure_ascii=False, default=str)), rec.index)
                 continue
             if unused is not None:

@@ -46,7 +46,8 @@ def to_messages(row: dict, include_output: bool = True, system: str | None = Non
                                                   and isinstance(m.get("content"), str) for m in turns):
             from core.data.errors import RowInvalid
 
-            raise RowInvalid("'messages' must be a list of turns, each with a 'role' and text 'content'")
+            raise RowInvalid("'messages' must be a list of turns, each with a 'role' and text 'content'",
+                             code="row_messages")
         msgs = [dict(m) for m in turns]
         if not include_output and msgs and msgs[-1].get("role") == "assistant":
             msgs = msgs[:-1]

@@ -33,6 +33,7 @@ from core.data.formats import (
 )
 from core.data.io import count_lines, iter_records, peek_records
 from core.data.rows import IdAssigner, with_id_first
+from core.said import Said, of_error
 from core.workspace import PathOutsideWorkspace, Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
@@ -188,8 +189,8 @@ def iter_normalized(path: str | os.PathLike, fmt: str, mapping: dict[str, str] |
         try:
             rows = normalize(rec.value, fmt, mapping)
         except RowInvalid as e:
-            yield RowError(src, rec.line, str(e), excerpt(json.dumps(rec.value, ensure_ascii=False, default=str)),
-                           rec.index)
+            yield RowError(src, rec.line, of_error(e), excerpt(json.dumps(rec.value, ensure_ascii=False,
+                                                                           default=str)), rec.index)
             continue
         if unused is not None:
             unused.update(unused_columns(rec.value, used))
@@ -334,7 +335,8 @@ def iter_input(ws: Workspace, ref: str, confined: bool = True) -> Iterator[dict 
         ids = IdAssigner()
         for rec in iter_records(path, "jsonl"):
             if rec.error is None and not isinstance(rec.value, dict):
-                rec.error = f"expected a JSON object with named fields, got {kind_of(rec.value)}"
+                rec.error = Said(f"expected a JSON object with named fields, got {kind_of(rec.value)}",
+                                 "errors.row_not_object", {"kind": kind_of(rec.value)})
             if rec.error:
                 yield RowError(path.name, rec.line, rec.error, excerpt(rec.value))
             else:

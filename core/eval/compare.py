@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.eval.results import HIGHER_IS_BETTER, EvalRun, correct, find_all, load, metric_columns, roles
+from core.said import Said
 from core.workspace import Workspace
 
 
@@ -65,9 +66,10 @@ def compare(a: EvalRun, b: EvalRun) -> Comparison:
             changed.append({"id": rid, "prompt": ra.get("prompt"), "change": change,
                             "a_answer": ra.get("model_answer"), "b_answer": rb.get("model_answer")})
     notes = []
-    if a.results.get("dataset") != b.results.get("dataset"):
-        notes.append(f"the runs used different datasets ({a.results.get('dataset')} vs {b.results.get('dataset')}): "
-                     "only rows with the same id are paired")
+    da, db = a.results.get("dataset"), b.results.get("dataset")
+    if da != db:
+        notes.append(Said(f"the runs used different datasets ({da} vs {db}): only rows with the same id are paired",
+                          "evaluate.note_other_datasets", {"a": da, "b": db}))
     return Comparison(summary, changed, len(common), len(rows_a) - len(common), len(rows_b) - len(common), notes)
 
 

@@ -101,7 +101,8 @@ def row_kl(teacher: TopK, student: TopK, row_id: str = "?") -> RowKl:
     if teacher.tokens != student.tokens or not np.array_equal(teacher.token_ids, student.token_ids):
         raise TokenizerMismatch(
             f"row {row_id}: the two models tokenise the response differently ({teacher.tokens} vs {student.tokens} "
-            "tokens); KL needs teacher and student to share one tokenizer — use the answer checks or the judge instead"
+            "tokens); KL needs teacher and student to share one tokenizer — use the answer checks or the judge instead",
+            code="kl_tokenizers_differ", params={"row": row_id, "teacher": teacher.tokens, "student": student.tokens}
         )
     if teacher.tokens == 0:
         return RowKl(0.0, 0)

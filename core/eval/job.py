@@ -37,6 +37,7 @@ from core.eval.divergence import TokenizerMismatch, TopK, Totals, compact, row_k
 from core.eval.rouge import rouge_l
 from core.jobs.context import JobContext
 from core.llm.base import SamplingParams
+from core.said import Said, said_dict
 
 WORK = "work"
 CHECKS = ("exact_match", "math_verify")
@@ -119,7 +120,8 @@ def make_plan(config: EvaluateJob, rows: list[Row]) -> Plan:
             raise ValueError(f"{', '.join(checks)} need gold answers, but no row has a '{field_name}' column; set "
                              "answer_field to the column holding them")
         if missing:
-            notes.append(f"{missing} row(s) have no gold answer and are not checked")
+            notes.append(Said(f"{missing} row(s) have no gold answer and are not checked", "evaluate.note_no_gold",
+                              {"n": missing}))
     source = None
     if m & {"kl", "perplexity", "rouge_l"}:
         source = config.responses
@@ -331,8 +333,9 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
     notes = list(plan.notes) + list(extra_notes)
     estimated = sum(t.estimated for t in tally.kl.values())
     if estimated:
-        notes.append(f"kl: at {estimated} position(s) a teacher top-{config.top_k} token was outside the model's top-k "
-                     "and its probability was estimated; raise top_k for an exact value")
+        notes.append(Said(f"kl: at {estimated} position(s) a teacher top-{config.top_k} token was outside the model's "
+                          "top-k and its probability was estimated; raise top_k for an exact value",
+                          "evaluate.note_kl_estimated", {"n": estimated, "k": config.top_k}))
     described = {role: describe(spec) for role, spec in evaluated(config)}
     doc = {
         "name": config.name or "evaluate",
@@ -350,6 +353,7 @@ def assemble(config: EvaluateJob, rows: list[Row], plan: Plan, work: Work, datas
         "judge": wins["model"].summary() if plan.judge else None,
         "judges": {role: w.summary() for role, w in wins.items()} if plan.judge else None,
         "notes": notes,
+        "note_words": [said_dict(n) for n in notes],  # the studio words each note by its code (None: as written)
         "updated_at": time.time(),
     }
     return doc, out_rows
@@ -586,11 +590,12 @@ def _write_scores(work: Work, role: str, todo: list[Row], mine: dict[str, TopK |
                     kl = row_kl(t, m, r.id)
                     rec.update(kl_sum=kl.kl_sum, kl_tokens=kl.tokens, kl_estimated=kl.estimated_positions)
                 except TokenizerMismatch as e:
-                    mismatch = mismatch or str(e)
+                    mismatch = mismatch or e
                     rec["error"] = "tokenizers differ"
             out.write(rec)
     if mismatch:
-        notes.append(f"kl not computed: {mismatch}")
+        notes.append(Said(f"kl not computed: {mismatch}", "evaluate.note_kl_not_computed",
+                          {"error": str(mismatch), **mismatch.params}))
 
 
 def _template_path(ref: str | None, ctx: JobContext) -> Path | None:

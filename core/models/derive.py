@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.llm.base import BackendError
+from core.said import Said, said_fields
 
 STRATEGIES = ("head_tail", "even", "first")
 DERIVED_FILE = "derived_from.json"
@@ -208,7 +209,7 @@ def derive_student(
     if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
         raise BackendError(f"'{output_dir}' already exists: choose another name or remove it first")
     t0 = time.monotonic()
-    say(f"loading teacher {teacher}")
+    say(Said(f"loading teacher {teacher}", "models.event_loading", {"teacher": teacher.name}))
     backend = HFLocalBackend(teacher, dtype="auto", device="cpu", batch_size=8)
     tmodel = backend.model
     total = (getattr(tmodel.config, "text_config", None) or tmodel.config).num_hidden_layers
@@ -221,7 +222,8 @@ def derive_student(
     report = DeriveReport(teacher=str(teacher), output=str(output_dir), strategy=strategy, kept_layers=keep,
                           teacher_layers=total, params_before=before, params_after=after,
                           vocab_size=tmodel.get_output_embeddings().weight.shape[0])
-    say(f"kept layers {keep} of {total}; parameters {before:,} -> {after:,}")
+    say(Said(f"kept layers {keep} of {total}; parameters {before:,} -> {after:,}", "models.event_kept",
+             {"kept": keep, "total": total, "before": f"{before:,}", "after": f"{after:,}"}))
     tmp = output_dir.with_name(f".{output_dir.name}.tmp-derive")  # hidden from the registry while written
     shutil.rmtree(tmp, ignore_errors=True)
     student.save_pretrained(tmp, safe_serialization=True)
@@ -230,14 +232,17 @@ def derive_student(
         if (teacher / extra).exists():
             shutil.copy2(teacher / extra, tmp / extra)
     if evaluate:
-        say("measuring what pruning cost: the teacher answers held-out prompts, the student is scored on them")
+        say(Said("measuring what pruning cost: the teacher answers held-out prompts, the student is scored on them",
+                 "models.event_measuring"))
         convs = teacher_answers(backend, prompts or EVAL_PROMPTS)
         student.eval()
         with torch.inference_mode():
             t_ce, s_ce, kl, n = ce_kl(backend, student, convs)
         report.teacher_ce, report.student_ce, report.student_kl, report.eval_tokens = (
             round(t_ce, 3), round(s_ce, 3), round(kl, 3), n)
-        say(f"before training: student CE {s_ce:.2f} / KL {kl:.2f} (teacher's own CE {t_ce:.2f}) on {n} tokens")
+        say(Said(f"before training: student CE {s_ce:.2f} / KL {kl:.2f} (teacher's own CE {t_ce:.2f}) on {n} tokens",
+                 "models.event_measured", {"ce": f"{s_ce:.2f}", "kl": f"{kl:.2f}", "teacher_ce": f"{t_ce:.2f}",
+                                           "n": n}))
     report.seconds = round(time.monotonic() - t0, 1)
     (tmp / DERIVED_FILE).write_text(json.dumps(asdict(report), indent=2))
     if output_dir.exists():
@@ -271,7 +276,7 @@ def run(config, ctx) -> None:
 
     def say(msg: str) -> None:
         step[0] += 1
-        ctx.event(msg)
+        ctx.event(msg, **said_fields(msg))
         ctx.progress(min(step[0], 3), 4)
 
     report = derive_student(teacher, out, config.layers, config.strategy, progress=say)

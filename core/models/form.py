@@ -7,7 +7,7 @@ Facts come from config.json and safetensors headers (no torch), so the preview i
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,17 +125,22 @@ def preview(ws: Workspace, teacher: str, layers: int, strategy: str) -> DerivePr
     return DerivePreview(keep, total, before, after)
 
 
-def job_report(jobs: Any, job_id: str, words: Mapping[str, str] | None = None) -> tuple[str, bool]:
+def job_report(jobs: Any, job_id: str, words: Mapping[str, str] | None = None, say: Callable[[Any], str] = str,
+               report_text: Callable[[Any], str] | None = None) -> tuple[str, bool]:
     """(markdown, finished) of a derive or demo job: its status line, the last thing the worker said and, once a
-    derive succeeded, its report (what pruning cost before training). Raises JobNotFound for a deleted job."""
+    derive succeeded, its report (what pruning cost before training). Raises JobNotFound for a deleted job. The
+    studio words the event (a `core.said.Said` with the code it was recorded with) with `say` and the report (a
+    DeriveReport) with `report_text`; the English otherwise."""
     from core.models.derive import read_report
+    from core.said import Said
 
     info = jobs.get(job_id)
-    events = [m["event"] for m in jobs.metrics(job_id) if "event" in m]
+    events = [Said(str(m["event"]), m.get("event_code"), m.get("event_params"))
+              for m in jobs.metrics(job_id) if "event" in m]
     parts = [status_line(info, words)]
     if events:
-        parts.append(str(events[-1]))
+        parts.append(say(events[-1]))
     report = read_report(info.run_dir) if info.status == "succeeded" else None
     if report is not None:
-        parts.append(report.summary())
+        parts.append(report_text(report) if report_text else report.summary())
     return "\n\n".join(parts), bool(info.finished)

@@ -19,6 +19,7 @@ from core.eval.compare import compare
 from core.eval.form import FORM, evaluation_runs
 from core.eval.plots import judge_figure, summary_figure
 from core.jobs.summary import status_line
+from core.said import Said
 from studio.forms import FormView
 from studio.i18n import has
 from studio.serving import EVAL_EXPORTS
@@ -150,7 +151,9 @@ def _wire_results(ui: UIContext, w: dict[str, Any]) -> None:
         headers, table = R.summary_table(ev.results)
         dh, drows = R.drilldown(ev.rows, filt or "all")
         has_judge = bool(ev.results.get("judge"))
-        notes = [f"- {n}" for n in ev.results.get("notes", [])]
+        words = ev.results.get("note_words") or []  # each note's code, where the job recorded one
+        notes = [f"- {ui.said(Said.of(words[i]) if i < len(words) and words[i] else n)}"
+                 for i, n in enumerate(ev.results.get("notes", []))]
         if not ev.results.get("complete", True):
             notes.insert(0, "- " + ui.t("evaluate.partial", done=ev.results.get("rows_done", 0),
                                         total=ev.results.get("rows_total", 0)))
@@ -219,7 +222,7 @@ def _wire_compare(ui: UIContext, w: dict[str, Any]) -> None:
         ch, cr = c.changed_table()
         note = ui.t("evaluate.compare_note", common=c.common, only_a=c.only_a, only_b=c.only_b,
                     changed=len(c.changed))
-        note += "".join(f"\n- {n}" for n in c.notes)
+        note += "".join(f"\n- {ui.said(n)}" for n in c.notes)
         return note, _table(ui, sh, sr), _table(ui, ch, cr)
 
     w["compare"].click(on_compare, inputs=[w["run_a"], w["run_b"]],

@@ -36,6 +36,8 @@ from core.data.store import ImportResult
 from core.data.view import browse_file, page_view, row_on_page, row_view, rows_table
 from core.errors import UserError
 from core.jobs.summary import status_line
+from core.said import Said
+from studio.i18n import has
 from studio.job_panel import live_timer
 from studio.ui import UIContext
 
@@ -87,6 +89,7 @@ class _ImportForm:
     maps: list[gr.Dropdown]
     button: gr.Button
     result: gr.Markdown
+    lf: dict[str, Any]  # the LLaMA-Factory dataset_info.json import's widgets
 
 
 def _map_updates(fmt: str | None, columns: list[str], mapping: dict[str, str] | None) -> list[dict]:
@@ -107,7 +110,8 @@ def _preview(ui: UIContext, src: str, fmt: str | None, mapping: dict[str, str] |
         pv = preview_import(src, fmt, mapping)
     except UserError as e:
         return gr.update(value=None, visible=False), _error_md(ui, e)
-    problems = "\n".join(f"- {ui.t('data.problem_line', line=line, reason=reason)}" for line, reason in pv.problems)
+    problems = "\n".join(f"- {ui.t('data.problem_line', line=line, reason=ui.said(reason))}"
+                         for line, reason in pv.problems)
     return _table(*rows_table(pv.rows)), (f"{ui.t('data.preview_problems')}\n{problems}" if problems else "")
 
 
@@ -164,6 +168,7 @@ def _import_section(ui: UIContext) -> _ImportForm:
         problems = gr.Markdown(elem_id="data-problems")
         button = ui.reg("data.import", gr.Button(t("data.import"), variant="primary", elem_id="data-import"))
         result = gr.Markdown(elem_id="data-import-result")
+        lf = _lf_import_section(ui)
 
     def on_upload(file_path: str | None) -> list:
         if not file_path:
@@ -193,7 +198,31 @@ def _import_section(ui: UIContext) -> _ImportForm:
     fmt.input(on_format, [source, columns, fmt], [*maps, preview, problems])
     for m in maps:
         m.input(on_mapping, [source, fmt, *maps], [preview, problems])
-    return _ImportForm(source, fmt, name, on_error, overwrite, maps, button, result)
+    return _ImportForm(source, fmt, name, on_error, overwrite, maps, button, result, lf)
+
+
+def _lf_import_section(ui: UIContext) -> dict[str, Any]:
+    """A LLaMA-Factory dataset_info.json (a workspace path, or uploaded with its data files) and one of its entries
+    to import (core.data.llamafactory_import, confined to the workspace as every visitor's path is)."""
+    t = ui.t
+    w: dict[str, Any] = {"info": gr.State("")}
+    with ui.reg("data.lf_title", gr.Accordion(t("data.lf_title"), open=False, elem_id="data-lf")):
+        ui.reg("data.lf_help", gr.Markdown(t("data.lf_help")), "value")
+        with gr.Row():
+            w["upload"] = ui.reg("data.lf_upload", gr.File(label=t("data.lf_upload"), file_count="multiple",
+                                                           type="filepath", elem_id="data-lf-upload", height=100))
+            with gr.Column():
+                w["path"] = ui.reg("data.lf_path", gr.Textbox(label=t("data.lf_path"), elem_id="data-lf-path",
+                                                              placeholder="datasets/lf/dataset_info.json"))
+                w["load"] = ui.reg("data.lf_load", gr.Button(t("data.lf_load"), elem_id="data-lf-load"))
+        with gr.Row():
+            w["entry"] = ui.reg("data.lf_entry", gr.Dropdown(choices=[], value=None, label=t("data.lf_entry"),
+                                                             elem_id="data-lf-entry"))
+            w["name"] = ui.reg("data.name", gr.Textbox(label=t("data.name"), elem_id="data-lf-name"))
+            w["button"] = ui.reg("data.lf_import", gr.Button(t("data.lf_import"), variant="primary",
+                                                             elem_id="data-lf-import"))
+        w["result"] = gr.Markdown(elem_id="data-lf-result")
+    return w
 
 
 def _import_message(ui: UIContext, res: ImportResult) -> str:
@@ -202,14 +231,14 @@ def _import_message(ui: UIContext, res: ImportResult) -> str:
     if res.errors:
         rejects = res.rejects_path.name if res.rejects_path else "?"
         msg += ui.t("data.imported_rejects", n=len(res.errors), file=rejects)
-        msg += "\n\n" + "\n".join(f"- {e}" for e in res.errors[:MAX_LISTED_ERRORS])
+        msg += "\n\n" + "\n".join(f"- {ui.row_text(e)}" for e in res.errors[:MAX_LISTED_ERRORS])
         if len(res.errors) > MAX_LISTED_ERRORS:
             msg += "\n- " + ui.t("data.more_errors", n=len(res.errors) - MAX_LISTED_ERRORS)
     if res.unused:  # nothing dropped silently: columns the format does not read, with the records holding them
         items = [ui.t("data.unused_item", column=c if kept == c else f"{c} → {kept}", n=n)
                  for c, kept, n in res.unused_items()]
         msg += "\n\n" + ui.t("data.imported_unused", columns=", ".join(items))
-    return msg
+    return msg + "".join(f"\n\n_{ui.said(n)}_" for n in res.notes)
 
 
 def _wire_import(ui: UIContext, form: _ImportForm, dataset: gr.Dropdown) -> None:
@@ -234,6 +263,62 @@ def _wire_import(ui: UIContext, form: _ImportForm, dataset: gr.Dropdown) -> None
 
     form.button.click(on_import, [form.source, form.fmt, form.name, form.on_error, form.overwrite, *form.maps],
                       [form.result, dataset])
+    _wire_lf_import(ui, form, dataset)
+
+
+def lf_entries(ui: UIContext, text: str | None, uploads: list[str] | None = None) -> tuple[str, dict, str, str]:
+    """A dataset_info.json named by a workspace path, or among uploaded files (copied into datasets/uploads/ with
+    the data files it names): (its path, the entry picker, a dataset name, a message)."""
+    from core.data.llamafactory_import import INFO_FILE, dataset_name, visitor_entries
+
+    none = "", gr.update(choices=[], value=None), ""
+    try:
+        if uploads:
+            copies = [store.take_upload(ui.workspace, f) for f in uploads]
+            info = next((c for c in copies if c.name == INFO_FILE), None)
+            if info is None:
+                return *none, f"⚠️ {ui.t('data.lf_no_info')}"
+            text = str(info)
+        if not (text or "").strip():
+            return *none, f"⚠️ {ui.t('data.lf_no_info')}"
+        path, names = visitor_entries(ui.workspace, text.strip())
+    except UserError as e:
+        return *none, _error_md(ui, e)
+    first = names[0] if names else None
+    return (str(path), gr.update(choices=names, value=first), dataset_name(first) if first else "",
+            ui.t("data.lf_entries", n=len(names), file=ui.workspace.shown(path)))
+
+
+def lf_import(ui: UIContext, info: str, entry: str | None, ds_name: str, mode: str, over: bool) -> tuple[str, Any]:
+    """Import one entry of the dataset_info.json: (the message, the new dataset's name or None)."""
+    from core.data.llamafactory_import import import_llamafactory
+
+    if not info or not entry:
+        return ui.t("data.lf_no_info"), None
+    try:
+        res = import_llamafactory(ui.workspace, info, entry, (ds_name or "").strip() or None, mode, over,
+                                  confined=True)
+    except UserError as e:
+        return _error_md(ui, e), None
+    return _import_message(ui, res), res.name
+
+
+def _wire_lf_import(ui: UIContext, form: _ImportForm, dataset: gr.Dropdown) -> None:
+    from core.data.llamafactory_import import dataset_name
+
+    w, ws = form.lf, ui.workspace
+    found = [w["info"], w["entry"], w["name"], w["result"]]
+    w["load"].click(lambda text: lf_entries(ui, text), w["path"], found)
+    w["path"].submit(lambda text: lf_entries(ui, text), w["path"], found)
+    w["upload"].upload(lambda files: lf_entries(ui, None, files or []), w["upload"], found)
+    w["entry"].input(lambda e: dataset_name(e) if e else "", w["entry"], w["name"])
+
+    def on_import(info: str, entry: str | None, ds_name: str, mode: str, over: bool) -> tuple[str, Any]:
+        msg, name = lf_import(ui, info, entry, ds_name, mode, over)
+        return msg, gr.update(choices=store.dataset_names(ws), value=name) if name else gr.update()
+
+    w["button"].click(on_import, [w["info"], w["entry"], w["name"], form.on_error, form.overwrite],
+                      [w["result"], dataset])
 
 
 # ---------------------------------------------------------------------------------------------------------- browse
@@ -351,7 +436,11 @@ def op_outcome(ui: UIContext, kind: str, res: dict) -> tuple[str | None, str, st
         return None, "", t("data.dedupe_done", name=res["name"], kept=res["kept"], removed=res["removed"])
     msg = t("data.exported", rows=res["written"], path=ui.workspace.relative(res["path"]))
     if res["first_skipped"]:
-        msg += t("data.export_skipped", n=res["skipped"], id=res["first_skipped"][0], reason=res["first_skipped"][1])
+        reason = Said.of(res.get("first_skipped_reason")) or res["first_skipped"][1]
+        msg += t("data.export_skipped", n=res["skipped"], id=res["first_skipped"][0], reason=ui.said(reason))
+    for key, n in (res.get("lost") or {}).items():  # what written rows could not keep (a pair's rejected answer)
+        msg += t(f"data.export_lost_{key}", n=n, fmt=res.get("format", "")) if has(f"data.export_lost_{key}") else \
+            f"; {n} {key}"
     if res["info_path"]:
         msg += "\n\n" + t("data.lf_written", path=ui.workspace.relative(res["info_path"]), name=res["info_name"])
     return res["path"], msg, ""

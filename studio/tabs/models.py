@@ -190,7 +190,7 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
         if not job_id:
             return gr.update(), gr.Timer(active=False), gr.update(), *keep_pickers
         try:
-            msg, finished = job_report(ui.jobs(), job_id, ui.job_words())
+            msg, finished = job_report(ui.jobs(), job_id, ui.job_words(), ui.said, lambda r: report_text(ui, r))
         except UserError as e:  # the job was deleted in the Jobs tab meanwhile
             return f"⚠️ {ui.error_text(e)}", gr.Timer(active=False), gr.update(), *keep_pickers
         if not finished:
@@ -200,6 +200,23 @@ def _wire_jobs(ui: UIContext, w: dict[str, Any]) -> None:
 
     w["timer"].tick(poll, [w["job_state"], w["extra"]], [w["job_msg"], w["timer"], w["table"], *_pickers(w)],
                     show_progress="hidden")
+
+
+def report_text(ui: UIContext, r: Any) -> str:
+    """A finished derive's report (core.models.derive.DeriveReport) in the page's words: layers kept, parameters
+    and, when measured, what pruning cost before training (CE / KL on the teacher's held-out answers)."""
+    import math
+
+    t = ui.t
+    strategy = t(f"models.strategy_{r.strategy}") if has(f"models.strategy_{r.strategy}") else r.strategy
+    text = t("models.report_kept", n=len(r.kept_layers), total=r.teacher_layers, kept=r.kept_layers,
+             strategy=strategy, before=f"{r.params_before / 1e6:.1f}M", after=f"{r.params_after / 1e6:.1f}M")
+    if r.student_ce is not None:
+        text += t("models.report_measured", tokens=r.eval_tokens, ce=f"{r.student_ce:.2f}", kl=f"{r.student_kl:.2f}",
+                  teacher_ce=f"{r.teacher_ce:.2f}")
+        if r.vocab_size:
+            text += t("models.report_uniform", uniform=f"{math.log(r.vocab_size):.1f}")
+    return text
 
 
 def _wire_compat_and_endpoints(ui: UIContext, w: dict[str, Any]) -> None:

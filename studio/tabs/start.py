@@ -286,7 +286,7 @@ def _wire_train(ui: UIContext, g: _Guided) -> None:
         job = ui.jobs().submit(flow.train_job(plan, kd, flow.dataset_rows(ws, plan.labelled)))
         out = flow.final_student(plan, kd)
         st = {**st, "train": job, "train_out": out, "kd": kd}
-        return ui.t("start.train_submitted", model=out, why=why), st, gr.Timer(active=True), *hidden
+        return ui.t("start.train_submitted", model=out, why=ui.said(why)), st, gr.Timer(active=True), *hidden
 
     def train(t, s, d, n, nd, st: dict):
         try:
