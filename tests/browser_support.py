@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -90,3 +92,53 @@ def wait_final_status(page, selector: str, timeout_s: float = 60) -> str:
             break
         time.sleep(0.5)
     return status
+
+
+def seed_workspace(workspace_dir: Path, models: dict[str, Path] | None = None,
+                   datasets: dict[str, list[dict]] | None = None) -> Path:
+    """A workspace folder for a studio to open: `models` (name -> model folder) copied under models/, `datasets`
+    (name -> rows) written as datasets/<name>.jsonl."""
+    for sub, items in (("models", models), ("datasets", datasets)):
+        (workspace_dir / sub).mkdir(parents=True, exist_ok=True)
+        for name, item in (items or {}).items():
+            if sub == "models":
+                shutil.copytree(item, workspace_dir / sub / name)
+            else:
+                (workspace_dir / sub / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in item))
+    return workspace_dir
+
+
+def open_tab(page, url: str, tab: str) -> None:
+    """Load the studio page and switch to the tab of that (English) name."""
+    page.goto(url)
+    page.get_by_role("tab", name=tab, exact=True).click()
+
+
+def pick_by_label(page, label: str, value: str, blur_text: str = "Guided") -> None:
+    """Type a value into the dropdown of that label and commit it (Enter, then a click on text elsewhere)."""
+    box = page.get_by_label(label, exact=True)
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.get_by_text(blur_text, exact=False).first.click()
+
+
+def text_has(page, selector: str, *words: str, timeout: float = 60_000) -> str:
+    """Wait until the element's text holds every word (case-insensitive); returns its text."""
+    js_words = json.dumps([w.lower() for w in words])
+    page.wait_for_function(
+        f"(() => {{ const e = document.querySelector('{selector}'); if (!e) return false;"
+        f" const t = e.innerText.toLowerCase(); return {js_words}.every(w => t.includes(w)); }})()", timeout=timeout)
+    return page.locator(selector).inner_text()
+
+
+def cancel_active_jobs(workspace_dir: Path, wait: float = 10) -> None:
+    """Cancel every job still active in the workspace (a test's leftovers), so no worker outlives the test."""
+    from core.jobs.manager import JobManager
+
+    m = JobManager(workspace_dir)
+    for info in m.list(status="active"):
+        try:
+            m.cancel(info.id, wait=wait)
+        except ValueError:  # it ended meanwhile
+            pass

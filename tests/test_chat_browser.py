@@ -4,11 +4,12 @@ stream and finish with their stats; Unload ends the worker process."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import psutil
 import pytest
+
+from tests.browser_support import cancel_active_jobs, open_tab, seed_workspace
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(420)]
 
@@ -24,14 +25,10 @@ def _serve_jobs(ws_dir):
 
 
 def test_arena_load_chat_unload(studio, browser_page, tmp_path, tiny_models, artifacts_dir):
-    ws_dir = tmp_path / "ws"
-    (ws_dir / "models").mkdir(parents=True)
-    shutil.copytree(tiny_models.teacher, ws_dir / "models" / "tiny-teacher")
-    shutil.copytree(tiny_models.student, ws_dir / "models" / "tiny-student")
+    ws_dir = seed_workspace(tmp_path / "ws", {"tiny-teacher": tiny_models.teacher, "tiny-student": tiny_models.student})
     sp = studio()
     page = browser_page
-    page.goto(sp.url)
-    page.get_by_role("tab", name="Chat", exact=True).click()
+    open_tab(page, sp.url, "Chat")
     try:
         # the columns preselect the teacher and the student of the workspace
         for i in (0, 1):
@@ -92,18 +89,7 @@ def test_arena_load_chat_unload(studio, browser_page, tmp_path, tiny_models, art
         assert after["chat: tiny-student"].status == "running"  # the other column's server is untouched
         assert "ready" in _status(page, 1)
     finally:
-        _cancel_leftovers(ws_dir)
-
-
-def _cancel_leftovers(ws_dir) -> None:
-    from core.jobs.manager import JobManager
-
-    m = JobManager(ws_dir)
-    for info in m.list(status="active"):
-        try:
-            m.cancel(info.id, wait=15)
-        except ValueError:
-            pass
+        cancel_active_jobs(ws_dir, wait=15)
 
 
 def test_evaluate_from_the_browser(studio, browser_page, tmp_path, artifacts_dir):
@@ -121,8 +107,7 @@ def test_evaluate_from_the_browser(studio, browser_page, tmp_path, artifacts_dir
         save_endpoint(ws, EndpointEntry(name="student-api", base_url=srv.base_url, model="fake-model"))
         sp = studio()
         page = browser_page
-        page.goto(sp.url)
-        page.get_by_role("tab", name="Chat", exact=True).click()
+        open_tab(page, sp.url, "Chat")
         page.get_by_role("tab", name="Evaluate", exact=True).click()
         page.locator("#eds-eval-model input").click()
         page.get_by_role("option", name="🌐 student-api").click()

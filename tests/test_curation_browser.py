@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.browser_support import fill, wait_final_status
+from tests.browser_support import fill, open_tab, seed_workspace, wait_final_status
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -49,18 +49,14 @@ def test_judge_and_curate_from_the_tab(studio, browser_page, tmp_path, artifacts
     from tests.fake_openai_server import FakeOpenAIServer
     from tests.test_cot_judge_job import scripted_judge
 
-    ws = tmp_path / "ws"
-    (ws / "datasets").mkdir(parents=True)
-    (ws / "datasets" / "scored.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows()))
     traces = [{"id": f"c{i}", "instruction": f"Question {i}?", "output": f"<think>step {i}</think> answer {i}"}
               for i in range(6)]
-    (ws / "datasets" / "cot.jsonl").write_text("".join(json.dumps(r) + "\n" for r in traces))
+    ws = seed_workspace(tmp_path / "ws", datasets={"scored": _rows(), "cot": traces})
     with FakeOpenAIServer(answer=scripted_judge) as srv:
         save_endpoint(Workspace.open(ws), EndpointEntry(name="fake", base_url=srv.base_url, model="fake-model"))
         sp = studio()
         page = browser_page
-        page.goto(sp.url)
-        page.get_by_role("tab", name="CoT Curation", exact=True).click()
+        open_tab(page, sp.url, "CoT Curation")
         page.get_by_text("① Judge chains of thought", exact=False).click()
         fill(page, "curation-judge-input", "cot", "#curation-intro")
         fill(page, "curation-judge-judge", "endpoint:fake", "#curation-intro")

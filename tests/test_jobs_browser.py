@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from tests.browser_support import cancel_active_jobs
+
 pytestmark = pytest.mark.browser
 
 PCT = "document.querySelector('#jobs-progress .eds-job-progress')"
@@ -41,7 +43,7 @@ def test_jobs_tab_shows_a_running_selftest_and_stop_works(studio, browser_page, 
         page.wait_for_function("document.querySelector('#jobs-table').innerText.toLowerCase().includes('stopped')")
         page.screenshot(path=str(artifacts_dir / "jobs-tab-stopped.png"), full_page=True)
     finally:
-        _cancel_leftovers(tmp_path / "ws")
+        cancel_active_jobs(tmp_path / "ws")
 
     (run,) = list((tmp_path / "ws" / "runs").iterdir())
     saved = json.loads((run / "output" / "state.json").read_text())["step"]
@@ -63,14 +65,3 @@ def test_jobs_tab_shows_a_running_selftest_and_stop_works(studio, browser_page, 
     page.wait_for_function(f"!document.querySelector('#jobs-table').innerText.includes('{run.name}')")
     assert not run.exists()
     assert "succeeded" in page.locator("#jobs-table").inner_text().lower()  # the other job stays
-
-
-def _cancel_leftovers(ws_dir) -> None:
-    from core.jobs.manager import JobManager
-
-    m = JobManager(ws_dir)
-    for info in m.list(status="active"):
-        try:
-            m.cancel(info.id, wait=10)
-        except ValueError:
-            pass

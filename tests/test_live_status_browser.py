@@ -13,26 +13,12 @@ import json
 
 import pytest
 
+from tests.browser_support import cancel_active_jobs, pick_by_label, seed_workspace, text_has
+
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 PCT = "document.querySelector('#jobs-progress .eds-job-progress')"
 START_LINE = "#eds-start-synth-status"
-
-
-def _pick(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.get_by_text("Guided", exact=False).first.click()  # commit the typed value
-
-
-def _text_has(page, selector: str, *words: str, timeout: float = 60_000) -> str:
-    js_words = json.dumps([w.lower() for w in words])
-    page.wait_for_function(
-        f"(() => {{ const e = document.querySelector('{selector}'); if (!e) return false;"
-        f" const t = e.innerText.toLowerCase(); return {js_words}.every(w => t.includes(w)); }})()", timeout=timeout)
-    return page.locator(selector).inner_text()
 
 
 def test_stop_and_resume_are_followed_in_jobs_and_start_here(studio, browser_page, tmp_path, artifacts_dir):
@@ -40,42 +26,40 @@ def test_stop_and_resume_are_followed_in_jobs_and_start_here(studio, browser_pag
     from core.workspace import Workspace
     from tests.fake_openai_server import FakeOpenAIServer
 
-    ws = tmp_path / "ws"
-    (ws / "datasets").mkdir(parents=True)
     rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?"} for i in range(320)]
-    (ws / "datasets" / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ws = seed_workspace(tmp_path / "ws", datasets={"qs": rows})
     with FakeOpenAIServer(answer=lambda msgs: "An answer.", latency=0.6) as srv:  # ~13 rows/s at 8 in flight
         save_endpoint(Workspace.open(ws), EndpointEntry(name="slow", base_url=srv.base_url, model="teacher"))
         sp = studio()
         page = browser_page
         page.goto(sp.url)
         try:
-            _pick(page, "Teacher", "endpoint:slow")
-            _pick(page, "Student", "tiny-student")
-            _pick(page, "Instructions (a dataset)", "qs")
+            pick_by_label(page, "Teacher", "endpoint:slow")
+            pick_by_label(page, "Student", "tiny-student")
+            pick_by_label(page, "Instructions (a dataset)", "qs")
             page.get_by_role("button", name="① Synthesize").click()
-            _text_has(page, START_LINE, "running")
+            text_has(page, START_LINE, "running")
 
             # The Jobs tab follows the running job by itself, each figure on its own scale.
             page.get_by_role("tab", name="Jobs", exact=True).click()
             page.wait_for_function(f"{PCT} && {PCT}.dataset.status === 'running' && Number({PCT}.dataset.pct) > 0")
-            caption = _text_has(page, "#jobs-progress", "stage 1 of 2", "label", "rows")
+            caption = text_has(page, "#jobs-progress", "stage 1 of 2", "label", "rows")
             assert "%" not in caption, caption  # the bar shows the pipeline's share; the words the stage's rows
             page.get_by_role("button", name="Stop (save and exit)").click()
             page.wait_for_function(f"{PCT}.dataset.status === 'stopped'", timeout=60_000)
             page.get_by_role("button", name="Resume").click()
             page.wait_for_function(f"{PCT}.dataset.status === 'running'", timeout=60_000)
-            _text_has(page, "#jobs-detail", "attempt 2")
+            text_has(page, "#jobs-detail", "attempt 2")
             page.screenshot(path=str(artifacts_dir / "live-jobs-resumed.png"), full_page=True)
 
             # Start here shows the new attempt (its timer slept while the job was stopped), then its end.
             page.get_by_role("tab", name="Start here", exact=True).click()
-            _text_has(page, START_LINE, "attempt 2", timeout=20_000)
+            text_has(page, START_LINE, "attempt 2", timeout=20_000)
             assert "stopped" not in page.locator(START_LINE).inner_text().lower()
-            final = _text_has(page, START_LINE, "succeeded", timeout=90_000)
+            final = text_has(page, START_LINE, "succeeded", timeout=90_000)
             assert "attempt 2" in final
         finally:
-            _cancel_leftovers(ws)
+            cancel_active_jobs(ws)
     labelled = (ws / "datasets" / "qs-train-teacher.jsonl").read_text().splitlines()
     assert len({json.loads(x)["id"] for x in labelled}) == len(labelled)  # the resume wrote no row twice
 
@@ -90,7 +74,7 @@ def test_a_failed_job_reads_cause_and_fix_first(studio, browser_page, tmp_path, 
     page.goto(sp.url)
     page.get_by_role("tab", name="Jobs", exact=True).click()
     page.locator("#jobs-table").get_by_text(job, exact=True).last.click()
-    detail = _text_has(page, "#jobs-detail", "failed", "cause")
+    detail = text_has(page, "#jobs-detail", "failed", "cause")
     assert detail.index("Cause") < detail.index("What to do") < detail.index("selftest failing at step 2")
     folded = page.locator("#jobs-detail details")
     assert not folded.locator("pre").is_visible()  # the traceback is folded away ...
@@ -98,14 +82,3 @@ def test_a_failed_job_reads_cause_and_fix_first(studio, browser_page, tmp_path, 
     folded.locator("pre").wait_for(state="visible")  # ... and one click shows it
     assert "Traceback" in folded.locator("pre").inner_text() or "RuntimeError" in folded.locator("pre").inner_text()
     page.screenshot(path=str(artifacts_dir / "live-jobs-failed.png"), full_page=True)
-
-
-def _cancel_leftovers(ws_dir) -> None:
-    from core.jobs.manager import JobManager
-
-    m = JobManager(ws_dir)
-    for info in m.list(status="active"):
-        try:
-            m.cancel(info.id, wait=10)
-        except ValueError:
-            pass

@@ -4,11 +4,11 @@ check, and registering + testing a remote endpoint (a local OpenAI-compatible se
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
+from tests.browser_support import open_tab, seed_workspace
 from tests.fake_openai_server import FakeOpenAIServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -33,14 +33,10 @@ def _type(page, elem_id: str, value: str) -> None:
 
 
 def test_models_tab_table_derive_compat_and_endpoint(studio, browser_page, tiny_models, tmp_path, artifacts_dir):
-    ws = tmp_path / "ws"
-    (ws / "models").mkdir(parents=True)
-    shutil.copytree(tiny_models.teacher, ws / "models" / "tiny-teacher")
-    shutil.copytree(tiny_models.student, ws / "models" / "tiny-student")
+    ws = seed_workspace(tmp_path / "ws", {"tiny-teacher": tiny_models.teacher, "tiny-student": tiny_models.student})
     sp = studio()
     page = browser_page
-    page.goto(sp.url)
-    page.get_by_role("tab", name="Models", exact=True).click()
+    open_tab(page, sp.url, "Models")
     table = page.locator("#models-table")
     _table_has(page, "tiny-teacher")
     assert "Qwen2ForCausalLM" in table.inner_text()

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.browser_support import fill, wait_final_status
+from tests.browser_support import fill, open_tab, seed_workspace, wait_final_status
 
 BLUR = "#pairs-build-output textarea, #pairs-build-output input"  # a click there commits a typed value
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -20,16 +20,13 @@ def test_build_pairs_and_use_them_for_dpo(studio, browser_page, tmp_path, artifa
     from core.workspace import Workspace
     from tests.fake_openai_server import FakeOpenAIServer
 
-    ws = tmp_path / "ws"
-    (ws / "datasets").mkdir(parents=True)
     rows = [{"id": f"q{i}", "instruction": f"What is {i} + {i}?", "output": f"{i} + {i} = {2 * i}."} for i in range(4)]
-    (ws / "datasets" / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ws = seed_workspace(tmp_path / "ws", datasets={"qa": rows})
     with FakeOpenAIServer(answer=lambda msgs: "I do not know.") as srv:
         save_endpoint(Workspace.open(ws), EndpointEntry(name="stud", base_url=srv.base_url, model="student"))
         sp = studio()
         page = browser_page
-        page.goto(sp.url)
-        page.get_by_role("tab", name="Training", exact=True).click()
+        open_tab(page, sp.url, "Training")
         page.get_by_text("Preference pairs — build the pairs", exact=False).click()
         page.locator("#pairs-build-student").wait_for(state="visible")
         assert not page.locator("#pairs-build-teacher").is_visible()  # best of N only

@@ -25,6 +25,7 @@ import pytest
 
 from core.net import free_port
 from studio.proxy import public_headers, split_host
+from tests.browser_support import cancel_active_jobs
 
 PREFIX = "/user/x/proxy/7860"
 PCT = "document.querySelector('#jobs-progress .eds-job-progress')"
@@ -201,15 +202,4 @@ def test_studio_through_nginx_sub_path(studio, browser_page, tmp_path, artifacts
             page.screenshot(path=str(artifacts_dir / "proxy-jobs-running.png"), full_page=True)
             assert not failed, failed
         finally:
-            _cancel_leftovers(ws)
-
-
-def _cancel_leftovers(ws_dir: Path) -> None:
-    from core.jobs.manager import JobManager
-
-    m = JobManager(ws_dir)
-    for info in m.list(status="active"):
-        try:
-            m.cancel(info.id, wait=10)
-        except ValueError:
-            pass
+            cancel_active_jobs(ws)

@@ -15,30 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser_support import pick_by_label, text_has
 from tests.test_flow import _model
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 
-def _text_has(page, selector: str, *words: str, timeout: float = 60_000) -> str:
-    js_words = json.dumps([w.lower() for w in words])
-    page.wait_for_function(
-        f"(() => {{ const e = document.querySelector('{selector}'); if (!e) return false;"
-        f" const t = e.innerText.toLowerCase(); return {js_words}.every(w => t.includes(w)); }})()", timeout=timeout)
-    return page.locator(selector).inner_text()
-
-
 def _value_is(page, selector: str, value: str) -> None:
     page.wait_for_function(f"(() => {{ const e = document.querySelector('{selector}');"
                            f" return e && e.value === '{value}'; }})()")
-
-
-def _pick(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.get_by_text("Guided", exact=False).first.click()  # commit the typed value
 
 
 def _wait_steps(m, job: str, n: int) -> None:
@@ -72,18 +57,18 @@ def test_rows_estimate_resume_offer_and_compare_progress(studio, browser_page, t
             # A fresh page: the larger model teaches, the smaller learns; all 100 rows and what they would take.
             _value_is(page, "#eds-start-student input", "small-student")
             assert page.get_by_label("Teacher", exact=True).input_value() == "big-teacher"
-            _text_has(page, "#eds-start-estimate", "90 training + 10 held-out rows", "min")
+            text_has(page, "#eds-start-estimate", "90 training + 10 held-out rows", "min")
 
             # Fewer rows: the estimate follows, ① labels only those.
-            _pick(page, "Teacher", "endpoint:fast")
-            _text_has(page, "#eds-start-estimate", "as fast as the endpoint answers")
+            pick_by_label(page, "Teacher", "endpoint:fast")
+            text_has(page, "#eds-start-estimate", "as fast as the endpoint answers")
             rows = page.get_by_label("number input for Rows to use")
             rows.fill("20")
             rows.press("Enter")
-            _text_has(page, "#eds-start-estimate", "18 training + 2 held-out rows")
+            text_has(page, "#eds-start-estimate", "18 training + 2 held-out rows")
             page.screenshot(path=str(artifacts_dir / "start-rows-estimate.png"), full_page=True)
             page.get_by_role("button", name="① Synthesize").click()
-            _text_has(page, "#eds-start-synth-status", "succeeded")
+            text_has(page, "#eds-start-synth-status", "succeeded")
             plan = flow.make_plan("endpoint:fast", "small-student", "qs", ws, 20)
             for name, n in ((plan.labelled, 18), (plan.heldout_labelled, 2)):
                 assert "20rows" in name and len((ws.datasets / f"{name}.jsonl").read_text().splitlines()) == n
@@ -96,7 +81,7 @@ def test_rows_estimate_resume_offer_and_compare_progress(studio, browser_page, t
             assert m.stop(job, wait=30).status == "stopped"
             (Path(m.get(job).run_dir) / "output" / "sft" / "checkpoints" / "checkpoint-3").mkdir(parents=True)
             page.get_by_role("button", name="② Train").click()
-            _text_has(page, "#eds-start-message", "stopped before it finished", "checkpoint at step 3")
+            text_has(page, "#eds-start-message", "stopped before it finished", "checkpoint at step 3")
             resume = page.get_by_role("button", name="↻ Resume ②")
             assert resume.is_visible() and page.get_by_role("button", name="Start ② over").is_visible()
             assert len(m.list(kind="pipeline")) == 2  # ① and the stopped ②: nothing new was started
@@ -104,18 +89,18 @@ def test_rows_estimate_resume_offer_and_compare_progress(studio, browser_page, t
             # A fresh start says what it would overwrite instead of failing later in the job.
             _model(ws, plan.student_sft, 10)
             page.get_by_role("button", name="Start ② over").click()
-            _text_has(page, "#eds-start-message", "would replace", plan.student_sft)
+            text_has(page, "#eds-start-message", "would replace", plan.student_sft)
             page.screenshot(path=str(artifacts_dir / "start-resume-offer.png"), full_page=True)
             shutil.rmtree(ws.models / plan.student_sft)
 
             resume.click()
-            _text_has(page, "#eds-start-message", "resumed")
-            _text_has(page, "#eds-start-train-status", "attempt 2", "running")
+            text_has(page, "#eds-start-message", "resumed")
+            text_has(page, "#eds-start-train-status", "attempt 2", "running")
             assert m.get(job).attempt == 2 and not resume.is_visible()
 
             # ③ while ② runs: how far it is, and the chat with the untrained student meanwhile.
             page.get_by_role("button", name="③ Compare").click()
-            said = _text_has(page, "#eds-start-message", "has not finished", "running", "sft", "/400 steps")
+            said = text_has(page, "#eds-start-message", "has not finished", "running", "sft", "/400 steps")
             assert plan.student_sft in said
             _value_is(page, "#eds-chat-model1 input", "small-student")
         finally:

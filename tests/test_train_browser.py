@@ -3,14 +3,12 @@ the status and curves update live, and the trained models land in workspace/mode
 
 from __future__ import annotations
 
-import json
 import random
-import shutil
 import time
 
 import pytest
 
-from tests.browser_support import fill
+from tests.browser_support import fill, open_tab, seed_workspace
 
 BLUR = "#training-output textarea, #training-output input"  # a click there commits a typed value
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
@@ -37,20 +35,15 @@ def _start_and_wait(page, timeout_s: float = 240) -> str:
 
 
 def test_sft_and_kd_from_the_training_tab(studio, browser_page, tiny_models, tmp_path, artifacts_dir):
-    ws = tmp_path / "ws"
-    (ws / "models").mkdir(parents=True)
-    (ws / "datasets").mkdir(parents=True)
-    shutil.copytree(tiny_models.student, ws / "models" / "tiny-student")
-    shutil.copytree(tiny_models.teacher, ws / "models" / "tiny-teacher")
     rng = random.Random(0)
     rows = [{"id": f"r{i}", "instruction": f"Add {a} and {b}.", "output": f"Sure: {a} plus {b} is {a + b}."}
             for i, (a, b) in enumerate((rng.randint(1, 30), rng.randint(1, 30)) for _ in range(24))]
-    (ws / "datasets" / "sums.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ws = seed_workspace(tmp_path / "ws", {"tiny-student": tiny_models.student, "tiny-teacher": tiny_models.teacher},
+                        {"sums": rows})
 
     sp = studio()
     page = browser_page
-    page.goto(sp.url)
-    page.get_by_role("tab", name="Training", exact=True).click()
+    open_tab(page, sp.url, "Training")
     fill(page, "training-student", "tiny-student", BLUR)
     fill(page, "training-dataset", "sums", BLUR)
     page.locator("#training-output textarea, #training-output input").first.fill("sums-sft")

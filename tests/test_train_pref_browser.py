@@ -4,12 +4,11 @@ form runs as a real job, its reward-margin curves show, Stop saves a checkpoint 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
-from tests.browser_support import fill
+from tests.browser_support import fill, open_tab, seed_workspace
 from tests.test_train_browser import BLUR
 from tests.test_train_dpo import _pairs
 
@@ -28,16 +27,11 @@ def _wait_status(page, job_id: str, word: str, timeout_s: float = 240) -> str:
 
 
 def test_cogpo_from_the_training_tab_stops_and_resumes(studio, browser_page, tiny_models, tmp_path, artifacts_dir):
-    ws = tmp_path / "ws"
-    (ws / "models").mkdir(parents=True)
-    (ws / "datasets").mkdir(parents=True)
-    shutil.copytree(tiny_models.student, ws / "models" / "tiny-student")
-    (ws / "datasets" / "prefs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _pairs(48, 0)))
+    ws = seed_workspace(tmp_path / "ws", {"tiny-student": tiny_models.student}, {"prefs": _pairs(48, 0)})
 
     sp = studio()
     page = browser_page
-    page.goto(sp.url)
-    page.get_by_role("tab", name="Training", exact=True).click()
+    open_tab(page, sp.url, "Training")
     page.get_by_label("DPO / CogPO (preference pairs)").check()
     page.get_by_text("β per pair type", exact=True).wait_for()  # the DPO / CogPO section is shown
     fill(page, "training-student", "tiny-student", BLUR)
