@@ -50,9 +50,6 @@ CSS = """
 
 
 def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
-    # Objects made by the imports, and then the built page, live as long as the process: frozen, the garbage
-    # collector's full passes stop rescanning them (one ~0.1 s pass while building, then each while serving).
-    gc.freeze()
     _argspecs_once()
     # The bundled demo data (assets/) is readable by visitors: it is public and presets point at it.
     ws = Workspace.open(opts.workspace, [*opts.allow_roots, ASSETS])
@@ -83,16 +80,20 @@ def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
         lighten(demo)  # no event exposed as API, a trimmed config made once, polls outside the queue: studio/page.py
     log_path = setup_logging(ws.root)
     guard_all(demo, log_path, lambda: ui.t("forms.internal_error", log=log_path), ui.error_text)
-    gc.freeze()
     return demo, ui
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    # What the imports made, and then the built page, live as long as the studio's process: frozen, the garbage
+    # collector's full passes stop rescanning them (one ~0.1 s pass while building, then each pass while serving).
+    # Here, not in build_app: a test process builds many apps and should collect the ones it is done with.
+    gc.freeze()
     try:
         demo, ui = build_app(opts)
     except UserError as e:  # e.g. a workspace folder that is a link leading out of it: say so, no traceback
         raise SystemExit(f"error: {e}") from None
+    gc.freeze()
     # Jobs this studio starts (and the CLI run from here) reach the same allowed roots as its visitors.
     os.environ[ENV_ALLOW_ROOTS] = os.pathsep.join(str(r) for r in ui.workspace.extra_roots)
     print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
