@@ -11,7 +11,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 PYTEST_ARGS ?=
 SETUP_STAMP := $(VENV)/.setup-$(shell cat pyproject.toml scripts/setup_venv.sh | sha1sum | cut -c1-12)
 
-.PHONY: setup studio test test-fast lint bench demo browser proxy vllm-env llamafactory-env clean-venv
+.PHONY: setup studio test test-fast lint bench demo browser proxy system-deps vllm-env llamafactory-env test-env \
+	clean-venv
 
 setup: $(SETUP_STAMP)
 
@@ -39,7 +40,18 @@ demo: setup
 studio: demo
 	$(BIN)/distill-studio --workspace $(WORKSPACE) $(STUDIO_ARGS)
 
-test: setup browser proxy vllm-env llamafactory-env
+# The four installs are independent (three virtualenvs, one apt step), and pip unpacks on one core: run at once they
+# take about as long as the longest. -Otarget keeps each one's log whole (printed when it finishes); apt's two
+# installs stay in sequence (one dpkg lock).
+system-deps:
+	bash scripts/setup_browser.sh
+	bash scripts/setup_proxy.sh
+
+test-env:
+	@echo "[make] setting up .venv, Chromium + nginx, .venv-vllm and .venv-llamafactory at once (each log follows when it ends)"
+	@$(MAKE) --no-print-directory -j4 -Otarget setup system-deps vllm-env llamafactory-env
+
+test: test-env
 	$(BIN)/ruff check .
 	$(BIN)/python scripts/arch_report.py --strict
 	bash scripts/run_tests.sh $(PYTEST_ARGS)
