@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -74,7 +75,15 @@ def test_disk_full_mid_synthesis_fails_named_and_resumes_exactly_once(small_disk
     (ws / "datasets").mkdir(parents=True)
     write_records(ws / "datasets" / "qs.jsonl", [{"id": i, "instruction": f"Question {i}?"} for i in ids])
     out = ws / "datasets" / "qs-label.jsonl"
-    with FakeOpenAIServer(latency=0.05, answer=lambda msgs: "an answer " * 200) as srv:
+    served, filled = [], threading.Event()
+
+    def answer(msgs):  # after 20 answers, hold the rest until the disk is full: the job cannot end before (under load)
+        served.append(1)
+        if len(served) > 20:
+            filled.wait(60)
+        return "an answer " * 200
+
+    with FakeOpenAIServer(latency=0.05, answer=answer) as srv:
         cfg = small_disk / "label.yaml"
         cfg.write_text(f"kind: synth\ninput: qs\noperator: label\nteacher:\n  type: openai\n  endpoint:\n"
                        f"    base_url: {srv.base_url}\n    concurrency: 2\n", encoding="utf-8")
@@ -86,6 +95,7 @@ def test_disk_full_mid_synthesis_fails_named_and_resumes_exactly_once(small_disk
             time.sleep(0.05)
         filler = fill(small_disk)
         filled_at = time.monotonic()
+        filled.set()
         try:
             stdout, stderr = cli.communicate(timeout=30)
         except subprocess.TimeoutExpired:
