@@ -74,13 +74,79 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
 
 
-def fill(page, elem_id: str, value: str, blur: str) -> None:
-    """Type into a Gradio textbox / dropdown and commit it: Enter, then a click on `blur` (a selector elsewhere)."""
-    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+# Counts the page's Gradio events in flight (installed into every browser_page context by tests/conftest.py): one per
+# queue/join until its process_completed arrives on the queue/data stream, and each queue=False run/predict until its
+# answer is read. `settle` waits on it, so a test never types into a component that an event still to answer (the
+# page's load events, a change's update) will overwrite.
+SETTLE_JS = r"""
+(() => {
+  const eds = window.__eds = {joins: 0, pending: 0, last: Date.now()};
+  const bump = (d) => { eds.pending += d; eds.last = Date.now(); };
+  const orig = window.fetch.bind(window);
+  const done = /"msg":\s*"process_completed"/g;
+  window.fetch = async (input, init) => {
+    const url = typeof input === "string" ? input : (input && input.url) || String(input);
+    const join = url.includes("/queue/join"), run = url.includes("/run/predict"), data = url.includes("/queue/data");
+    if (join) { eds.joins += 1; bump(1); }
+    if (run) bump(1);
+    let resp;
+    try { resp = await orig(input, init); } catch (e) { if (join || run) bump(-1); throw e; }
+    if ((join && !resp.ok) || run) {
+      if (run) resp.clone().text().finally(() => bump(-1)); else bump(-1);
+    }
+    if (data && resp.ok && resp.body) {
+      const [mine, theirs] = resp.body.tee();
+      (async () => {
+        const reader = theirs.getReader(), dec = new TextDecoder();
+        let buf = "";
+        for (;;) {
+          let chunk;
+          try { chunk = await reader.read(); } catch (e) { break; }
+          if (chunk.done) break;
+          buf += dec.decode(chunk.value, {stream: true});
+          const cut = buf.lastIndexOf("\n\n");
+          if (cut < 0) continue;
+          const n = (buf.slice(0, cut).match(done) || []).length;
+          buf = buf.slice(cut + 2);
+          if (n) bump(-n);
+        }
+      })();
+      return new Response(mine, {status: resp.status, statusText: resp.statusText, headers: resp.headers});
+    }
+    return resp;
+  };
+})();
+"""
+
+
+def settle(page, quiet_ms: int = 500, timeout: float = 60_000) -> None:
+    """Wait until the page has sent its load events and every Gradio event it started has been answered, with no new
+    one for `quiet_ms` (pages without the SETTLE_JS counter return at once)."""
+    page.wait_for_function(
+        f"(() => {{ const e = window.__eds; if (!e) return true;"
+        f" return e.joins > 0 && e.pending <= 0 && Date.now() - e.last > {quiet_ms}; }})()",
+        timeout=timeout, polling=100)
+
+
+def _commit(page, box, value: str, blur) -> None:
+    """Type `value` into a Gradio textbox/dropdown input and commit it (Enter, a click elsewhere) once the page has
+    no event left to answer; then wait until the input shows a value and the events the commit set off are answered,
+    and check that none of them cleared it."""
+    settle(page)
     box.click()
     box.fill(value)
     box.press("Enter")
-    page.locator(blur).first.click()
+    blur()
+    if value:
+        page.wait_for_function("el => el.value !== ''", arg=box.element_handle(), timeout=10_000)
+    settle(page)
+    assert not value or box.input_value(), f"the value {value!r} typed into {box} did not stay set"
+
+
+def fill(page, elem_id: str, value: str, blur: str) -> None:
+    """Type into a Gradio textbox / dropdown and commit it: Enter, then a click on `blur` (a selector elsewhere)."""
+    box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+    _commit(page, box, value, lambda: page.locator(blur).first.click())
 
 
 def wait_final_status(page, selector: str, timeout_s: float = 60) -> str:
@@ -115,12 +181,10 @@ def open_tab(page, url: str, tab: str) -> None:
 
 
 def pick_by_label(page, label: str, value: str, blur_text: str = "Guided") -> None:
-    """Type a value into the dropdown of that label and commit it (Enter, then a click on text elsewhere)."""
+    """Type a value into the dropdown of that label and commit it (Enter, then a click on text elsewhere); returns
+    once the page's pending events are answered and the dropdown still holds a value."""
     box = page.get_by_label(label, exact=True)
-    box.click()
-    box.fill(value)
-    box.press("Enter")
-    page.get_by_text(blur_text, exact=False).first.click()
+    _commit(page, box, value, lambda: page.get_by_text(blur_text, exact=False).first.click())
 
 
 def text_has(page, selector: str, *words: str, timeout: float = 60_000) -> str:

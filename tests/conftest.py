@@ -52,7 +52,10 @@ def _browser():
 @pytest.fixture
 def browser_page(_browser, request, artifacts_dir):
     """A fresh page in headless Chromium; on failure a screenshot lands in artifacts/."""
+    from tests.browser_support import SETTLE_JS
+
     context = _browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(SETTLE_JS)  # counts Gradio events in flight, for browser_support.settle
     page = context.new_page()
     page.set_default_timeout(30_000)
     yield page
