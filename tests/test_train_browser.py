@@ -51,8 +51,8 @@ def test_sft_and_kd_from_the_training_tab(studio, browser_page, tiny_models, tmp
     fill(page, "training-max-steps", "6", BLUR)
     fill(page, "training-gpus", "cpu", BLUR)
     page.get_by_text("Config — YAML, command, presets, load", exact=True).click()
-    page.wait_for_function("document.querySelector('#training-cli textarea, #training-cli input').value"
-                           ".includes('--config')")
+    page.wait_for_function("document.querySelector('#training-cli textarea, #training-cli input')?.value"
+                           "?.includes('--config')")  # the folded panel's box may not be rendered yet
     status = _start_and_wait(page)
     page.screenshot(path=str(artifacts_dir / "training-tab-sft.png"), full_page=True)
     assert "succeeded" in status.lower(), status + "\n" + sp.log()[-2000:]
