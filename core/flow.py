@@ -319,20 +319,19 @@ def default_pair(ws: Workspace) -> DefaultPair:
 @dataclass(frozen=True)
 class Costs:
     """Seconds per unit of work, measured with the offline demo pair (SmolLM2-135M-Instruct, 134.5M parameters →
-    its 15-layer student, 81.4M) by the demo-cpu preset run from a fresh workspace on this project's 2-core CPU
-    (`bench/demo.py run`; README, "What the demo achieves on a CPU"). The machine was shared (load ~7.5), so the
-    figures are each stage's process CPU seconds halved (its 2 cores): labelling 294 + 30 rows of up to 128 new
-    tokens 155 s (bf16 teacher, the top-k recorded while labelling: the capture step finds nothing left, hence
-    capture_row 0 for a local teacher), SFT 100 steps of 4 rows (length 256, bf16 autocast, two evaluations) 149 s,
-    KD 100 steps 159 s, an evaluation of 30 held-out rows against the teacher ~16 s; `step_start` is a job step's
-    start (process, imports, model loading), taken off the per-unit figures."""
+    its 15-layer student, 81.4M) by the demo-cpu preset run from a fresh workspace on this project's 2-core CPU, on
+    a quiet machine (`bench/demo.py run`, load ~1.6; README, "What the demo achieves on a CPU"): labelling 294 rows
+    of up to 128 new tokens 194 s (bf16 teacher, the top-k recorded while labelling: the capture step finds nothing
+    left, hence capture_row 0 for a local teacher), SFT 150 steps of 4 rows (length 256, bf16 autocast, two
+    evaluations) 259 s, KD 150 steps 261 s, an evaluation of 30 held-out rows against the teacher ~18 s; `step_start`
+    is a job step's start (process, imports, model loading), taken off the per-unit figures."""
 
     step_start: float = 10.0
-    label_row: float = 0.42
-    sft_step: float = 1.39
+    label_row: float = 0.63
+    sft_step: float = 1.66
     capture_row: float = 0.0
-    kd_step: float = 1.49
-    eval_row: float = 0.21
+    kd_step: float = 1.67
+    eval_row: float = 0.27
     teacher_params: int = 134_515_008
     student_params: int = 81_413_568
 

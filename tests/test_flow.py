@@ -84,7 +84,7 @@ def test_rows_to_use_limit_labelling_names_and_training_steps(workspace):
     sft, _, kd = (s.job for s in train_job(plan, logit_kd=True, train_rows=54).steps)
     assert sft.max_steps == kd.max_steps == 21
     assert sft.eval_steps <= sft.max_steps and sft.save_steps <= sft.max_steps and sft.save_steps % sft.eval_steps == 0
-    assert train_job(plan, logit_kd=False).steps[0].job.max_steps == 100  # rows unknown: the preset's steps
+    assert train_job(plan, logit_kd=False).steps[0].job.max_steps == 150  # rows unknown: the preset's steps
 
 
 def test_estimate_scales_with_rows_models_and_teacher_kind():
@@ -93,7 +93,7 @@ def test_estimate_scales_with_rows_models_and_teacher_kind():
     assert split_sizes(294) == (265, 29) and split_sizes(294, 60) == (54, 6) and split_sizes(294, 400) == (265, 29)
     demo = estimate(294, None, kd=True, api_teacher=False)
     assert (demo.train_rows, demo.heldout_rows, demo.sft_steps, demo.kd_steps) == (265, 29, 100, 100)
-    assert 6 * 60 < demo.total_s < 15 * 60  # the demo-cpu preset: 1048 CPU s on 2 cores (~9 min of a quiet machine)
+    assert 6 * 60 < demo.total_s < 15 * 60  # ~1.5 passes (100 steps each) of the preset's 150: ~10 min
     assert not demo.scaled
     small = estimate(294, 30, kd=True, api_teacher=False)
     assert small.total_s < demo.total_s / 4 and small.synth_s < demo.synth_s / 4  # a job start is fixed
