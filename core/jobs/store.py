@@ -16,6 +16,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,13 +98,27 @@ class Store:
                 conn.row_factory = sqlite3.Row
                 conn.create_function("eds_lower", 1, _lower, deterministic=True)
                 conn.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error:
                 conn.close()
                 raise
             self._local.conn = conn
         return conn
+
+    def _wal(self, conn: sqlite3.Connection) -> None:
+        """WAL mode. SQLite answers this pragma BUSY at once, without its busy handler, while another process opens
+        (recovers) the same new database: wait for that here, as long as any other lock may be waited for."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                busy = "locked" in str(e).lower() or "busy" in str(e).lower()
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     def _out_of_space(self, e: sqlite3.Error) -> bool:
         """SQLITE_FULL, or an I/O error on a filesystem with (almost) nothing free: what a full disk looks like."""
