@@ -42,6 +42,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 DEFAULT_WS = ROOT / "artifacts" / "demo-workspace"
 
 
+def _add(total: list, *figures: float) -> None:
+    """A variant's running totals (wall, cpu, tokens, forwards or steps) plus one round's figures."""
+    for i, x in enumerate(figures):
+        total[i] += x
+
+
 def _load(path: Path) -> list:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -120,11 +126,7 @@ def bench_gen(args) -> None:
     for r in range(args.rounds):
         for v in variants:
             wall, cpu, tokens, calls = run(v)
-            t = totals[v]
-            t[0] += wall
-            t[1] += cpu
-            t[2] += tokens
-            t[3] += calls
+            _add(totals[v], wall, cpu, tokens, calls)
             print(f"round {r + 1} {v:>8}: wall {wall:6.1f} s  cpu {cpu:6.1f} s  {tokens} tokens  {calls} forwards",
                   flush=True)
     base = totals[variants[0]]
@@ -214,11 +216,7 @@ def bench_sft(args) -> None:
                 trainer.train()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 tokens = int(trainer.state.num_input_tokens_seen)
-                t = totals[v]
-                t[0] += wall
-                t[1] += cpu
-                t[2] += tokens
-                t[3] += trainer.state.global_step
+                _add(totals[v], wall, cpu, tokens, trainer.state.global_step)
                 print(f"round {r + 1} {v:>10}: wall {wall:6.1f} s  cpu {cpu:6.1f} s  {tokens} tokens "
                       f"{trainer.state.global_step} steps", flush=True)
                 del trainer
