@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,15 @@ def studio(tmp_path):
     yield start
     for sp in procs:
         sp.stop()
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions():
+    """A job worker run inside the test process ignores SIGINT/SIGTERM/SIGHUP as it finishes (Guard.quiet): put the
+    handlers back after each test, or every later subprocess inherits SIGINT ignored (a CLI Ctrl-C test then hangs)."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    saved = {s: signal.getsignal(s) for s in sigs}
+    yield
+    for s, handler in saved.items():
+        if signal.getsignal(s) != handler and handler is not None:
+            signal.signal(s, handler)
