@@ -3,6 +3,7 @@ delete`, exit codes, and Ctrl-C without a terminal (stops the job)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -138,3 +139,30 @@ def test_ctrl_c_without_a_terminal_stops_the_job(ws):
 def test_device_requests_that_cannot_be_met_are_input_errors(ws):
     p = eds(ws, "run", "--kind", "selftest", "--gpus", "2", check_rc=2)
     assert "GPU" in p.stderr and "gpus: cpu" in p.stderr
+
+
+def test_ctrl_c_after_the_job_ended_says_so(workspace, monkeypatch, capsys):
+    """Ctrl-C lands as the job finishes: the stop request is refused (JobStateError) and following says why in one
+    line, then reports the job's own outcome and exit code (0: it succeeded), with no traceback."""
+    from core.cli import jobs as cli_jobs
+    from core.config.selftest import SelftestJob
+    from core.jobs.manager import JobManager
+
+    m = JobManager(workspace)
+    job_id = m.submit(SelftestJob(steps=1, delay_s=0.0))
+    assert m.wait(job_id, timeout=60).status == "succeeded"
+    real_look = cli_jobs._look
+    polls = []
+
+    def look(m, job_id):  # the first poll is interrupted by Ctrl-C; later ones look for real
+        polls.append(job_id)
+        if len(polls) == 1:
+            raise KeyboardInterrupt
+        return real_look(m, job_id)
+
+    monkeypatch.setattr(cli_jobs, "_look", look)
+    monkeypatch.setattr(cli_jobs.sys, "stdin", io.StringIO())  # no terminal to ask on: Ctrl-C means stop
+    assert cli_jobs.follow(m, job_id) == 0
+    err = capsys.readouterr().err
+    assert f"job {job_id} already ended (succeeded)" in err.splitlines()
+    assert f"job {job_id} succeeded" in err and "Traceback" not in err

@@ -313,8 +313,8 @@ def follow(m: Any, job_id: str, show_logs: bool = True, from_start: bool = True)
                 else:
                     print("stopping: the job saves what it has and exits (Ctrl-C again cancels) ...", file=sys.stderr)
                     m.stop(job_id)
-            except JobStateError:
-                pass
+            except JobStateError as e:  # e.g. it ended meanwhile: say so; the outcome below gives the exit code
+                print(str(e), file=sys.stderr)
     bar.done()
     if show_logs:
         rest = logs.new_lines()
