@@ -200,3 +200,68 @@ def test_derive_report_flow_why_and_evaluation_notes_read_in_chinese(ui, workspa
     assert zh[1] == "保留第 [0, 3] 层（共 4 层）；参数量 2,000,000 → 1,000,000", zh[1]
     assert "只能做黑盒训练（SFT）" in zh[2] and zh[3] == "1 行没有标准答案，未做检查"
     assert "SFT" in why and not ZH.search(str(why)) and "kept 2/4 layers" in report.summary()
+
+
+LF_REFUSALS = {  # entry -> (its dataset_info.json attributes, the code its refusal carries)
+    "hub": ({"hf_hub_url": "someone/data"}, "lf_hub"),
+    "nofile": ({"formatting": "alpaca"}, "lf_no_file_name"),
+    "fmt": ({"file_name": "qa.json", "formatting": "parquet"}, "lf_formatting"),
+    "cols": ({"file_name": "qa.json", "columns": ["instruction"]}, "lf_columns_object"),
+    "tags": ({"file_name": "qa.json", "formatting": "sharegpt", "tags": "role"}, "lf_tags_object"),
+    "gone": ({"file_name": "gone.json"}, "lf_file_not_found"),
+    "dotdot": ({"file_name": "../../etc/passwd"}, "lf_path_outside"),
+    "arrow": ({"file_name": "qa.arrow"}, "lf_file_type"),
+    "kto": ({"file_name": "qa.json", "columns": {"prompt": "instruction", "kto_tag": "label"}}, "lf_kto"),
+    "vision": ({"file_name": "qa.json", "columns": {"prompt": "instruction", "images": "pics"}}, "lf_media"),
+    "ranked": ({"file_name": "qa.json", "ranking": True}, "lf_ranking_columns"),
+    "sg": ({"file_name": "qa.json", "formatting": "sharegpt", "columns": {"prompt": "q"}}, "lf_no_messages"),
+    "bare": ({"file_name": "qa.json", "columns": {"response": "output"}}, "lf_no_prompt"),
+}
+
+
+def test_dataset_info_refusals_read_in_the_page_language(ui, workspace, capsys):
+    """Each LLaMA-Factory entry the import refuses carries a code: the Data tab words it in Chinese on a Chinese
+    page (naming the entry), in English as the CLI prints it; the CLI's message stays English."""
+    from core.cli.main import main as cli
+    from core.data.errors import DataError
+    from core.data.llamafactory_import import load_entry, read_dataset_info
+
+    folder = workspace.root / "lf"
+    folder.mkdir()
+    (folder / "qa.json").write_text(json.dumps([{"instruction": "q", "output": "a"}]), encoding="utf-8")
+    (folder / "qa.arrow").write_bytes(b"ARROW1")
+    info = folder / "dataset_info.json"
+    info.write_text(json.dumps({k: attrs for k, (attrs, _) in LF_REFUSALS.items()}), encoding="utf-8")
+    (workspace.root / "odd").mkdir()
+    (workspace.root / "odd" / "dataset_info.json").write_text("[1, 2]", encoding="utf-8")
+    refusals = {}
+    for entry, (_, code) in LF_REFUSALS.items():
+        with pytest.raises(DataError) as e:
+            load_entry("lf", entry, ws=workspace, confined=True)
+        assert e.value.code == code, (entry, str(e.value))
+        refusals[entry] = e.value
+    for attempt, code in ((lambda: load_entry("lf", None, ws=workspace, confined=True), "lf_which_entry"),
+                          (lambda: load_entry("lf", "absent", ws=workspace, confined=True), "lf_no_entry"),
+                          (lambda: read_dataset_info(workspace.root / "odd", ws=workspace, confined=True),
+                           "lf_info_shape"),
+                          (lambda: read_dataset_info(workspace.root / "none", ws=workspace, confined=True),
+                           "lf_info_not_found")):
+        with pytest.raises(DataError) as e:
+            attempt()
+        assert e.value.code == code, str(e.value)
+        refusals[code] = e.value
+    for key, e in refusals.items():
+        with speaking("zh"):
+            zh = ui.error_text(e)
+        with speaking("en"):
+            en = ui.error_text(e)
+        assert ZH.search(zh) and not ZH.search(str(e)) and str(workspace.root) not in zh, (key, zh)
+        assert en == str(e) or e.code == "lf_path_outside", (en, str(e))  # the CLI's words, on an English page
+        if key in LF_REFUSALS:
+            assert f"条目“{key}”" in zh, zh
+    with speaking("zh"):
+        assert ui.error_text(refusals["kto"]).startswith("条目“kto”是 KTO 数据（kto_tag“label”）")
+        assert "“lf/../../etc/passwd”在工作区之外" in ui.error_text(refusals["dotdot"])
+    assert cli(["--workspace", str(workspace.root), "data", "import", str(info), "--entry", "vision"]) == 2
+    err = capsys.readouterr().err
+    assert "entry 'vision' has images: the studio imports text data only" in err and not ZH.search(err), err

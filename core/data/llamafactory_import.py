@@ -42,7 +42,7 @@ from core.data.formats import MISSING, _conversation_row, _history_messages, _st
 from core.data.io import EXTENSIONS, iter_records, json_problem
 from core.data.rows import IdAssigner, with_id_first
 from core.said import Said, of_error
-from core.workspace import PathOutsideWorkspace, Workspace
+from core.workspace import LinkOutsideWorkspace, PathOutsideWorkspace, Workspace
 
 INFO_FILE = "dataset_info.json"
 FORMATTINGS = ("alpaca", "sharegpt", "openai")
@@ -90,18 +90,23 @@ def read_dataset_info(path: str | os.PathLike, *, ws: Workspace | None = None,
         p = p / INFO_FILE
     name = _shown(ws, confined)(p)
     if not p.is_file():
-        raise DataError(f"{name}: not found (a LLaMA-Factory dataset_info.json, or the folder that holds one)")
+        raise DataError(f"{name}: not found (a LLaMA-Factory dataset_info.json, or the folder that holds one)",
+                        code="lf_info_not_found", params={"file": name})
     text, why = textfile.decode(p.read_bytes())
     if text is None:
-        raise DataError(textfile.not_text_message(name, why or ""))
+        raise DataError(textfile.not_text_message(name, why or ""), code="not_text",
+                        params={"file": name, "why": why or ""})
     try:
         info = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DataError(f"{name}: not valid JSON ({json_problem(e)})") from None
+        raise DataError(f"{name}: not valid JSON ({json_problem(e)})", code="json_invalid",
+                        params={"file": name, "line": e.lineno, "column": e.colno}) from None
     except RecursionError:
-        raise DataError(f"{name}: not usable: JSON nested too deeply") from None
+        raise DataError(f"{name}: not usable: JSON nested too deeply", code="lf_info_deep",
+                        params={"file": name}) from None
     if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
-        raise DataError(f"{name}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}})")
+        raise DataError(f"{name}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}})",
+                        code="lf_info_shape", params={"file": name})
     return info
 
 
@@ -137,32 +142,40 @@ def load_entry(path: str | os.PathLike, name: str | None = None, *, ws: Workspac
     info = read_dataset_info(path, ws=ws, confined=confined)
     folder = path.parent
     if not info:
-        raise DataError(f"{_shown(ws, confined)(folder / INFO_FILE)}: no dataset entries")
+        shown = _shown(ws, confined)(folder / INFO_FILE)
+        raise DataError(f"{shown}: no dataset entries", code="lf_no_entries", params={"file": shown})
     if name is None:
         if len(info) != 1:
-            raise DataError(f"{INFO_FILE} has {len(info)} entries; say which one to import: {', '.join(info)}")
+            raise DataError(f"{INFO_FILE} has {len(info)} entries; say which one to import: {', '.join(info)}",
+                            code="lf_which_entry", params={"n": len(info), "entries": ", ".join(info)})
         name = next(iter(info))
     if name not in info:
-        raise DataError(f"{INFO_FILE} has no entry '{name}'; its entries are: {', '.join(info)}")
+        raise DataError(f"{INFO_FILE} has no entry '{name}'; its entries are: {', '.join(info)}",
+                        code="lf_no_entry", params={"entry": name, "entries": ", ".join(info)})
     attr = info[name]
     hub = next((k for k in HUB_KEYS if k in attr), None)
     if hub:
         raise DataError(f"entry '{name}' is loaded from {hub} {attr[hub]!r}, not a local file; download it and "
-                        "import the file (or add a file_name entry for it)")
+                        "import the file (or add a file_name entry for it)", code="lf_hub",
+                        params={"entry": name, "via": hub, "source": repr(attr[hub])})
     if not isinstance(attr.get("file_name"), str) or not attr["file_name"].strip():
-        raise DataError(f"entry '{name}' has no file_name")
+        raise DataError(f"entry '{name}' has no file_name", code="lf_no_file_name", params={"entry": name})
     formatting = attr.get("formatting", "alpaca")
     if formatting not in FORMATTINGS:
-        raise DataError(f"entry '{name}': formatting {formatting!r} is not supported (one of {', '.join(FORMATTINGS)})")
+        raise DataError(f"entry '{name}': formatting {formatting!r} is not supported (one of {', '.join(FORMATTINGS)})",
+                        code="lf_formatting", params={"entry": name, "formatting": repr(formatting),
+                                                      "choices": ", ".join(FORMATTINGS)})
     files = _files(folder, attr["file_name"], name, reach)
     entry = LFEntry(name, files, formatting, bool(attr.get("ranking", False)))
     cols = attr.get("columns")
     if cols is not None and not isinstance(cols, dict):
-        raise DataError(f"entry '{name}': 'columns' must be an object (e.g. {{\"prompt\": \"instruction\"}})")
+        raise DataError(f"entry '{name}': 'columns' must be an object (e.g. {{\"prompt\": \"instruction\"}})",
+                        code="lf_columns_object", params={"entry": name})
     entry.columns = {k: (cols or {}).get(k) for k in COLUMNS} if cols is not None else dict(DEFAULT_COLUMNS)
     tags = attr.get("tags")
     if tags is not None and not isinstance(tags, dict):
-        raise DataError(f"entry '{name}': 'tags' must be an object (e.g. {{\"role_tag\": \"role\"}})")
+        raise DataError(f"entry '{name}': 'tags' must be an object (e.g. {{\"role_tag\": \"role\"}})",
+                        code="lf_tags_object", params={"entry": name})
     entry.tags = {k: tags.get(k) for k in TAGS} if tags is not None else dict(DEFAULT_TAGS)
     _refuse_unsupported(entry)
     if attr.get("num_samples"):
@@ -195,29 +208,45 @@ def _files(folder: Path, file_name: str, name: str, reach: Callable[[str | os.Pa
         elif p.is_file():
             files = [p]
         else:
-            raise DataError(f"entry '{name}': file_name '{file_name}' not found next to {INFO_FILE}")
+            raise DataError(f"entry '{name}': file_name '{file_name}' not found next to {INFO_FILE}",
+                            code="lf_file_not_found", params={"entry": name, "file_name": file_name})
+    except LinkOutsideWorkspace as e:
+        raise DataError(f"entry '{name}': file_name '{file_name}': {e}", code="lf_link_outside",
+                        params={"entry": name, "file_name": file_name, **e.params}) from None
     except PathOutsideWorkspace as e:
-        raise DataError(f"entry '{name}': file_name '{file_name}': {e}") from None
+        if e.code != "path_outside":  # a NUL byte in the name: worded as such
+            raise DataError(f"entry '{name}': file_name '{file_name}': {e}", code=e.code, params=e.params) from None
+        raise DataError(f"entry '{name}': file_name '{file_name}': {e}", code="lf_path_outside",
+                        params={"entry": name, "file_name": file_name, **e.params}) from None
+    reads = "the studio reads .json, .jsonl, .csv and .parquet files (convert .arrow / .txt first)"
+    if not files:
+        raise DataError(f"entry '{name}': the folder '{file_name}' has no files: {reads}", code="lf_no_files",
+                        params={"entry": name, "file_name": file_name})
     bad = [f.name for f in files if f.suffix.lower() not in EXTENSIONS]
-    if bad or not files:
-        raise DataError(f"entry '{name}': {', '.join(bad) or 'no files'}: the studio reads .json, .jsonl, .csv and "
-                        ".parquet files (convert .arrow / .txt first)")
+    if bad:
+        raise DataError(f"entry '{name}': {', '.join(bad)}: {reads}", code="lf_file_type",
+                        params={"entry": name, "files": ", ".join(bad)})
     return files
 
 
 def _refuse_unsupported(entry: LFEntry) -> None:
     if entry.col("kto_tag"):
         raise DataError(f"entry '{entry.name}' is KTO data (kto_tag '{entry.col('kto_tag')}'): the studio holds "
-                        "SFT rows and preference pairs, not KTO's desirable / undesirable labels")
+                        "SFT rows and preference pairs, not KTO's desirable / undesirable labels", code="lf_kto",
+                        params={"entry": entry.name, "column": entry.col("kto_tag")})
     media = [k for k in MEDIA if entry.col(k)]
     if media:
-        raise DataError(f"entry '{entry.name}' has {', '.join(media)}: the studio imports text data only")
+        raise DataError(f"entry '{entry.name}' has {', '.join(media)}: the studio imports text data only",
+                        code="lf_media", params={"entry": entry.name, "media": ", ".join(media)})
     if entry.ranking and not (entry.col("chosen") and entry.col("rejected")):
-        raise DataError(f"entry '{entry.name}' has ranking: true but its columns name no chosen and rejected")
+        raise DataError(f"entry '{entry.name}' has ranking: true but its columns name no chosen and rejected",
+                        code="lf_ranking_columns", params={"entry": entry.name})
     if entry.formatting != "alpaca" and not entry.col("messages"):
-        raise DataError(f"entry '{entry.name}' ({entry.formatting}) names no messages column")
+        raise DataError(f"entry '{entry.name}' ({entry.formatting}) names no messages column", code="lf_no_messages",
+                        params={"entry": entry.name, "formatting": entry.formatting})
     if entry.formatting == "alpaca" and not (entry.col("prompt") or entry.col("query")):
-        raise DataError(f"entry '{entry.name}' names neither a prompt nor a query column")
+        raise DataError(f"entry '{entry.name}' names neither a prompt nor a query column", code="lf_no_prompt",
+                        params={"entry": entry.name})
 
 
 # ------------------------------------------------------------------------------------------------ records -> rows
