@@ -34,3 +34,33 @@ def test_no_handler_is_an_api_and_polls_skip_the_queue(studio):
         "trigger_id": tick["targets"][0][0]})
     assert r.status_code == 200, r.text[:500]
     assert len(r.json()["data"]) == len(tick["outputs"])
+
+
+def test_the_config_made_without_value_schemas_is_the_trimmed_full_one(tmp_path):
+    """The page's config skips computing the per-component value schemas it drops: the result is the same config, and
+    the components answer their schemas again afterwards (nothing left shadowed)."""
+    import json
+
+    from studio.app import build_app
+    from studio.options import StudioOptions
+    from studio.page import trim_config
+
+    demo, _ = build_app(StudioOptions(workspace=str(tmp_path / "ws")))
+    blocks_config = demo.default_config
+    ours = blocks_config.get_config()
+    full = trim_config(type(blocks_config).get_config(blocks_config), demo)
+    assert json.dumps(ours, sort_keys=True, default=str) == json.dumps(full, sort_keys=True, default=str)
+    dropdown = next(b for b in demo.blocks.values() if type(b).__name__ == "Dropdown")
+    assert "api_info" not in vars(dropdown) and dropdown.api_info()
+
+
+def test_the_queue_gets_its_limit_without_rebuilding_the_app():
+    import gradio as gr
+
+    from studio.app import _queued
+
+    with gr.Blocks() as demo:
+        gr.Textbox()
+    app = demo.app
+    assert _queued(demo, default_concurrency_limit=8) is demo
+    assert demo._queue.default_concurrency_limit == 8 and demo.app is app
