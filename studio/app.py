@@ -5,13 +5,11 @@ Light on purpose: importing this module pulls in gradio and core's light parts, 
 
 from __future__ import annotations
 
-import functools
 import gc
 import importlib
 import inspect
 import os
 import sys
-from types import SimpleNamespace
 
 import gradio as gr
 
@@ -27,6 +25,7 @@ from studio.options import StudioOptions, parse_args
 from studio.page import lighten
 from studio.proxy import proxy_app_kwargs
 from studio.serving import launch_files, upload_script
+from studio.startup import argspecs_once, handlers_inspected_once, queued, upload_folder_once
 from studio.ui import UIContext
 
 # (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
@@ -50,7 +49,12 @@ CSS = """
 
 
 def build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
-    _argspecs_once()
+    argspecs_once()
+    with handlers_inspected_once():  # Gradio inspects each handler five times as it wires it: studio/startup.py
+        return _build_app(opts)
+
+
+def _build_app(opts: StudioOptions) -> tuple[gr.Blocks, UIContext]:
     # The bundled demo data (assets/) is readable by visitors: it is public and presets point at it.
     ws = Workspace.open(opts.workspace, [*opts.allow_roots, ASSETS])
     ui = UIContext(workspace=ws, lang=opts.lang, options={"root_path": opts.root_path})
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     # collector's full passes stop rescanning them (one ~0.1 s pass while building, then each pass while serving).
     # Here, not in build_app: a test process builds many apps and should collect the ones it is done with.
     gc.freeze()
-    _upload_folder_once()
+    upload_folder_once()
     try:
         demo, ui = build_app(opts)
     except UserError as e:  # e.g. a workspace folder that is a link leading out of it: say so, no traceback
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     # Jobs this studio starts (and the CLI run from here) reach the same allowed roots as its visitors.
     os.environ[ENV_ALLOW_ROOTS] = os.pathsep.join(str(r) for r in ui.workspace.extra_roots)
     print(f"EasyDistill Studio {__version__}: workspace {ui.workspace.root}", flush=True)
-    quiet_when_idle(_queued(demo, default_concurrency_limit=8)).launch(  # no polling while idle: studio/idle.py
+    quiet_when_idle(queued(demo, default_concurrency_limit=8)).launch(  # no polling while idle: studio/idle.py
         **_no_reachability_probe(),
         server_name=opts.host,
         server_port=opts.port,
@@ -114,64 +118,6 @@ def main(argv: list[str] | None = None) -> int:
         **launch_files(ui.workspace, opts.max_upload),  # what the browser may fetch and upload
     )
     return 0
-
-
-def _argspecs_once() -> None:
-    """Gradio wraps every component's `__init__` in a function that calls `inspect.getfullargspec` on the same
-    `__init__` on each call (twice per component: its class's and `Component`'s): about 60 % of the time to create a
-    component, ~0.15 ms each, ~0.13 s CPU for the studio's ~870 blocks at start (bench/studio.py). An `__init__`'s
-    argument list never changes, so `gradio.component_meta` gets `inspect` with that one function cached."""
-    from gradio import component_meta
-
-    spec = getattr(component_meta.inspect, "getfullargspec", None)
-    if spec is None or isinstance(component_meta.inspect, SimpleNamespace):
-        return
-    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
-    component_meta.inspect = SimpleNamespace(**{**names, "getfullargspec": functools.cache(spec)})
-    _init_signatures_once()
-
-
-def _init_signatures_once() -> None:
-    """Gradio's `Block.get_config` takes `inspect.signature(cls.__init__)` for every block each time the page's
-    config is made (~33 us each, ~0.03 s CPU for the studio's ~870 blocks). A class's `__init__` never changes, so
-    `gradio.blocks` gets `inspect` with the signatures of `__init__`s cached; any other callable's as before."""
-    from gradio import blocks
-
-    if isinstance(blocks.inspect, SimpleNamespace):
-        return
-    signature = inspect.signature
-    init_signature = functools.cache(signature)
-
-    def cached(obj, *args, **kwargs):  # noqa: ANN001, ANN202 (inspect.signature's own arguments)
-        if args or kwargs or getattr(obj, "__name__", None) != "__init__":
-            return signature(obj, *args, **kwargs)
-        return init_signature(obj)
-
-    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
-    blocks.inspect = SimpleNamespace(**{**names, "signature": cached})
-
-
-def _upload_folder_once() -> None:
-    """Every Gradio block asks `gradio.utils.get_upload_folder()` at creation (`GRADIO_TEMP_DIR`, else the temp
-    folder's `gradio`, resolved through the file system each time: ~0.015 s CPU for the studio's ~870 blocks). The
-    answer is the same for the whole process, so it is asked once and set as `GRADIO_TEMP_DIR` (an existing setting
-    wins; jobs started from here inherit the same folder they would compute)."""
-    from gradio.utils import get_upload_folder
-
-    os.environ.setdefault("GRADIO_TEMP_DIR", get_upload_folder())
-
-
-def _queued(demo: gr.Blocks, default_concurrency_limit: int) -> gr.Blocks:
-    """`demo.queue(default_concurrency_limit=...)` without building the FastAPI app again: `gr.Blocks()` already made
-    the queue (its `__init__` calls `queue()`), and each `queue()` rebuilds the app (~0.04 s CPU, 166 routes) that
-    `launch()` then replaces with the one it serves. Only the default limit differs from the queue made at init, so
-    that is set on it; a Gradio without that queue gets the plain call."""
-    q = getattr(demo, "_queue", None)
-    resolve = getattr(q, "_resolve_concurrency_limit", None)
-    if resolve is None or not hasattr(q, "default_concurrency_limit"):
-        return demo.queue(default_concurrency_limit=default_concurrency_limit)
-    q.default_concurrency_limit = resolve(default_concurrency_limit)
-    return demo
 
 
 def _no_reachability_probe() -> dict[str, bool]:

@@ -57,10 +57,32 @@ def test_the_config_made_without_value_schemas_is_the_trimmed_full_one(tmp_path)
 def test_the_queue_gets_its_limit_without_rebuilding_the_app():
     import gradio as gr
 
-    from studio.app import _queued
+    from studio.startup import queued
 
     with gr.Blocks() as demo:
         gr.Textbox()
     app = demo.app
-    assert _queued(demo, default_concurrency_limit=8) is demo
+    assert queued(demo, default_concurrency_limit=8) is demo
     assert demo._queue.default_concurrency_limit == 8 and demo.app is app
+
+
+def test_handlers_are_inspected_once_only_while_building():
+    """Inside the build, Gradio gets each handler's signature and type hints from a memo (the same answers); after
+    it, Gradio's own functions are back and the memo is gone."""
+    import inspect
+
+    from gradio import helpers, utils
+
+    from studio.startup import handlers_inspected_once
+
+    def handler(text: str, n: int = 2) -> str:
+        return text * n
+
+    plain = (utils.inspect, helpers.inspect, utils.get_type_hints)
+    hints = utils.get_type_hints(handler)
+    with handlers_inspected_once():
+        assert utils.inspect.signature(handler) is utils.inspect.signature(handler) == inspect.signature(handler)
+        assert helpers.inspect.signature(handler) == inspect.signature(handler)
+        assert utils.get_type_hints(handler) is utils.get_type_hints(handler) and utils.get_type_hints(handler) == hints
+        assert utils.inspect.isfunction(handler) and utils.get_type_hints({}) == {}
+    assert (utils.inspect, helpers.inspect, utils.get_type_hints) == plain
