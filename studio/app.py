@@ -25,7 +25,7 @@ from studio.options import StudioOptions, parse_args
 from studio.page import lighten
 from studio.proxy import proxy_app_kwargs
 from studio.serving import launch_files, upload_script
-from studio.startup import argspecs_once, handlers_inspected_once, queued, upload_folder_once
+from studio.startup import app_made_at_launch_only, argspecs_once, handlers_inspected_once, queued, upload_folder_once
 from studio.ui import UIContext
 
 # (module, i18n key of the tab title). Each module has build(ui: UIContext) -> None.
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     upload_folder_once()
     try:
-        demo, ui = build_app(opts)
+        with app_made_at_launch_only():  # launch() makes the app it serves; none before: studio/startup.py
+            demo, ui = build_app(opts)
     except UserError as e:  # e.g. a workspace folder that is a link leading out of it: say so, no traceback
         raise SystemExit(f"error: {e}") from None
     gc.freeze()

@@ -118,3 +118,23 @@ def _memo(memo: dict[Any, Any], key: Any, make: Callable[[Any], Any]) -> Any:
 
 
 _MISSING = object()
+
+
+@contextlib.contextmanager
+def app_made_at_launch_only() -> Iterator[None]:
+    """While `main()` builds the page, Gradio's `App.create_app` makes nothing: `gr.Blocks()` (through its `queue()`)
+    and the block's end each build a FastAPI app of 166 routes that nothing reads before `launch()` builds the one it
+    serves (~0.035 s CPU each; the first also imports what any app needs, which launch then does). `demo.app` is None
+    until launch. Only for `main()`: a caller of `build_app` that serves `demo.app` itself gets Gradio's."""
+    from gradio import routes
+
+    plain = routes.App.__dict__["create_app"]
+    routes.App.create_app = staticmethod(_no_app)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        routes.App.create_app = plain  # type: ignore[method-assign]
+
+
+def _no_app(*_args: Any, **_kwargs: Any) -> None:
+    return None

@@ -86,3 +86,18 @@ def test_handlers_are_inspected_once_only_while_building():
         assert utils.get_type_hints(handler) is utils.get_type_hints(handler) and utils.get_type_hints(handler) == hints
         assert utils.inspect.isfunction(handler) and utils.get_type_hints({}) == {}
     assert (utils.inspect, helpers.inspect, utils.get_type_hints) == plain
+
+
+def test_no_app_is_made_before_launch_and_gradio_makes_them_again_after():
+    import gradio as gr
+    from gradio import routes
+
+    from studio.startup import app_made_at_launch_only
+
+    with app_made_at_launch_only():
+        with gr.Blocks() as demo:
+            gr.Textbox()
+        assert demo.app is None and demo._queue is not None
+    with gr.Blocks() as other:
+        gr.Textbox()
+    assert isinstance(other.app, routes.App)
