@@ -16,8 +16,8 @@ added: training stops at the first optimizer step that finds the budget spent, a
 (warm-up, then cosine to zero) is laid over the budget, not over a step count, so every method ends its schedule
 whatever its steps cost. Loading models and data and saving the result are outside the budget (timed and shown).
 Shared knobs (batch, learning rate, sequence length, precision, KD's λ and top-k, evaluation's top-k) are read from
-presets/demo-cpu.yaml, so the bench follows what the demo runs; the second phase of SFT → KD uses the preset's KD
-learning rate.
+presets/demo-cpu.yaml (its SFT step, or its KD step when it trains by KD alone, as it does since bench/demo_sweep.py),
+so the bench follows what the demo runs; the second phase of SFT → KD uses the preset's KD learning rate.
 
 Data: the teacher labels the first --rows bundled instructions (assets/demo/instructions.json) and --heldout held-out
 ones (assets/demo/heldout.json) with the preset's label settings (synth jobs), and a capture job stores its top-k over
@@ -66,7 +66,8 @@ METHODS = ("sft", *(f"kd-{d}" for d in DIVERGENCES), "sft-kd", "gkd", "distillat
 LABELS = {"sft": "SFT", **{f"kd-{d}": f"KD {d}" for d in DIVERGENCES}, "sft-kd": "SFT → KD (forward_kl)",
           "gkd": "GKD (on-policy)", "distillation": "DistillationTrainer (on-policy)"}
 METHOD_OF = {v: k for k, v in LABELS.items()}  # a saved table's label -> its method (JSONs without "method")
-# the knobs of the preset's SFT step every method shares (the rest are the bench's: budget, no checkpoints, no eval)
+# the knobs of the preset's SFT step (its KD step when it has none) every method shares (the rest are the bench's:
+# budget, no checkpoints, no eval)
 SHARED = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio", "max_length",
           "precision", "group_by_length", "lr_scheduler_type", "weight_decay", "seed")
 STEP_CAP = 100_000  # max_steps: only a cap, the budget ends training
@@ -110,7 +111,8 @@ def read_preset(path: Path = PRESET) -> Preset:
 
 
 def shared_knobs(p: Preset) -> dict:
-    out = {k: p.sft[k] for k in SHARED if k in p.sft}
+    src = p.sft or p.kd  # the demo preset trains by KD alone since the seed sweep (bench/demo_sweep.py)
+    out = {k: src[k] for k in SHARED if k in src}
     out.setdefault("max_length", 256)
     return out
 
