@@ -5,13 +5,14 @@ training variants, one workspace per seed, several at once.
 
 Per seed: one fresh workspace and one pipeline made from the preset (`easydistill --workspace WS --config CFG`, as a
 user runs it): prepare, label (with that sampling seed), label-heldout (the preset's own seed, so every workspace
-scores against the same held-out answers on one machine: their digest is printed to show it), eval-before, then each
-variant's training and an evaluation of its student. Variants (steps as in the preset, times --steps-scale):
-  base     the preset: SFT 150 steps (lr 3e-4) -> KD 150 (lr 1e-4, kd_ratio 0.5)
+scores against the same held-out answers on one machine: their digest is printed to show it), eval-before, capture,
+then each variant's training (the knobs of the preset's KD step, with the variant's steps, learning rate and
+kd_ratio; --steps-scale scales the steps) and an evaluation of its student. Variants:
+  base     the former preset: SFT 150 steps (lr 3e-4) -> KD 150 (lr 1e-4, kd_ratio 0.5)
   kd1      base's SFT student -> KD 150 with kd_ratio 1.0
   kdlr     base's SFT student -> KD 150 with lr 3e-4
   kdonly   the derived student -> KD 300 (lr 3e-4, kd_ratio 0.5): no SFT stage
-  kdonly1  the derived student -> KD 300 (lr 3e-4, kd_ratio 1.0)
+  kdonly1  the derived student -> KD 300 (lr 3e-4, kd_ratio 1.0): the preset since this sweep
   kdonly1hi  the same with lr 6e-4
   sft300   the derived student -> SFT 300 (lr 3e-4): no KD stage
 (kd1 and kdlr need base's SFT student: base is added when they are asked for without it.)
@@ -49,7 +50,7 @@ def _steps(job: dict) -> dict[str, dict]:
 
 
 def _scaled(job: dict, scale: float, **over) -> dict:
-    """A copy of a training step's job with its step counts scaled and `over` applied."""
+    """A copy of a training step's job with `over` applied and its step counts scaled."""
     out = {**copy.deepcopy(job), **over}
     for key in ("max_steps", "save_steps", "eval_steps"):
         if key in out:
@@ -57,40 +58,43 @@ def _scaled(job: dict, scale: float, **over) -> dict:
     return out
 
 
+# The variants' training, as (name, kind, student, overrides of the KD step's knobs). "sft" = the SFT output of
+# "base"; "raw" = the derived student. Step counts are the former preset's 150 per stage (300 for one stage alone).
+RECIPES: dict[str, list[tuple[str, str, str, dict]]] = {
+    "base": [("sft", "train_sft", "raw", {"max_steps": 150, "learning_rate": 3.0e-4, "eval_steps": 75}),
+             ("kd", "train_kd", "sft", {"max_steps": 150, "learning_rate": 1.0e-4, "kd_ratio": 0.5,
+                                         "eval_steps": 75})],
+    "kd1": [("kd1", "train_kd", "sft", {"max_steps": 150, "learning_rate": 1.0e-4, "kd_ratio": 1.0})],
+    "kdlr": [("kdlr", "train_kd", "sft", {"max_steps": 150, "learning_rate": 3.0e-4, "kd_ratio": 0.5})],
+    "kdonly": [("kdonly", "train_kd", "raw", {"max_steps": 300, "learning_rate": 3.0e-4, "kd_ratio": 0.5})],
+    "kdonly1": [("kdonly1", "train_kd", "raw", {"max_steps": 300, "learning_rate": 3.0e-4, "kd_ratio": 1.0})],
+    "kdonly1hi": [("kdonly1hi", "train_kd", "raw", {"max_steps": 300, "learning_rate": 6.0e-4, "kd_ratio": 1.0})],
+    "sft300": [("sft300", "train_sft", "raw", {"max_steps": 300, "learning_rate": 3.0e-4})],
+}
+SFT_KEYS = ("dataset", "eval_dataset", "per_device_train_batch_size", "gradient_accumulation_steps", "warmup_ratio",
+            "max_length", "precision", "group_by_length", "save_steps", "eval_steps")
+
+
 def pipeline(preset: dict, seed: int, variants: list[str], scale: float, instructions: Path) -> dict:
-    """The sweep's pipeline for one label seed: the preset's first four steps, then every variant."""
+    """The sweep's pipeline for one label seed: the preset's steps up to its capture, then every variant."""
     s = _steps(preset["job"])
     ev = s["eval-before"]
     label = {**copy.deepcopy(s["label"]), "input": str(instructions)}
     label["sampling"] = {**label["sampling"], "seed": seed}
     heldout = {**copy.deepcopy(s["label-heldout"]), "input": str(ROOT / "assets" / "demo" / "heldout.json")}
     steps = [{"name": "prepare", "job": s["prepare"]}, {"name": "label", "job": label},
-             {"name": "label-heldout", "job": heldout}, {"name": "eval-before", "job": ev}]
-
-    def add(name: str, job: dict) -> None:
-        steps.append({"name": name, "job": job})
-        steps.append({"name": f"eval-{name}", "job": {**ev, "model": {**ev["model"], "model": job["output"]}}})
-
-    sft, kd = s["sft"], s["kd"]
-    raw = sft["student"]
-    if "base" in variants:
-        add("sft", _scaled(sft, scale))
-        steps.append({"name": "capture", "job": s["capture"]})
-        add("kd", _scaled(kd, scale))
-    if "kd1" in variants:
-        add("kd1", _scaled(kd, scale, kd_ratio=1.0, output="demo-student-kd1"))
-    if "kdlr" in variants:
-        add("kdlr", _scaled(kd, scale, learning_rate=3.0e-4, output="demo-student-kdlr"))
-    if "kdonly" in variants:
-        add("kdonly", _scaled(kd, 2 * scale, student=raw, learning_rate=3.0e-4, output="demo-student-kdonly"))
-    if "kdonly1" in variants:
-        add("kdonly1", _scaled(kd, 2 * scale, student=raw, learning_rate=3.0e-4, kd_ratio=1.0,
-                               output="demo-student-kdonly1"))
-    if "kdonly1hi" in variants:
-        add("kdonly1hi", _scaled(kd, 2 * scale, student=raw, learning_rate=6.0e-4, kd_ratio=1.0,
-                                 output="demo-student-kdonly1hi"))
-    if "sft300" in variants:
-        add("sft300", _scaled(sft, 2 * scale, output="demo-student-sft300"))
+             {"name": "label-heldout", "job": heldout}, {"name": "eval-before", "job": ev},
+             {"name": "capture", "job": s["capture"]}]
+    kd = next(j for j in s.values() if j.get("kind") == "train_kd")  # the preset's KD step: data, cache, knobs
+    students = {"raw": ev["model"]["model"], "sft": "demo-student-sft"}
+    for variant in variants:
+        for name, kind, student, over in RECIPES[variant]:
+            base = kd if kind == "train_kd" else {"kind": kind, **{k: kd[k] for k in SFT_KEYS if k in kd}}
+            job = _scaled(base, scale, **{"student": students[student], "output": f"demo-student-{name}",
+                                          "save_steps": over["max_steps"], "eval_steps": over["max_steps"] // 2,
+                                          **over})
+            steps.append({"name": name, "job": job})
+            steps.append({"name": f"eval-{name}", "job": {**ev, "model": {**ev["model"], "model": job["output"]}}})
     return {"kind": "pipeline", "name": f"demo-sweep-seed{seed}", "steps": steps}
 
 
