@@ -1,10 +1,12 @@
 """The guided first distillation: Synthesize → Train → Compare, each stage's output feeding the next.
 
-The stages are not a second copy of the recipe: their jobs are the `demo-cpu` preset's steps (label, sft, capture,
-kd, evaluate) with the user's teacher, student and data put in, so the preset and the flow cannot drift apart.
+The stages are not a second copy of the recipe: their jobs are the `demo-cpu` preset's steps (label, capture, kd,
+evaluate) with the user's teacher, student and data put in, so the preset and the flow cannot drift apart. Where
+white-box KD cannot run (an API teacher, another tokenizer) ② is one SFT step made from the preset's kd step's
+training settings, for SFT_STEP_SHARE of its steps.
 Names of what each stage produces derive from the choices, so the next stage finds them without retyping paths.
 "Rows to use" takes the first rows of the seeded train / held-out split (so the held-out rows never change with it),
-names what it produces after the count, and sets the training steps (about the demo's 1.5 epochs, at most the
+names what it produces after the count, and sets the training steps (about the demo's EPOCHS passes, at most the
 preset's). The time such a choice implies comes from `estimate`, built on the demo preset's measured stage times.
 A stopped ② is resumed, not restarted: `train_offer` says what pressing ② again should do.
 Imports nothing heavy: the studio calls this directly.
@@ -20,6 +22,7 @@ from typing import Any
 
 from core.config import PipelineJob, PipelineStep
 from core.config.base import BackendSpec, JobBase
+from core.config.train import SftJob
 from core.endpoints import spec_for
 from core.errors import UserError
 from core.presets import find_preset
@@ -28,8 +31,14 @@ from core.workspace import Workspace
 FLOW_PRESET = "demo-cpu"
 HELDOUT_SHARE = 0.1
 MIN_ROWS = 2  # one to train on, one held out
-EPOCHS = 1.5  # passes over the training rows: the preset's 100 steps of 4 over the demo's 265 training rows
+# passes over the training rows: about the preset's kd step, 300 steps of 4 rows over the demo's 265 training rows
+# (4.53 passes); the demo's rows get the whole measured recipe (training_steps caps at the preset's steps)
+EPOCHS = 4.55
 MIN_STEPS = 10  # a few rows still get enough optimizer steps to move the student
+# SFT (no white-box KD possible) runs this share of the KD step's steps: SFT overfits past ~2 passes where KD keeps
+# learning. On the demo (bench/demo_sweep.py, 4 label seeds, held-out KL / perplexity): SFT 150 steps 1.668 / 17.7,
+# SFT 300 steps 2.130 / 27.0; KD 300 steps 1.317 / 13.1.
+SFT_STEP_SHARE = 0.5
 
 
 def rows_split(rows: int) -> tuple[int, int]:
@@ -139,18 +148,22 @@ def synthesize_job(plan: FlowPlan) -> PipelineJob:
     return PipelineJob(name=f"synthesize {plan.dataset} with {plan.tag}", steps=steps)
 
 
-def training_steps(train_rows: int | None, preset_steps: int) -> int:
+def training_steps(train_rows: int | None, preset_steps: int, share: float = 1.0) -> int:
     """Optimizer steps for `train_rows` labelled rows: about EPOCHS passes, at least MIN_STEPS, at most the preset's
-    (None: the preset's). The demo's 265 training rows get the preset's 100."""
-    if not train_rows:
-        return preset_steps
-    batch = _step("sft").per_device_train_batch_size * _step("sft").gradient_accumulation_steps
-    return min(preset_steps, max(MIN_STEPS, math.ceil(train_rows * EPOCHS / batch)))
+    (None: the preset's); `share` of that for SFT (SFT_STEP_SHARE). The demo's 265 training rows get the preset's
+    300 (SFT: 150)."""
+    steps = preset_steps
+    if train_rows:
+        kd = _step("kd")
+        batch = kd.per_device_train_batch_size * kd.gradient_accumulation_steps
+        steps = min(preset_steps, max(MIN_STEPS, math.ceil(train_rows * EPOCHS / batch)))
+    return steps if share == 1.0 else max(MIN_STEPS, math.ceil(steps * share))
 
 
-def _scaled(job: JobBase, train_rows: int | None) -> JobBase:
-    """A preset training step with its steps (and evaluation / checkpoint intervals) fitted to the rows."""
-    steps = training_steps(train_rows, job.max_steps)
+def _scaled(job: JobBase, train_rows: int | None, share: float = 1.0) -> JobBase:
+    """A preset training step with its steps (and evaluation / checkpoint intervals) fitted to the rows (and to
+    `share` of them)."""
+    steps = training_steps(train_rows, job.max_steps, share)
     if steps == job.max_steps:
         return job
     every = max(1, min(job.eval_steps or steps, steps // 4))  # about four evaluations, a checkpoint every second one
@@ -159,21 +172,23 @@ def _scaled(job: JobBase, train_rows: int | None) -> JobBase:
 
 
 def train_job(plan: FlowPlan, logit_kd: bool, train_rows: int | None = None) -> PipelineJob:
-    """Stage 2: SFT on the teacher's answers, then (same tokenizer only) white-box KD from its top-k log-probs.
-    `train_rows`: how many labelled rows there are (sets the steps; None: the preset's)."""
-    sft = _scaled(_step("sft"), train_rows).model_copy(update={
-        "student": plan.student, "dataset": plan.labelled, "eval_dataset": plan.heldout_labelled,
-        "output": plan.student_sft})
-    steps = [PipelineStep(name="sft", job=sft)]
-    if logit_kd:
-        base = _step("capture")
-        capture = base.model_copy(update={"input": plan.labelled, "output": plan.logits,
-                                          "teacher": _teacher(base.teacher, plan)})
-        kd = _scaled(_step("kd"), train_rows).model_copy(update={
-            "student": plan.student_sft, "teacher": plan.teacher.model, "dataset": plan.labelled,
-            "eval_dataset": plan.heldout_labelled, "logits": plan.logits, "output": plan.student_kd})
-        steps += [PipelineStep(name="capture", job=capture), PipelineStep(name="kd", job=kd)]
-    return PipelineJob(name=train_job_name(plan), steps=steps)
+    """Stage 2: (same tokenizer, local teacher) white-box KD of the student from the teacher's top-k log-probs, as
+    the preset's capture + kd steps; otherwise SFT on the teacher's answers, one step with the kd step's training
+    settings for SFT_STEP_SHARE of its steps. `train_rows`: how many labelled rows there are (sets the steps; None:
+    the preset's)."""
+    data = {"student": plan.student, "dataset": plan.labelled, "eval_dataset": plan.heldout_labelled}
+    if not logit_kd:
+        kd = _step("kd")
+        sft = SftJob(**kd.model_dump(include=set(SftJob.model_fields) - {"kind"}, exclude_unset=True))
+        sft = _scaled(sft, train_rows, SFT_STEP_SHARE).model_copy(update={**data, "output": plan.student_sft})
+        return PipelineJob(name=train_job_name(plan), steps=[PipelineStep(name="sft", job=sft)])
+    base = _step("capture")
+    capture = base.model_copy(update={"input": plan.labelled, "output": plan.logits,
+                                      "teacher": _teacher(base.teacher, plan)})
+    kd = _scaled(_step("kd"), train_rows).model_copy(update={
+        **data, "teacher": plan.teacher.model, "logits": plan.logits, "output": plan.student_kd})
+    return PipelineJob(name=train_job_name(plan), steps=[PipelineStep(name="capture", job=capture),
+                                                         PipelineStep(name="kd", job=kd)])
 
 
 def train_job_name(plan: FlowPlan) -> str:
@@ -182,6 +197,7 @@ def train_job_name(plan: FlowPlan) -> str:
 
 
 def final_student(plan: FlowPlan, logit_kd: bool) -> str:
+    """The model ② writes: the KD student, or the SFT one where white-box KD cannot run."""
     return plan.student_kd if logit_kd else plan.student_sft
 
 
@@ -320,11 +336,13 @@ def default_pair(ws: Workspace) -> DefaultPair:
 class Costs:
     """Seconds per unit of work, measured with the offline demo pair (SmolLM2-135M-Instruct, 134.5M parameters →
     its 15-layer student, 81.4M) by the demo-cpu preset run from a fresh workspace on this project's 2-core CPU, on
-    a quiet machine (`bench/demo.py run`, load ~1.6; README, "What the demo achieves on a CPU"): labelling 294 rows
-    of up to 128 new tokens 194 s (bf16 teacher, the top-k recorded while labelling: the capture step finds nothing
-    left, hence capture_row 0 for a local teacher), SFT 150 steps of 4 rows (length 256, bf16 autocast, two
-    evaluations) 259 s, KD 150 steps 261 s, an evaluation of 30 held-out rows against the teacher ~18 s; `step_start`
-    is a job step's start (process, imports, model loading), taken off the per-unit figures."""
+    a quiet machine (`bench/demo.py run`, load ~1.6), when the preset still ran SFT 150 steps then KD 150: labelling
+    294 rows of up to 128 new tokens 194 s (bf16 teacher, the top-k recorded while labelling: the capture step finds
+    nothing left, hence capture_row 0 for a local teacher), SFT 150 steps of 4 rows (length 256, bf16 autocast, two
+    evaluations) 259 s, KD 150 steps 261 s, an evaluation of 30 held-out rows against the teacher ~18 s. The preset
+    now runs KD alone for 300 steps; a KD step (same batch, length, precision and cache) costs what it did, so
+    kd_step stands; sft_step prices the SFT that ② runs where KD cannot. `step_start` is a job step's start
+    (process, imports, model loading), taken off the per-unit figures."""
 
     step_start: float = 10.0
     label_row: float = 0.63
@@ -343,7 +361,7 @@ DEMO_CPU = Costs()
 class Estimate:
     train_rows: int
     heldout_rows: int
-    sft_steps: int
+    sft_steps: int  # 0: white-box KD runs instead (② is SFT only where it cannot)
     kd_steps: int  # 0: no white-box KD (an endpoint teacher, or another tokenizer)
     synth_s: float | None  # None: the teacher is an endpoint (its pace is the server's)
     train_s: float
@@ -371,18 +389,21 @@ def split_sizes(total: int, rows: int | None = None) -> tuple[int, int]:
 
 def estimate(total: int, rows: int | None, kd: bool, api_teacher: bool, teacher_params: int | None = None,
              student_params: int | None = None, costs: Costs = DEMO_CPU) -> Estimate:
-    """The time the three stages take for `rows` of a `total`-row dataset. Per-unit costs scale with the parameters
-    of the model doing the work (teacher: labelling, capture; student: training; both: evaluation) when known."""
+    """The time the three stages take for `rows` of a `total`-row dataset; ② is capture + KD with `kd`, else SFT.
+    Per-unit costs scale with the parameters of the model doing the work (teacher: labelling, capture; student:
+    training; both: evaluation) when known."""
     n_train, n_heldout = split_sizes(total, rows)
     t = (teacher_params or costs.teacher_params) / costs.teacher_params
     s = (student_params or costs.student_params) / costs.student_params
-    sft = training_steps(n_train, _step("sft").max_steps)
-    kd_steps = training_steps(n_train, _step("kd").max_steps) if kd else 0
+    preset_steps = _step("kd").max_steps
+    kd_steps = training_steps(n_train, preset_steps) if kd else 0
+    sft = 0 if kd else training_steps(n_train, preset_steps, SFT_STEP_SHARE)
     start = costs.step_start
     synth = None if api_teacher else 2 * start + (n_train + n_heldout) * costs.label_row * t
-    train = start + sft * costs.sft_step * s
-    if kd_steps:
-        train += 2 * start + n_train * costs.capture_row * t + kd_steps * costs.kd_step * s
+    if kd:
+        train = 2 * start + n_train * costs.capture_row * t + kd_steps * costs.kd_step * s
+    else:
+        train = start + sft * costs.sft_step * s
     per_eval = start + n_heldout * costs.eval_row * ((s + t) / 2 if not api_teacher else s)
     scaled = any(p is not None and abs(p / ref - 1) > 0.05 for p, ref in (
         (teacher_params, costs.teacher_params), (student_params, costs.student_params)))
@@ -492,11 +513,13 @@ def train_offer(jobs: Any, plan: FlowPlan) -> TrainOffer:
 
 
 def used_kd(info: Any) -> bool:
-    """Whether a ② job trains by white-box KD after SFT (its steps say; the tokenizer check decided at submit)."""
+    """Whether a ② job trains by white-box KD ([capture, kd]) rather than SFT ([sft]): its steps say (the tokenizer
+    check decided at submit)."""
     return "kd" in (getattr(info, "steps", None) or [])
 
 
-def fresh_start_blockers(plan: FlowPlan, ws: Workspace) -> list[str]:
-    """Models a new ② would have to overwrite (a training job refuses to replace a model another job wrote)."""
-    return [name for name in (plan.student_sft, plan.student_kd)
-            if (ws.models / name).is_dir() and any((ws.models / name).iterdir())]
+def fresh_start_blockers(plan: FlowPlan, ws: Workspace, logit_kd: bool | None = None) -> list[str]:
+    """Models a new ② would have to overwrite (a training job refuses to replace a model another job wrote): the one
+    it writes (`final_student`), or either when `logit_kd` is None (not decided)."""
+    names = (plan.student_sft, plan.student_kd) if logit_kd is None else (final_student(plan, logit_kd),)
+    return [name for name in names if (ws.models / name).is_dir() and any((ws.models / name).iterdir())]

@@ -8,6 +8,7 @@ import pytest
 from core.config.base import BackendSpec
 from core.flow import (
     FlowPlan,
+    _step,
     compare_job,
     ensure_demo_dataset,
     logit_kd_possible,
@@ -23,16 +24,28 @@ def test_stages_chain_outputs_to_inputs(workspace):
     synth = synthesize_job(plan)
     labelled, heldout = (s.job.output for s in synth.steps)
     assert [s.job.input for s in synth.steps] == [plan.train_split, plan.heldout_split]
-    sft, capture, kd = (s.job for s in train_job(plan, logit_kd=True).steps)
-    assert sft.dataset == capture.input == kd.dataset == labelled
-    assert sft.eval_dataset == kd.eval_dataset == heldout
-    assert kd.student == sft.output and kd.logits == capture.output and capture.teacher.model == "teacher-m"
+    with_kd = train_job(plan, logit_kd=True)
+    assert [s.name for s in with_kd.steps] == ["capture", "kd"]  # white-box KD straight from the user's student
+    capture, kd = (s.job for s in with_kd.steps)
+    assert capture.input == kd.dataset == labelled and kd.eval_dataset == heldout
+    assert kd.student == "student-m" and kd.logits == capture.output and capture.teacher.model == "teacher-m"
+    assert kd.teacher == "teacher-m" and kd.output == plan.student_kd
+    preset_kd = _step("kd")
+    assert (kd.kd_ratio, kd.learning_rate, kd.max_steps) == (preset_kd.kd_ratio, preset_kd.learning_rate,
+                                                             preset_kd.max_steps)  # the preset's recipe
     before, after = (s.job for s in compare_job(plan, logit_kd=True).steps)
     assert before.model.model == "student-m" and after.model.model == kd.output
     assert before.dataset == after.dataset == heldout
     only_sft = train_job(plan, logit_kd=False)
     assert [s.name for s in only_sft.steps] == ["sft"]
-    assert compare_job(plan, logit_kd=False).steps[1].job.model.model == only_sft.steps[0].job.output
+    sft = only_sft.steps[0].job
+    assert sft.kind == "train_sft" and sft.student == "student-m" and sft.output == plan.student_sft
+    assert (sft.dataset, sft.eval_dataset) == (labelled, heldout)
+    # the kd step's training settings, for half its steps (SFT overfits where KD keeps learning)
+    assert (sft.learning_rate, sft.per_device_train_batch_size, sft.max_length, sft.precision) == (
+        preset_kd.learning_rate, preset_kd.per_device_train_batch_size, preset_kd.max_length, preset_kd.precision)
+    assert sft.max_steps == preset_kd.max_steps // 2
+    assert compare_job(plan, logit_kd=False).steps[1].job.model.model == sft.output
 
 
 def test_plan_names_what_is_missing(workspace):
@@ -78,13 +91,20 @@ def test_rows_to_use_limit_labelling_names_and_training_steps(workspace):
     assert "60rows" in label.output and "60rows" in heldout.output and "60rows" in plan.student_kd
     assert label.output != FlowPlan(BackendSpec(model="t"), "s", "qa").labelled  # another N never mixes rows
     assert all(s.job.limit is None for s in synthesize_job(FlowPlan(BackendSpec(model="t"), "s", "qa")).steps)
-    # Steps follow the rows (about 1.5 passes), at least MIN_STEPS, at most the preset's 100; intervals fit inside.
-    assert training_steps(265, 100) == 100 and training_steps(10_000, 100) == 100
-    assert training_steps(54, 100) == 21 and training_steps(3, 100) == MIN_STEPS
-    sft, _, kd = (s.job for s in train_job(plan, logit_kd=True, train_rows=54).steps)
-    assert sft.max_steps == kd.max_steps == 21
-    assert sft.eval_steps <= sft.max_steps and sft.save_steps <= sft.max_steps and sft.save_steps % sft.eval_steps == 0
-    assert train_job(plan, logit_kd=False).steps[0].job.max_steps == 150  # rows unknown: the preset's steps
+    # Steps follow the rows (about 4.5 passes, as the preset's 300 over the demo's 265 rows), at least MIN_STEPS, at
+    # most the preset's; SFT half of that. Intervals fit inside.
+    assert training_steps(265, 300) == 300 and training_steps(10_000, 300) == 300
+    assert training_steps(54, 300) == 62 and training_steps(3, 300) == MIN_STEPS
+    assert training_steps(265, 300, 0.5) == 150 and training_steps(54, 300, 0.5) == 31
+    assert training_steps(3, 300, 0.5) == MIN_STEPS
+    _, kd = (s.job for s in train_job(plan, logit_kd=True, train_rows=54).steps)
+    sft = train_job(plan, logit_kd=False, train_rows=54).steps[0].job
+    assert (kd.max_steps, sft.max_steps) == (62, 31)
+    for job in (kd, sft):
+        assert job.eval_steps <= job.max_steps and job.save_steps <= job.max_steps
+        assert job.save_steps % job.eval_steps == 0
+    assert train_job(plan, logit_kd=True).steps[1].job.max_steps == 300  # rows unknown: the preset's steps
+    assert train_job(plan, logit_kd=False).steps[0].job.max_steps == 150  # ... and half of them for SFT
 
 
 def test_estimate_scales_with_rows_models_and_teacher_kind():
@@ -92,13 +112,15 @@ def test_estimate_scales_with_rows_models_and_teacher_kind():
 
     assert split_sizes(294) == (265, 29) and split_sizes(294, 60) == (54, 6) and split_sizes(294, 400) == (265, 29)
     demo = estimate(294, None, kd=True, api_teacher=False)
-    assert (demo.train_rows, demo.heldout_rows, demo.sft_steps, demo.kd_steps) == (265, 29, 100, 100)
-    assert 6 * 60 < demo.total_s < 15 * 60  # ~1.5 passes (100 steps each) of the preset's 150: ~10 min
+    assert (demo.train_rows, demo.heldout_rows, demo.sft_steps, demo.kd_steps) == (265, 29, 0, 300)
+    assert 10 * 60 < demo.total_s < 15 * 60  # the preset's recipe: labelling ~3.5 min, KD 300 steps ~8.5: ~13 min
+    no_kd = estimate(294, None, kd=False, api_teacher=False)
+    assert (no_kd.sft_steps, no_kd.kd_steps) == (150, 0) and no_kd.train_s < demo.train_s / 1.8  # half the steps
     assert not demo.scaled
     small = estimate(294, 30, kd=True, api_teacher=False)
     assert small.total_s < demo.total_s / 4 and small.synth_s < demo.synth_s / 4  # a job start is fixed
     api = estimate(294, 30, kd=False, api_teacher=True)
-    assert api.synth_s is None and api.kd_steps == 0 and api.train_s < small.train_s
+    assert api.synth_s is None and api.kd_steps == 0 and api.sft_steps > 0 and api.train_s < small.train_s
     big = estimate(294, None, kd=True, api_teacher=False, teacher_params=10 * DEMO_CPU.teacher_params,
                    student_params=DEMO_CPU.student_params)
     # the teacher's size costs in labelling (which records its top-k too); training reads the cache
@@ -168,10 +190,11 @@ def test_train_offer_resumes_a_stopped_train_and_says_running_or_done(workspace)
     m = JobManager(workspace)
     plan = FlowPlan(BackendSpec(model="t"), "s", "qa", rows=40)
     assert train_offer(m, plan).action == START
-    # A stand-in for ②'s job (same name, selftest steps): SFT finishes, KD is stopped midway.
+    # A stand-in for ②'s job (its name and step names, selftest jobs): capture finishes, KD is stopped midway.
+    capture, kd = (s.name for s in train_job(plan, logit_kd=True).steps)
     job = m.submit(PipelineJob(name=train_job_name(plan), steps=[
-        PipelineStep(name="sft", job=SelftestJob(steps=2, delay_s=0.01)),
-        PipelineStep(name="kd", job=SelftestJob(steps=150, delay_s=0.02))]))
+        PipelineStep(name=capture, job=SelftestJob(steps=2, delay_s=0.01)),
+        PipelineStep(name=kd, job=SelftestJob(steps=150, delay_s=0.02))]))
     try:
         deadline = time.monotonic() + 60
         while not any(r.get("stage") == "kd" for r in m.metrics(job) if "step" in r):
@@ -181,7 +204,7 @@ def test_train_offer_resumes_a_stopped_train_and_says_running_or_done(workspace)
         assert m.stop(job, wait=30).status == "stopped"
         offer = train_offer(m, plan)
         assert offer.action == RESUME and offer.job.id == job
-        assert offer.point.done == ("sft",) and offer.point.step == "kd" and offer.point.checkpoint is None
+        assert offer.point.done == ("capture",) and offer.point.step == "kd" and offer.point.checkpoint is None
         assert used_kd(offer.job)  # what ② will publish follows the job's own steps
         other = FlowPlan(BackendSpec(model="t"), "s", "qa")  # all rows: another plan, another ②
         assert train_offer(m, other).action == START
@@ -199,20 +222,22 @@ def test_a_failed_train_is_resumed_only_from_a_checkpoint(workspace):
 
     from core.config import PipelineJob, PipelineStep
     from core.config.selftest import SelftestJob
-    from core.flow import CHECKPOINTS, RESUME, START, train_job_name, train_offer
+    from core.flow import CHECKPOINTS, RESUME, START, train_job_name, train_offer, used_kd
     from core.jobs.manager import JobManager
     from core.train.common import CHECKPOINTS as TRAIN_CHECKPOINTS
 
     assert CHECKPOINTS == TRAIN_CHECKPOINTS
     m = JobManager(workspace)
     plan = FlowPlan(BackendSpec(model="t"), "s", "qa")
+    [sft] = (s.name for s in train_job(plan, logit_kd=False).steps)  # ② without white-box KD: SFT alone
     job = m.submit(PipelineJob(name=train_job_name(plan), steps=[
-        PipelineStep(name="sft", job=SelftestJob(steps=3, delay_s=0.01, fail_at=2))]))
+        PipelineStep(name=sft, job=SelftestJob(steps=3, delay_s=0.01, fail_at=2))]))
     assert m.wait(job, 60).status == "failed"
     assert train_offer(m, plan).action == START  # nothing saved: a new ② is as good as a resume
     (Path(m.get(job).run_dir) / "output" / "sft" / CHECKPOINTS / "checkpoint-7").mkdir(parents=True)
     offer = train_offer(m, plan)
     assert offer.action == RESUME and offer.point.checkpoint == 7 and offer.point.step == "sft"
+    assert not used_kd(offer.job)  # ③ will compare the SFT student
 
 
 def test_fresh_start_names_the_models_it_would_replace(workspace):
@@ -222,3 +247,7 @@ def test_fresh_start_names_the_models_it_would_replace(workspace):
     assert fresh_start_blockers(plan, workspace) == []
     _model(workspace, plan.student_sft, 10)
     assert fresh_start_blockers(plan, workspace) == [plan.student_sft]
+    assert fresh_start_blockers(plan, workspace, logit_kd=False) == [plan.student_sft]
+    assert fresh_start_blockers(plan, workspace, logit_kd=True) == []  # KD writes only the KD student
+    _model(workspace, plan.student_kd, 10)
+    assert fresh_start_blockers(plan, workspace, logit_kd=True) == [plan.student_kd]

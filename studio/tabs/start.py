@@ -228,14 +228,13 @@ def _rows(n: float | None, rows_for: str | None, dataset: str | None) -> float |
 
 
 def _estimate_text(ui: UIContext, est: flow.Estimate) -> str:
-    """"⏱ Estimated time: ≈ 25 min for 265 training + 29 held-out rows — ① labelling ≈ 9 min · ② training ≈ 16 min
-    (SFT 100 + KD 100 steps) · ③ evaluating under a minute.", and what the figures rest on."""
+    """"⏱ Estimated time: ≈ 13 min for 265 training + 29 held-out rows — ① labelling ≈ 3 min · ② training ≈ 9 min
+    (KD 300 steps) · ③ evaluating ≈ 1 min.", and what the figures rest on."""
     def mins(seconds: float) -> str:
         n = flow.minutes(seconds)
         return ui.t("start.minutes", n=n) if n else ui.t("start.under_a_minute")
 
-    steps = (ui.t("start.steps_kd", sft=est.sft_steps, kd=est.kd_steps) if est.kd_steps
-             else ui.t("start.steps_sft", sft=est.sft_steps))
+    steps = (ui.t("start.steps_kd", kd=est.kd_steps) if est.kd_steps else ui.t("start.steps_sft", sft=est.sft_steps))
     synth = mins(est.synth_s) if est.synth_s is not None else ui.t("start.estimate_api")
     text = ui.t("start.estimate", total=mins(est.total_s), train=est.train_rows, heldout=est.heldout_rows,
                 synth=synth, training=mins(est.train_s), steps=steps, compare=mins(est.compare_s))
@@ -281,8 +280,8 @@ def _wire_train(ui: UIContext, g: _Guided) -> None:
     shown = (gr.update(visible=True),)
     hidden = (gr.update(visible=False),)
 
-    def submit(plan: flow.FlowPlan, st: dict) -> tuple:
-        kd, why = flow.logit_kd_possible(plan, ws)
+    def submit(plan: flow.FlowPlan, st: dict, kd_why: tuple | None = None) -> tuple:
+        kd, why = kd_why or flow.logit_kd_possible(plan, ws)
         job = ui.jobs().submit(flow.train_job(plan, kd, flow.dataset_rows(ws, plan.labelled)))
         out = flow.final_student(plan, kd)
         st = {**st, "train": job, "train_out": out, "kd": kd}
@@ -316,11 +315,12 @@ def _wire_train(ui: UIContext, g: _Guided) -> None:
     def fresh(t, s, d, n, nd, st: dict):
         try:
             plan = flow.make_plan(t, s, d, ws, _rows(n, nd, d))
-            blockers = flow.fresh_start_blockers(plan, ws)
+            kd_why = flow.logit_kd_possible(plan, ws)
+            blockers = flow.fresh_start_blockers(plan, ws, kd_why[0])
             if blockers:
                 models = ", ".join(f"`{b}`" for b in blockers)
                 return ui.t("start.fresh_blocked", models=models), st, gr.Timer(active=bool(st)), *shown
-            return submit(plan, st)
+            return submit(plan, st, kd_why)
         except UserError as e:
             return _refused(ui, e), st, gr.Timer(active=bool(st)), *shown
 
