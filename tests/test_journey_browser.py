@@ -68,12 +68,12 @@ def test_first_distillation_journey(studio, browser_page, tiny_models, tmp_path,
         assert all(json.loads(r)["output"] for r in labelled)
         page.screenshot(path=str(artifacts_dir / "journey-2-synthesize.png"), full_page=True)
 
-        # 3. ② Train: SFT then white-box KD (the tiny pair shares a tokenizer).
+        # 3. ② Train: white-box KD straight from the student (the tiny pair shares a tokenizer): no SFT stage.
         page.locator("#eds-start-train").click()
         page.wait_for_selector("#eds-start-message:has-text('tiny-student-kd')")
         _wait_status(page, "train", "succeeded", timeout=600_000)
-        for name in ("tiny-student-sft", "tiny-student-kd"):
-            assert (ws / "models" / name / "config.json").exists(), f"model {name} was not saved"
+        assert (ws / "models" / "tiny-student-kd" / "config.json").exists(), "model tiny-student-kd was not saved"
+        assert not (ws / "models" / "tiny-student-sft").exists()
         page.screenshot(path=str(artifacts_dir / "journey-3-train.png"), full_page=True)
 
         # 4. ③ Compare: evaluation job + the Chat tab with teacher | distilled student; both answer.
