@@ -336,19 +336,18 @@ def default_pair(ws: Workspace) -> DefaultPair:
 class Costs:
     """Seconds per unit of work, measured with the offline demo pair (SmolLM2-135M-Instruct, 134.5M parameters →
     its 15-layer student, 81.4M) by the demo-cpu preset run from a fresh workspace on this project's 2-core CPU, on
-    a quiet machine (`bench/demo.py run`, load ~1.6), when the preset still ran SFT 150 steps then KD 150: labelling
-    294 rows of up to 128 new tokens 194 s (bf16 teacher, the top-k recorded while labelling: the capture step finds
-    nothing left, hence capture_row 0 for a local teacher), SFT 150 steps of 4 rows (length 256, bf16 autocast, two
-    evaluations) 259 s, KD 150 steps 261 s, an evaluation of 30 held-out rows against the teacher ~18 s. The preset
-    now runs KD alone for 300 steps; a KD step (same batch, length, precision and cache) costs what it did, so
-    kd_step stands; sft_step prices the SFT that ② runs where KD cannot. `step_start` is a job step's start
-    (process, imports, model loading), taken off the per-unit figures."""
+    a quiet machine (`bench/demo.py run`, load ~1.7; README, "What the demo achieves on a CPU"): labelling 294 rows
+    of up to 128 new tokens 187 s (bf16 teacher, the top-k recorded while labelling: the capture step finds nothing
+    left, hence capture_row 0 for a local teacher), KD 300 steps of 4 rows (length 256, bf16 autocast, two
+    evaluations) 526 s, an evaluation of 30 held-out rows against the teacher ~18 s. sft_step, which prices the SFT
+    that ② runs where KD cannot, is from the former preset's SFT 150 steps (259 s, the same batch and length).
+    `step_start` is a job step's start (process, imports, model loading), taken off the per-unit figures."""
 
     step_start: float = 10.0
     label_row: float = 0.63
     sft_step: float = 1.66
     capture_row: float = 0.0
-    kd_step: float = 1.67
+    kd_step: float = 1.72
     eval_row: float = 0.27
     teacher_params: int = 134_515_008
     student_params: int = 81_413_568
