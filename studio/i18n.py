@@ -35,8 +35,9 @@ def strings(lang: str) -> dict[str, str]:
     return out
 
 
-def t(key: str, lang: str = DEFAULT_LANG, **fmt: object) -> str:
-    """The text for `key` in `lang` (English if missing there; the key itself if missing everywhere)."""
+def t(key: str, lang: str = DEFAULT_LANG, /, **fmt: object) -> str:
+    """The text for `key` in `lang` (English if missing there; the key itself if missing everywhere). Positional-only,
+    so a text's own fields may be named `key` or `lang` (an error's params reach here as fields)."""
     text = strings(lang).get(key) or strings(DEFAULT_LANG).get(key) or key
     return text.format(**fmt) if fmt else text
 

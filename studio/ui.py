@@ -86,7 +86,7 @@ class UIContext:
         """Run `fn` inside the Blocks once all tabs exist (to wire events into components of later tabs)."""
         self.deferred.append(fn)
 
-    def t(self, key: str, **fmt: object) -> str:
+    def t(self, key: str, /, **fmt: object) -> str:
         return t(key, self.lang, **fmt)
 
     def reg(self, key: str, component: Any, *attrs: str, choices: tuple[tuple[Label, Any], ...] = (),

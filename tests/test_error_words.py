@@ -265,3 +265,13 @@ def test_dataset_info_refusals_read_in_the_page_language(ui, workspace, capsys):
     assert cli(["--workspace", str(workspace.root), "data", "import", str(info), "--entry", "vision"]) == 2
     err = capsys.readouterr().err
     assert "entry 'vision' has images: the studio imports text data only" in err and not ZH.search(err), err
+
+
+def test_an_error_param_named_key_or_lang_is_worded_not_a_crash(ui):
+    """Core's params reach the page's text as format fields: `key` and `lang` are names a code may use (they were
+    the text function's own argument names, and a param so named raised TypeError instead of showing the error)."""
+    from studio.i18n import t
+
+    assert t("chat.no_model", "zh", key="k", lang="x") == t("chat.no_model", "zh")
+    with speaking("zh"):
+        assert ui.t("chat.no_model", key="k") == t("chat.no_model", "zh")
