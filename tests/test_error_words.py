@@ -275,3 +275,26 @@ def test_an_error_param_named_key_or_lang_is_worded_not_a_crash(ui):
     assert t("chat.no_model", "zh", key="k", lang="x") == t("chat.no_model", "zh")
     with speaking("zh"):
         assert ui.t("chat.no_model", key="k") == t("chat.no_model", "zh")
+
+
+def test_json_nested_too_deeply_or_broken_reads_in_the_page_language(ui, workspace):
+    """A .json whose nesting outruns the parser (an object, or a record of an array) or an array with a broken
+    record is refused with its file (and record) named, in the page's language."""
+    from core.data import store
+    from core.data.errors import DataError
+
+    files = {"deep-object.json": '{"a": ' + "[" * 200_000 + "]" * 200_000 + "}",
+             "deep-array.json": "[" * 200_000 + "]" * 200_000,
+             "broken-array.json": '[{"instruction": "a", "output": "b"},\n {"instruction": oops}]'}
+    said = {}
+    for name, text in files.items():
+        (workspace.root / name).write_text(text, encoding="utf-8")
+        with pytest.raises(DataError) as e:
+            store.import_file(workspace, workspace.root / name, name.split(".")[0], "alpaca", on_error="stop")
+        assert e.value.code, f"{name}: {e.value} has no code"
+        with speaking("zh"):
+            said[name] = ui.error_text(e.value)
+    assert "JSON 嵌套过深" in said["deep-object.json"], said
+    assert "数组的第 1 条记录（第 1 行）嵌套过深" in said["deep-array.json"], said
+    assert "第 2 行第 18 列不是有效的 JSON（数组的第 2 条记录）" in said["broken-array.json"], said
+    assert all(name in text for name, text in said.items())

@@ -145,7 +145,8 @@ def _iter_json(p: Path) -> Iterator[Record]:
         raise DataError(f"{p}: not valid JSON ({json_problem(e)})", code="json_invalid",
                         params={"file": str(p), "line": e.lineno, "column": e.colno}) from None
     except RecursionError:
-        raise DataError(f"{p}: not usable: JSON nested too deeply") from None
+        raise DataError(f"{p}: not usable: JSON nested too deeply", code="json_too_deep",
+                        params={"file": str(p)}) from None
     if isinstance(value, dict):
         lists = [v for v in value.values() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v)]
         if len(lists) == 1 and len(value) <= 3:  # {"data": [...]} and similar wrappers

@@ -159,9 +159,11 @@ def _elements(p: Path, src: _Text) -> Iterator[tuple[int, int, object]]:
                     continue
                 ln, cn = where(e.pos)
                 raise DataError(f"{p}: not valid JSON at line {ln}, column {cn} (record {k} of the array): "
-                                f"{e.msg}") from None
+                                f"{e.msg}", code="json_array_invalid",
+                                params={"file": str(p), "line": ln, "column": cn, "record": k}) from None
             except RecursionError:
-                raise DataError(f"{p}: record {k} of the array (line {at_line}) is nested too deeply") from None
+                raise DataError(f"{p}: record {k} of the array (line {at_line}) is nested too deeply",
+                                code="json_array_deep", params={"file": str(p), "record": k, "line": at_line}) from None
             if (not src.eof and isinstance(value, (int, float)) and _NUMBER.match(buf, end).end() == len(buf)
                     and more(max(CHUNK, len(buf)))):
                 continue  # a number may go on past the buffer ("1e" + "-07"): decode it again with what follows
