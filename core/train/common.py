@@ -8,6 +8,7 @@ across methods (metric names, checkpoint layout, resume, the exported model fold
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,12 +66,20 @@ def use_cpu(ctx: JobContext) -> bool:
 
 
 def precision_flags(precision: str, cpu: bool) -> dict[str, bool]:
-    """bf16/fp16 flags for TrainingArguments. auto: bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU."""
+    """bf16/fp16 flags for TrainingArguments. auto: bf16 on a GPU that has it, fp16 on older GPUs, fp32 on CPU;
+    bf16 on a GPU without it: fp16, said in the log."""
     import torch
 
     if precision == "fp32":
         return {"bf16": False, "fp16": False}
     if precision == "bf16":
+        if not cpu and not torch.cuda.is_bf16_supported():
+            # a preset's bf16 (the CPU demo's, which the guided flow copies) on a GPU older than Ampere: Trainer
+            # would refuse it outright; fp16 mixed precision is what such a GPU trains with
+            logging.getLogger("job").warning("precision: bf16 asked, but this GPU has no bf16 support: training "
+                                             "in fp16 mixed precision instead (set precision: fp16 or auto to "
+                                             "silence this)")
+            return {"bf16": False, "fp16": True}
         return {"bf16": True, "fp16": False}
     if precision == "fp16":
         if cpu:
