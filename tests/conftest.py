@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -103,13 +103,13 @@ def _signals_reset(where: str) -> None:
     """Put SIGINT/SIGTERM/SIGHUP back to Python's defaults and unblocked in this (main) thread. Every subprocess a
     test starts inherits an ignored or blocked signal: a CLI whose SIGINT is ignored never sees the Ctrl-C a test
     sends (test_ctrl_c_without_a_terminal_stops_the_job hung in full runs, 3 of the last 5). Whatever left it so is
-    named once on stderr (pytest -s / the CI log) for whoever hunts it."""
+    named in pytest's warnings summary (the first three) for whoever hunts it."""
     bad = [f"{signal.Signals(s).name}={signal.getsignal(s)}" for s in _SIGS if signal.getsignal(s) == signal.SIG_IGN]
     blocked = set(_SIGS) & set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
     bad += [f"{signal.Signals(s).name} blocked" for s in blocked]
     if bad and len(_seen_bad) < 3:
         _seen_bad.append(where)
-        print(f"\n[conftest] {where}: {', '.join(bad)} (reset to the defaults)", file=sys.stderr)
+        warnings.warn(f"{where}: {', '.join(bad)} (reset to the defaults)", stacklevel=1)
     for s in _SIGS:
         if signal.getsignal(s) is not _DEFAULT[s]:
             signal.signal(s, _DEFAULT[s])
