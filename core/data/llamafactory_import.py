@@ -102,7 +102,7 @@ def read_dataset_info(path: str | os.PathLike, *, ws: Workspace | None = None,
         raise DataError(f"{name}: not valid JSON ({json_problem(e)})", code="json_invalid",
                         params={"file": name, "line": e.lineno, "column": e.colno}) from None
     except RecursionError:
-        raise DataError(f"{name}: not usable: JSON nested too deeply", code="lf_info_deep",
+        raise DataError(f"{name}: not usable: JSON nested too deeply", code="json_too_deep",
                         params={"file": name}) from None
     if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
         raise DataError(f"{name}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}})",
