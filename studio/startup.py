@@ -15,6 +15,13 @@ from typing import Any
 import gradio as gr
 
 
+def _inspect_with(**replaced: Callable[..., Any]) -> SimpleNamespace:
+    """The `inspect` module as a namespace with `replaced` functions: what a Gradio module gets in place of its
+    `inspect` (the rest of the process keeps the real one; a SimpleNamespace also marks the patch as made)."""
+    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
+    return SimpleNamespace(**{**names, **replaced})
+
+
 def argspecs_once() -> None:
     """Gradio wraps every component's `__init__` in a function that calls `inspect.getfullargspec` on the same
     `__init__` on each call (twice per component: its class's and `Component`'s): about 60 % of the time to create a
@@ -25,8 +32,7 @@ def argspecs_once() -> None:
     spec = getattr(component_meta.inspect, "getfullargspec", None)
     if spec is None or isinstance(component_meta.inspect, SimpleNamespace):
         return
-    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
-    component_meta.inspect = SimpleNamespace(**{**names, "getfullargspec": functools.cache(spec)})
+    component_meta.inspect = _inspect_with(getfullargspec=functools.cache(spec))
     init_signatures_once()
 
 
@@ -46,8 +52,7 @@ def init_signatures_once() -> None:
             return signature(obj, *args, **kwargs)
         return init_signature(obj)
 
-    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
-    blocks.inspect = SimpleNamespace(**{**names, "signature": cached})
+    blocks.inspect = _inspect_with(signature=cached)
 
 
 def upload_folder_once() -> None:
@@ -94,8 +99,7 @@ def handlers_inspected_once() -> Iterator[None]:
     def get_type_hints(fn: Any) -> Any:
         return _memo(hints, fn, plain_hints)
 
-    names = {k: getattr(inspect, k) for k in dir(inspect) if not k.startswith("__")}
-    patched = SimpleNamespace(**{**names, "signature": signature})
+    patched = _inspect_with(signature=signature)
     saved = (utils.inspect, helpers.inspect)
     utils.inspect = helpers.inspect = patched  # type: ignore[assignment]
     utils.get_type_hints = get_type_hints
